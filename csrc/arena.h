@@ -1,0 +1,75 @@
+/*
+ * arena.h: the arena's private layout and its allocation fast path, shared by the
+ * library's own files. Not part of the public API.
+ */
+#ifndef FASTGRAD_ARENA_H
+#define FASTGRAD_ARENA_H
+
+#include "fastgrad.h"
+
+/* Nodes per slab: 4096 * 48 bytes is 192 KiB, large enough that slab headers cost nothing
+ * and small enough that a tiny program does not reserve megabytes. */
+#define FG_SLAB_NODES 4096
+
+/* Marks a node on the free list; no row of ops.def has this opcode. */
+#define FG_FREED 0xFF
+
+typedef struct fg_slab fg_slab;
+struct fg_slab {
+    fg_slab *next;                  /* the slab allocated before this one */
+    fg_node nodes[FG_SLAB_NODES];
+};
+
+/* A growable array of node pointers, kept by the arena between traversals. */
+typedef struct fg_vec {
+    fg_node **items;
+    size_t length;
+    size_t capacity;
+} fg_vec;
+
+/* One frame of the iterative depth-first search: a node and its next operand to visit. */
+typedef struct fg_frame {
+    fg_node *node;
+    uint32_t next;
+} fg_frame;
+
+struct fg_arena {
+    fg_node *free_list;             /* released nodes, linked through link.next */
+    fg_node *bump;                  /* next never-used node of the newest slab */
+    fg_node *bump_end;              /* end of the newest slab */
+    fg_slab *slabs;                 /* every slab, newest first, freed with the arena */
+    size_t slab_count;
+    size_t live;                    /* nodes handed out and not yet freed */
+    size_t operand_bytes;           /* bytes of NARY/OPAQUE operand lists */
+    fg_release_hook release_hook;   /* see fg_arena_set_release_hook */
+    void *release_context;
+    fg_vec order;                   /* scratch: the last topological order */
+    fg_frame *stack;                /* scratch: depth-first search stack */
+    size_t stack_capacity;
+};
+
+fg_node *fg_alloc_slow(fg_arena *A);
+
+/* A fresh node with refs 1 and no operands, or NULL without memory. O(1). */
+static inline fg_node *fg_alloc(fg_arena *A)
+{
+    fg_node *n = A->free_list;
+    if (n != NULL)
+        A->free_list = n->link.next;
+    else if (A->bump < A->bump_end)
+        n = A->bump++;
+    else if ((n = fg_alloc_slow(A)) == NULL)
+        return NULL;
+    A->live++;
+    n->grad = 0.0;
+    n->refs = 1;
+    n->flags = 0;
+    n->reserved = 0;
+    n->link.handle = NULL;
+    return n;
+}
+
+/* Makes room for n more items in v; FG_NO_MEMORY leaves v as it was. */
+fg_status fg_vec_reserve(fg_vec *v, size_t n);
+
+#endif /* FASTGRAD_ARENA_H */

@@ -1,0 +1,143 @@
+/*
+ * fastgrad.h: a scalar reverse-mode autograd engine in plain C99.
+ *
+ * Nodes live in an arena of fixed-size slabs that never move, so a node pointer stays valid
+ * for the node's whole life. A node is reference counted: each parent node and each handle
+ * (for the Python wrapper, the Value object) holds one reference; when the count drops to
+ * zero the node goes back to the arena's free list and its operands are released in turn,
+ * iteratively. Nothing here recurses, so graphs of any depth are safe.
+ *
+ * Every function that can fail returns an fg_status and changes nothing when it fails.
+ * The failures mirror Python's: FG_ZERO_DIVISION where float division raises
+ * ZeroDivisionError, FG_DOMAIN_ERROR / FG_RANGE_ERROR where the math module raises
+ * ValueError / OverflowError, so a wrapper can raise exactly what Python would.
+ *
+ * The arena is not thread-safe; the Python wrapper serialises access with the GIL.
+ */
+#ifndef FASTGRAD_H
+#define FASTGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One opcode per row of ops.def, in the table's order. */
+typedef enum fg_op {
+#define FG_ROW(name, symbol) FG_##name,
+#include "ops.def"
+    FG_OP_COUNT
+} fg_op;
+
+/* How an op takes its operands. */
+typedef enum fg_kind {
+    FG_KIND_LEAF,       /* none */
+    FG_KIND_UNARY,      /* u.arg[0] (POWC: and u.powc.exponent) */
+    FG_KIND_BINARY,     /* u.arg[0], u.arg[1] */
+    FG_KIND_NARY,       /* u.nary.args: start, then terms of `stride` operands each */
+    FG_KIND_OPAQUE      /* u.nary.args, any number; no derivative */
+} fg_kind;
+
+typedef enum fg_status {
+    FG_OK = 0,
+    FG_ZERO_DIVISION,   /* a float division by zero (Python: ZeroDivisionError) */
+    FG_DOMAIN_ERROR,    /* outside a math function's domain (Python: ValueError) */
+    FG_RANGE_ERROR,     /* a math function overflowed (Python: OverflowError) */
+    FG_NO_MEMORY,       /* an allocation failed (Python: MemoryError) */
+    FG_BAD_ARGUMENT     /* an op, operand count or kind the call does not take */
+} fg_status;
+
+/* Node flags. */
+enum {
+    FG_MARK = 1,        /* set on nodes visited by the traversal in progress */
+    FG_EXTRA = 2        /* the owner keeps data beside this node: the release hook is called */
+};
+
+typedef struct fg_node fg_node;
+struct fg_node {
+    double data;                                    /* forward value */
+    double grad;                                    /* d root / d this node, accumulated */
+    union {
+        fg_node *arg[2];                            /* operands of unary and binary ops */
+        struct { fg_node *base; double exponent; } powc; /* POWC: base is arg[0]; the constant c */
+        struct {
+            fg_node **args;                         /* NARY, OPAQUE: operands, owned by the node */
+            uint32_t count;                         /* number of operands */
+            uint32_t cursor;                        /* NARY: terms still to run in this backward */
+        } nary;
+    } u;
+    uint32_t refs;                                  /* parents plus handles holding this node */
+    uint8_t op;                                     /* an fg_op */
+    uint8_t flags;                                  /* FG_MARK, FG_EXTRA */
+    uint16_t reserved;                              /* zero */
+    union {
+        void *handle;                               /* while live: the owner's object, or NULL */
+        fg_node *next;                              /* while free: the next free node */
+    } link;
+};
+
+typedef struct fg_arena fg_arena;
+
+/* Called once for each node flagged FG_EXTRA as it is freed, before its memory is reused. */
+typedef void (*fg_release_hook)(void *context, fg_node *node);
+
+/* ---- the op table (ops.c) ---- */
+
+const char *fg_op_symbol(fg_op op);                 /* "+", "ReLU", "**", "" for leaves */
+fg_kind fg_op_kind(fg_op op);                       /* how the op takes operands */
+uint32_t fg_op_stride(fg_op op);                    /* operands per term of an NARY op, else 0 */
+fg_node *const *fg_operands(const fg_node *n, uint32_t *count); /* n's operands, in order */
+
+/* ---- the arena (arena.c) ---- */
+
+fg_arena *fg_arena_new(void);                       /* an empty arena, or NULL without memory */
+void fg_arena_free(fg_arena *A);                    /* frees every node and slab at once */
+void fg_arena_set_release_hook(fg_arena *A, fg_release_hook hook, void *context);
+size_t fg_arena_live(const fg_arena *A);            /* nodes allocated and not yet freed */
+size_t fg_arena_capacity(const fg_arena *A);        /* nodes the slabs hold, live or free */
+size_t fg_arena_bytes(const fg_arena *A);           /* bytes held: slabs, operand lists, scratch */
+void fg_arena_trim(fg_arena *A);                    /* gives back scratch space kept for reuse */
+
+/* Node constructors. Each computes the forward value from the operands' current data,
+ * and on FG_OK stores in *out a new node holding one reference for the caller and one
+ * reference to each operand. On failure nothing is allocated and *out is untouched. */
+fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out);
+fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out);
+fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out);
+fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out);
+/* NARY: args = start, then at least one term of fg_op_stride(op) operands. */
+fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node *const *args, uint32_t count,
+                      fg_node **out);
+/* OPAQUE: a node with the given data and operands whose backward does nothing. */
+fg_status fg_new_opaque(fg_arena *A, double data, fg_node *const *args, uint32_t count,
+                        fg_node **out);
+
+static inline void fg_incref(fg_node *n) { n->refs++; }
+void fg_decref(fg_arena *A, fg_node *n);            /* frees n, iteratively, at zero */
+
+/* ---- graphs (graph.c) ---- */
+
+/* Recomputes n's forward value from its operands' current data into *out (n unchanged). */
+fg_status fg_eval(const fg_node *n, double *out);
+
+/* Runs n's local chain rule once, adding into its operands' grads (micrograd's
+ * _backward). Computes every local derivative before it adds anything. */
+fg_status fg_node_backward(fg_node *n);
+
+/* The nodes below root in depth-first post-order (operands in order), root last. An NARY
+ * node appears once per term, where the chain of + it replaces would have its nodes.
+ * The array belongs to the arena and is valid until the next traversal. */
+fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *length);
+
+/* micrograd's backward(): sets root->grad = 1 and runs every node's chain rule in reverse
+ * topological order. Checks first that no local derivative fails; if one does, stores the
+ * node in *failed, returns its status and changes nothing. */
+fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FASTGRAD_H */

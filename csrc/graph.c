@@ -1,0 +1,244 @@
+/*
+ * graph.c: passes over whole graphs. Topological order by an iterative depth-first
+ * search, and micrograd's backward over it, bit for bit.
+ */
+#include <stdlib.h>
+
+#include "arena.h"
+#include "ops.h"
+
+fg_status fg_eval(const fg_node *n, double *out)
+{
+    fg_status st = FG_OK;
+    double value;
+    fg_op op = (fg_op)n->op;
+    switch (fg_kind_of(n)) {
+    case FG_KIND_UNARY:
+        value = fg_forward(op, n->u.arg[0]->data, 0.0,
+                           op == FG_POWC ? n->u.powc.exponent : 0.0, &st);
+        break;
+    case FG_KIND_BINARY:
+        value = fg_forward(op, n->u.arg[0]->data, n->u.arg[1]->data, 0.0, &st);
+        break;
+    case FG_KIND_NARY: {
+        fg_node *const *args = n->u.nary.args;
+        uint32_t stride = fg_op_table[op].stride, i;
+        value = args[0]->data;
+        for (i = 1; i < n->u.nary.count; i += stride)
+            value = value + fg_term(op, args[i]->data, stride > 1 ? args[i + 1]->data : 0.0);
+        break;
+    }
+    default:
+        value = n->data;
+    }
+    if (st == FG_OK)
+        *out = value;
+    return st;
+}
+
+/* The local derivatives of a unary or binary node at its operands' current data. */
+static void local_derivatives(const fg_node *n, double *d_da, double *d_db, fg_status *st)
+{
+    fg_op op = (fg_op)n->op;
+    if (fg_kind_of(n) == FG_KIND_UNARY)
+        fg_derivatives(op, n->u.arg[0]->data, 0.0,
+                       op == FG_POWC ? n->u.powc.exponent : 0.0, n->data, d_da, d_db, st);
+    else
+        fg_derivatives(op, n->u.arg[0]->data, n->u.arg[1]->data, 0.0, n->data, d_da, d_db,
+                       st);
+}
+
+/* Term k of an NARY node's backward: what the chain of + (and * for stride 2) that the
+ * node replaces does between its partial sums s_k and s_{k+1}. The chain's s_N is this
+ * node; every earlier partial sum and every product term is a fresh node whose grad
+ * starts at 0.0 and receives exactly one addition, so it holds 0.0 + g. */
+static void nary_term_backward(fg_node *n, uint32_t k)
+{
+    fg_op op = (fg_op)n->op;
+    fg_node *const *args = n->u.nary.args;
+    uint32_t stride = fg_op_table[op].stride;
+    uint32_t terms = (n->u.nary.count - 1) / stride;
+    double g = n->grad;
+    double sum_grad = k + 1 == terms ? g : 0.0 + g;    /* grad of s_{k+1} */
+    fg_node *v0 = args[1 + k * stride];
+    double d_dv0, d_dv1;
+    if (k == 0)
+        args[0]->grad += 1.0 * sum_grad;               /* s_1 = start + term 0 */
+    if (stride == 1) {
+        fg_term_derivatives(op, v0->data, 0.0, &d_dv0, &d_dv1);
+        v0->grad += d_dv0 * (1.0 * sum_grad);
+    } else {
+        fg_node *v1 = args[2 + k * stride];
+        double term_grad = 0.0 + 1.0 * sum_grad;       /* the fresh product node's grad */
+        fg_term_derivatives(op, v0->data, v1->data, &d_dv0, &d_dv1);
+        v0->grad += d_dv0 * term_grad;
+        v1->grad += d_dv1 * term_grad;
+    }
+}
+
+fg_status fg_node_backward(fg_node *n)
+{
+    fg_status st = FG_OK;
+    double d_da, d_db;
+    uint32_t k;
+    switch (fg_kind_of(n)) {
+    case FG_KIND_UNARY:
+        local_derivatives(n, &d_da, &d_db, &st);
+        if (st == FG_OK)
+            n->u.arg[0]->grad += d_da * n->grad;
+        return st;
+    case FG_KIND_BINARY:
+        local_derivatives(n, &d_da, &d_db, &st);
+        if (st == FG_OK) {
+            n->u.arg[0]->grad += d_da * n->grad;
+            n->u.arg[1]->grad += d_db * n->grad;
+        }
+        return st;
+    case FG_KIND_NARY:
+        for (k = (n->u.nary.count - 1) / fg_op_table[n->op].stride; k-- > 0;)
+            nary_term_backward(n, k);
+        return FG_OK;
+    default:
+        return FG_OK;
+    }
+}
+
+/* Whether n's local derivatives can be computed: backward checks every node first. */
+static fg_status check_backward(const fg_node *n)
+{
+    fg_status st = FG_OK;
+    double d_da, d_db;
+    fg_kind kind = fg_kind_of(n);
+    if (kind == FG_KIND_UNARY || kind == FG_KIND_BINARY)
+        local_derivatives(n, &d_da, &d_db, &st);
+    return st;
+}
+
+static fg_status push(fg_arena *A, size_t *depth, fg_node *n)
+{
+    if (*depth == A->stack_capacity) {
+        size_t capacity = A->stack_capacity ? 2 * A->stack_capacity : 256;
+        fg_frame *stack;
+        if (capacity > (size_t)-1 / sizeof(fg_frame))
+            return FG_NO_MEMORY;
+        stack = (fg_frame *)realloc(A->stack, capacity * sizeof(fg_frame));
+        if (stack == NULL)
+            return FG_NO_MEMORY;
+        A->stack = stack;
+        A->stack_capacity = capacity;
+    }
+    A->stack[*depth].node = n;
+    A->stack[*depth].next = 0;
+    ++*depth;
+    n->flags |= FG_MARK;
+    return FG_OK;
+}
+
+static fg_status append(fg_arena *A, fg_node *n)
+{
+    fg_status st = fg_vec_reserve(&A->order, 1);
+    if (st == FG_OK)
+        A->order.items[A->order.length++] = n;
+    return st;
+}
+
+/* Called when operand number `done - 1` of f's node has been fully visited. An NARY node
+ * takes its place in the order once per term, where the chain's partial sum would. */
+static fg_status operand_done(fg_arena *A, const fg_frame *f)
+{
+    fg_node *n = f->node;
+    uint32_t stride, terms;
+    fg_status st;
+    if (fg_kind_of(n) != FG_KIND_NARY)
+        return FG_OK;
+    stride = fg_op_table[n->op].stride;
+    if (f->next < 1 + stride || (f->next - 1) % stride != 0)
+        return FG_OK;
+    if ((st = append(A, n)) != FG_OK)
+        return st;
+    terms = (n->u.nary.count - 1) / stride;
+    if ((f->next - 1) / stride == terms)
+        n->u.nary.cursor = terms;                      /* backward runs them last first */
+    return FG_OK;
+}
+
+static void unmark(fg_node *const *nodes, size_t count)
+{
+    size_t i;
+    for (i = 0; i < count; i++)
+        nodes[i]->flags &= (uint8_t)~FG_MARK;
+}
+
+/* Depth-first post-order below root into A->order. With `check`, also checks that every
+ * node's local derivatives can be computed, and names the first that cannot. */
+static fg_status build_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
+{
+    size_t depth = 0, i;
+    fg_status st;
+    A->order.length = 0;
+    if ((st = push(A, &depth, root)) != FG_OK)
+        return st;
+    while (depth > 0) {
+        fg_frame *f = &A->stack[depth - 1];
+        fg_node *n = f->node;
+        uint32_t count;
+        fg_node *const *operands = fg_operands_of(n, &count);
+        if (f->next < count) {
+            fg_node *operand = operands[f->next++];
+            if (!(operand->flags & FG_MARK)) {
+                if ((st = push(A, &depth, operand)) != FG_OK)
+                    break;
+                continue;
+            }
+            if ((st = operand_done(A, f)) != FG_OK)
+                break;
+            continue;
+        }
+        if (check && (st = check_backward(n)) != FG_OK) {
+            if (failed != NULL)
+                *failed = n;
+            break;
+        }
+        if (fg_kind_of(n) != FG_KIND_NARY && (st = append(A, n)) != FG_OK)
+            break;
+        depth--;
+        if (depth > 0 && (st = operand_done(A, &A->stack[depth - 1])) != FG_OK)
+            break;
+    }
+    unmark(A->order.items, A->order.length);
+    if (st != FG_OK) {
+        for (i = 0; i < depth; i++)
+            A->stack[i].node->flags &= (uint8_t)~FG_MARK;
+        A->order.length = 0;
+    }
+    return st;
+}
+
+fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *length)
+{
+    fg_status st = build_order(A, root, 0, NULL);
+    if (st == FG_OK) {
+        *order = A->order.items;
+        *length = A->order.length;
+    }
+    return st;
+}
+
+fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
+{
+    fg_node **order;
+    size_t i;
+    fg_status st = build_order(A, root, 1, failed);
+    if (st != FG_OK)
+        return st;
+    order = A->order.items;
+    root->grad = 1.0;
+    for (i = A->order.length; i-- > 0;) {
+        fg_node *n = order[i];
+        if (fg_kind_of(n) == FG_KIND_NARY)
+            nary_term_backward(n, --n->u.nary.cursor);
+        else
+            fg_node_backward(n);
+    }
+    return FG_OK;
+}

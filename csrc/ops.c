@@ -1,0 +1,155 @@
+/*
+ * ops.c: the op table's facts, and the eager pass: making a node computes its forward
+ * value by the table's rule, and allocates only once that has succeeded.
+ */
+#include <stdlib.h>
+
+#include "arena.h"
+#include "ops.h"
+
+const fg_op_info fg_op_table[FG_OP_COUNT] = {
+#define FG_LEAF(name, symbol) {symbol, FG_KIND_LEAF, 0},
+#define FG_UNARY(name, symbol, forward, d_da) {symbol, FG_KIND_UNARY, 0},
+#define FG_BINARY(name, symbol, forward, d_da, d_db) {symbol, FG_KIND_BINARY, 0},
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) {symbol, FG_KIND_NARY, stride},
+#define FG_OPAQUE(name, symbol) {symbol, FG_KIND_OPAQUE, 0},
+#include "ops.def"
+};
+
+const char *fg_op_symbol(fg_op op)
+{
+    return (unsigned)op < FG_OP_COUNT ? fg_op_table[op].symbol : "?";
+}
+
+fg_kind fg_op_kind(fg_op op)
+{
+    return (unsigned)op < FG_OP_COUNT ? fg_op_table[op].kind : FG_KIND_LEAF;
+}
+
+uint32_t fg_op_stride(fg_op op)
+{
+    return (unsigned)op < FG_OP_COUNT ? fg_op_table[op].stride : 0;
+}
+
+fg_node *const *fg_operands(const fg_node *n, uint32_t *count)
+{
+    return fg_operands_of(n, count);
+}
+
+static fg_node *new_node(fg_arena *A, fg_op op, double data)
+{
+    fg_node *n = fg_alloc(A);
+    if (n != NULL) {
+        n->op = (uint8_t)op;
+        n->data = data;
+    }
+    return n;
+}
+
+fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out)
+{
+    fg_node *n = new_node(A, FG_LEAF, data);
+    if (n == NULL)
+        return FG_NO_MEMORY;
+    n->u.arg[0] = n->u.arg[1] = NULL;
+    *out = n;
+    return FG_OK;
+}
+
+static fg_status new_unary(fg_arena *A, fg_op op, fg_node *a, double c, fg_node **out)
+{
+    fg_status st = FG_OK;
+    double data = fg_forward(op, a->data, 0.0, c, &st);
+    fg_node *n;
+    if (st != FG_OK)
+        return st;
+    if ((n = new_node(A, op, data)) == NULL)
+        return FG_NO_MEMORY;
+    n->u.arg[0] = a;
+    if (op == FG_POWC)
+        n->u.powc.exponent = c;
+    else
+        n->u.arg[1] = NULL;
+    a->refs++;
+    *out = n;
+    return FG_OK;
+}
+
+fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out)
+{
+    if (fg_op_kind(op) != FG_KIND_UNARY || op == FG_POWC)
+        return FG_BAD_ARGUMENT;
+    return new_unary(A, op, a, 0.0, out);
+}
+
+fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out)
+{
+    return new_unary(A, FG_POWC, a, exponent, out);
+}
+
+fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out)
+{
+    fg_status st = FG_OK;
+    double data;
+    fg_node *n;
+    if (fg_op_kind(op) != FG_KIND_BINARY)
+        return FG_BAD_ARGUMENT;
+    data = fg_forward(op, a->data, b->data, 0.0, &st);
+    if (st != FG_OK)
+        return st;
+    if ((n = new_node(A, op, data)) == NULL)
+        return FG_NO_MEMORY;
+    n->u.arg[0] = a;
+    n->u.arg[1] = b;
+    a->refs++;
+    b->refs++;
+    *out = n;
+    return FG_OK;
+}
+
+/* A node owning a copy of the operand list, each operand referenced once per position. */
+static fg_status new_list_node(fg_arena *A, fg_op op, double data, fg_node *const *args,
+                               uint32_t count, fg_node **out)
+{
+    fg_node **copy = NULL;
+    fg_node *n;
+    uint32_t i;
+    if (count > 0) {
+        copy = (fg_node **)malloc((size_t)count * sizeof(fg_node *));
+        if (copy == NULL)
+            return FG_NO_MEMORY;
+    }
+    if ((n = new_node(A, op, data)) == NULL) {
+        free(copy);
+        return FG_NO_MEMORY;
+    }
+    for (i = 0; i < count; i++) {
+        copy[i] = args[i];
+        args[i]->refs++;
+    }
+    n->u.nary.args = copy;
+    n->u.nary.count = count;
+    n->u.nary.cursor = 0;
+    A->operand_bytes += (size_t)count * sizeof(fg_node *);
+    *out = n;
+    return FG_OK;
+}
+
+fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node *const *args, uint32_t count,
+                      fg_node **out)
+{
+    uint32_t stride = fg_op_stride(op), i;
+    double acc;
+    if (fg_op_kind(op) != FG_KIND_NARY || count < 1 + stride || (count - 1) % stride != 0)
+        return FG_BAD_ARGUMENT;
+    acc = args[0]->data;
+    for (i = 1; i < count; i += stride)
+        acc = acc + fg_term(op, args[i]->data, stride > 1 ? args[i + 1]->data : 0.0);
+    return new_list_node(A, op, acc, args, count, out);
+}
+
+fg_status fg_new_opaque(fg_arena *A, double data, fg_node *const *args, uint32_t count,
+                        fg_node **out)
+{
+    return new_list_node(A, FG_OPAQUE, data, args, count, out);
+}

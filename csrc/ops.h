@@ -1,0 +1,220 @@
+/*
+ * ops.h: the rules of ops.def as inline C, for the passes in ops.c and graph.c.
+ *
+ * The helpers behave exactly like Python's float division and math module functions:
+ * they return what Python would return, and where Python would raise they record the
+ * status in *st (the first failure wins) instead. Everything is plain IEEE double
+ * arithmetic, one operation at a time, so with -ffp-contract=off the results are the
+ * bits the pure-Python reference computes.
+ */
+#ifndef FASTGRAD_OPS_H
+#define FASTGRAD_OPS_H
+
+#include <math.h>
+
+#include "fastgrad.h"
+
+/* What the table says of each op, beyond its formulas. */
+typedef struct fg_op_info {
+    const char *symbol;
+    fg_kind kind;
+    uint32_t stride;                /* NARY: operands per term */
+} fg_op_info;
+
+extern const fg_op_info fg_op_table[FG_OP_COUNT];
+
+static inline fg_kind fg_kind_of(const fg_node *n)
+{
+    return fg_op_table[n->op].kind;
+}
+
+/* The operands of n, in order, and their number. */
+static inline fg_node *const *fg_operands_of(const fg_node *n, uint32_t *count)
+{
+    switch (fg_kind_of(n)) {
+    case FG_KIND_UNARY:
+        *count = 1;
+        return n->u.arg;
+    case FG_KIND_BINARY:
+        *count = 2;
+        return n->u.arg;
+    case FG_KIND_NARY:
+    case FG_KIND_OPAQUE:
+        *count = n->u.nary.count;
+        return n->u.nary.args;
+    default:
+        *count = 0;
+        return n->u.arg;
+    }
+}
+
+static inline void fg_fail(fg_status *st, fg_status why)
+{
+    if (*st == FG_OK)
+        *st = why;
+}
+
+/* x / y as Python computes it for floats. */
+static inline double fg_div(double x, double y, fg_status *st)
+{
+    if (y == 0.0) {
+        fg_fail(st, FG_ZERO_DIVISION);
+        return 0.0;
+    }
+    return x / y;
+}
+
+/* math.pow(x, y) as CPython 3.11+ computes it: IEEE specials first, then libm. */
+static inline double fg_pow(double x, double y, fg_status *st)
+{
+    double r;
+    if (!isfinite(x) || !isfinite(y)) {
+        if (isnan(x))
+            return y == 0.0 ? 1.0 : x;
+        if (isnan(y))
+            return x == 1.0 ? 1.0 : y;
+        if (isinf(x)) {
+            int odd_y = isfinite(y) && fmod(fabs(y), 2.0) == 1.0;
+            if (y > 0.0)
+                return odd_y ? x : fabs(x);
+            if (y == 0.0)
+                return 1.0;
+            return odd_y ? copysign(0.0, x) : 0.0;
+        }
+        if (fabs(x) == 1.0)
+            return 1.0;
+        if (y > 0.0 && fabs(x) > 1.0)
+            return y;
+        if (y < 0.0 && fabs(x) < 1.0)
+            return -y;
+        return 0.0;
+    }
+    r = pow(x, y);
+    if (isnan(r))
+        fg_fail(st, FG_DOMAIN_ERROR);           /* a negative base, a fractional exponent */
+    else if (isinf(r))
+        fg_fail(st, x == 0.0 ? FG_DOMAIN_ERROR : FG_RANGE_ERROR); /* 0 ** -y, or overflow */
+    return r;
+}
+
+/* math.exp(x): overflow of a finite x raises. */
+static inline double fg_exp(double x, fg_status *st)
+{
+    double r = exp(x);
+    if (isinf(r) && isfinite(x))
+        fg_fail(st, FG_RANGE_ERROR);
+    return r;
+}
+
+/* math.log(x): zero, negatives and -inf are outside the domain. */
+static inline double fg_log(double x, fg_status *st)
+{
+    if (isnan(x) || x == INFINITY)
+        return x;
+    if (x > 0.0)
+        return log(x);
+    fg_fail(st, FG_DOMAIN_ERROR);
+    return NAN;
+}
+
+/* The logistic function, in the form that cannot overflow for either sign of x. */
+static inline double fg_sigmoid(double x)
+{
+    double e;
+    if (x >= 0.0)
+        return 1.0 / (1.0 + exp(-x));
+    e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* d(a ** b)/db = a ** b * log(a): PyTorch's rule, 0 where a == 0 and b >= 0, nan where log(a)
+ * is undefined. */
+static inline double fg_pow_db(double a, double b, double out)
+{
+    if (a == 0.0 && b >= 0.0)
+        return 0.0;
+    if (a <= 0.0)
+        return NAN;
+    return out * log(a);
+}
+
+#define DIV(x, y) fg_div((x), (y), st)
+#define POW(x, y) fg_pow((x), (y), st)
+#define EXP(x) fg_exp((x), st)
+#define LOG(x) fg_log((x), st)
+#define SIGMOID(x) fg_sigmoid(x)
+#define POW_DB(a, b, out) fg_pow_db((a), (b), (out))
+
+/* Forward rule of a unary or binary op at operand values a, b; c is POWC's exponent. */
+static inline double fg_forward(fg_op op, double a, double b, double c, fg_status *st)
+{
+    (void)b;
+    (void)c;
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+    case FG_##name: return (forward);
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    case FG_##name: return (forward);
+#include "ops.def"
+    default:
+        fg_fail(st, FG_BAD_ARGUMENT);
+        return 0.0;
+    }
+}
+
+/* Local derivatives d out/d a, d out/d b of a unary or binary op (d_db is 0 for unary). */
+static inline void fg_derivatives(fg_op op, double a, double b, double c, double out,
+                                  double *da, double *db, fg_status *st)
+{
+    (void)a;
+    (void)b;
+    (void)c;
+    (void)out;
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+    case FG_##name: *da = (d_da); *db = 0.0; return;
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    case FG_##name: *da = (d_da); *db = (d_db); return;
+#include "ops.def"
+    default:
+        *da = *db = 0.0;
+        fg_fail(st, FG_BAD_ARGUMENT);
+    }
+}
+
+/* One term of an NARY op over its operand values v0 (and v1 when the stride is 2). */
+static inline double fg_term(fg_op op, double v0, double v1)
+{
+    (void)v1;
+    switch (op) {
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    case FG_##name: return (term);
+#include "ops.def"
+    default:
+        return 0.0;
+    }
+}
+
+/* The derivatives of one term of an NARY op with respect to its operands. */
+static inline void fg_term_derivatives(fg_op op, double v0, double v1, double *dv0,
+                                       double *dv1)
+{
+    (void)v0;
+    (void)v1;
+    switch (op) {
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    case FG_##name: *dv0 = (d_dv0); *dv1 = (d_dv1); return;
+#include "ops.def"
+    default:
+        *dv0 = *dv1 = 0.0;
+    }
+}
+
+#undef DIV
+#undef POW
+#undef EXP
+#undef LOG
+#undef SIGMOID
+#undef POW_DB
+
+#endif /* FASTGRAD_OPS_H */

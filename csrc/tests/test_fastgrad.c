@@ -1,0 +1,358 @@
+/*
+ * test_fastgrad.c: the C library's own tests. Built and run by tests/test_c_library.py,
+ * plainly and under -fsanitize=address,undefined. Exits 0 when every check passes.
+ * Usage: test_fastgrad [chain_length]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fastgrad.h"
+
+static int failures = 0;
+
+#define CHECK(cond)                                                                     \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);    \
+            failures++;                                                                 \
+        }                                                                               \
+    } while (0)
+
+static int same_bits(double x, double y)
+{
+    return memcmp(&x, &y, sizeof x) == 0;
+}
+
+static fg_arena *A;
+
+static fg_node *leaf(double x)
+{
+    fg_node *n = NULL;
+    CHECK(fg_new_leaf(A, x, &n) == FG_OK);
+    return n;
+}
+
+/* Binary op on two handles; the result is a new handle. Operands stay owned by the caller. */
+static fg_node *bin(fg_op op, fg_node *a, fg_node *b)
+{
+    fg_node *n = NULL;
+    CHECK(fg_new_binary(A, op, a, b, &n) == FG_OK);
+    return n;
+}
+
+/* Binary op with a number on the right, as Value * 2.0 does it: a constant leaf. */
+static fg_node *bin_c(fg_op op, fg_node *a, double c)
+{
+    fg_node *k = leaf(c), *n = bin(op, a, k);
+    fg_decref(A, k);
+    return n;
+}
+
+static fg_node *bin_c_left(fg_op op, double c, fg_node *b)
+{
+    fg_node *k = leaf(c), *n = bin(op, k, b);
+    fg_decref(A, k);
+    return n;
+}
+
+static fg_node *un(fg_op op, fg_node *a)
+{
+    fg_node *n = NULL;
+    CHECK(fg_new_unary(A, op, a, &n) == FG_OK);
+    return n;
+}
+
+static fg_node *powc(fg_node *a, double c)
+{
+    fg_node *n = NULL;
+    CHECK(fg_new_powc(A, a, c, &n) == FG_OK);
+    return n;
+}
+
+/* x = f(x, ...): replaces the handle x with the new one. */
+static void assign(fg_node **x, fg_node *value)
+{
+    fg_decref(A, *x);
+    *x = value;
+}
+
+/* The example of micrograd's README; its numbers are printed there. */
+static void test_micrograd_readme(void)
+{
+    fg_node *a = leaf(-4.0), *b = leaf(2.0), *c, *d, *e, *f, *g, *t, *u;
+    size_t live_before = fg_arena_live(A);
+    fg_node *failed = NULL;
+    c = bin(FG_ADD, a, b);                                   /* c = a + b */
+    d = bin(FG_ADD, t = bin(FG_MUL, a, b), u = powc(b, 3));  /* d = a * b + b**3 */
+    fg_decref(A, t);
+    fg_decref(A, u);
+    t = bin_c(FG_ADD, c, 1.0);                               /* c += c + 1 */
+    assign(&c, bin(FG_ADD, c, t));
+    fg_decref(A, t);
+    t = bin(FG_ADD, u = bin_c_left(FG_ADD, 1.0, c), e = un(FG_NEG, a)); /* c += 1 + c + (-a) */
+    fg_decref(A, u);
+    fg_decref(A, e);
+    assign(&c, bin(FG_ADD, c, t));
+    fg_decref(A, t);
+    u = bin(FG_ADD, b, a);                                   /* d += d * 2 + (b + a).relu() */
+    e = un(FG_RELU, u);
+    fg_decref(A, u);
+    u = bin_c(FG_MUL, d, 2.0);
+    t = bin(FG_ADD, u, e);
+    fg_decref(A, u);
+    fg_decref(A, e);
+    assign(&d, bin(FG_ADD, d, t));
+    fg_decref(A, t);
+    u = bin(FG_SUB, b, a);                                   /* d += 3 * d + (b - a).relu() */
+    e = un(FG_RELU, u);
+    fg_decref(A, u);
+    u = bin_c_left(FG_MUL, 3.0, d);
+    t = bin(FG_ADD, u, e);
+    fg_decref(A, u);
+    fg_decref(A, e);
+    assign(&d, bin(FG_ADD, d, t));
+    fg_decref(A, t);
+    e = bin(FG_SUB, c, d);                                   /* e = c - d */
+    f = powc(e, 2);                                          /* f = e**2 */
+    g = bin_c(FG_DIV, f, 2.0);                               /* g = f / 2.0 */
+    t = bin_c_left(FG_DIV, 10.0, f);                         /* g += 10.0 / f */
+    assign(&g, bin(FG_ADD, g, t));
+    fg_decref(A, t);
+    CHECK(fabs(g->data - 24.7041) < 5e-5);
+    CHECK(fg_backward(A, g, &failed) == FG_OK);
+    CHECK(fabs(a->grad - 138.8338) < 5e-5);
+    CHECK(fabs(b->grad - 645.5773) < 5e-5);
+    fg_decref(A, c);
+    fg_decref(A, d);
+    fg_decref(A, e);
+    fg_decref(A, f);
+    fg_decref(A, g);
+    CHECK(fg_arena_live(A) == live_before);
+    fg_decref(A, a);
+    fg_decref(A, b);
+}
+
+/* The order is depth-first post-order over operands left to right, as the SPEC fixes it. */
+static void test_topological_order(void)
+{
+    fg_node *x = leaf(1.0), *y = leaf(2.0);
+    fg_node *p = bin(FG_MUL, x, y), *q = bin(FG_ADD, y, p), *r = bin(FG_SUB, q, x);
+    fg_node *const *order;
+    size_t length = 0;
+    CHECK(fg_topo(A, r, &order, &length) == FG_OK);
+    CHECK(length == 5);
+    if (length == 5) {
+        /* r -> q -> y (leaf), p -> x, y(seen); then x(seen) */
+        CHECK(order[0] == y && order[1] == x && order[2] == p && order[3] == q
+              && order[4] == r);
+    }
+    CHECK(x->flags == 0 && y->flags == 0 && r->flags == 0);
+    fg_decref(A, r);
+    fg_decref(A, q);
+    fg_decref(A, p);
+    fg_decref(A, x);
+    fg_decref(A, y);
+}
+
+/* y = y * c a million times: builds, backpropagates and frees without recursion, and the
+ * freed nodes are all reused by a second chain. */
+static void test_long_chain(long length)
+{
+    fg_node *c = leaf(1.0000001), *y = leaf(1.0), *x = y, *failed = NULL;
+    size_t capacity;
+    long i;
+    fg_incref(x);
+    for (i = 0; i < length; i++)
+        assign(&y, bin(FG_MUL, y, c));
+    CHECK(fg_arena_live(A) >= (size_t)length);
+    CHECK(fg_backward(A, y, &failed) == FG_OK);
+    CHECK(x->grad > 1.0 && isfinite(x->grad));
+    fg_decref(A, y);
+    CHECK(fg_arena_live(A) == 2);
+    capacity = fg_arena_capacity(A);
+    y = x;
+    fg_incref(y);
+    for (i = 0; i < length; i++)
+        assign(&y, bin(FG_ADD, y, c));
+    CHECK(fg_arena_capacity(A) == capacity);
+    fg_decref(A, y);
+    fg_decref(A, x);
+    fg_decref(A, c);
+    CHECK(fg_arena_live(A) == 0);
+}
+
+/* A failed op allocates nothing; a failed backward changes no grad. */
+static void test_errors(void)
+{
+    fg_node *zero = leaf(0.0), *neg = leaf(-1.0), *big = leaf(1000.0), *eight = leaf(-8.0);
+    fg_node *one = leaf(1.0), *out = NULL, *failed = NULL, *tiny, *q, *s;
+    size_t live = fg_arena_live(A);
+    CHECK(fg_new_binary(A, FG_DIV, one, zero, &out) == FG_ZERO_DIVISION);
+    CHECK(fg_new_unary(A, FG_LOG, zero, &out) == FG_DOMAIN_ERROR);
+    CHECK(fg_new_unary(A, FG_LOG, neg, &out) == FG_DOMAIN_ERROR);
+    CHECK(fg_new_unary(A, FG_EXP, big, &out) == FG_RANGE_ERROR);
+    CHECK(fg_new_powc(A, eight, 1.0 / 3.0, &out) == FG_DOMAIN_ERROR);
+    CHECK(fg_new_powc(A, zero, -1.0, &out) == FG_DOMAIN_ERROR);
+    CHECK(fg_new_binary(A, FG_POW, big, big, &out) == FG_RANGE_ERROR);
+    CHECK(fg_new_unary(A, FG_ADD, one, &out) == FG_BAD_ARGUMENT);
+    CHECK(out == NULL);
+    CHECK(fg_arena_live(A) == live);
+    CHECK(one->refs == 1 && zero->refs == 1);
+
+    /* 1 / 1e-200 is fine forward, but its derivative divides by 1e-400 == 0 */
+    tiny = leaf(1e-200);
+    q = bin(FG_DIV, one, tiny);
+    s = bin(FG_ADD, q, one);
+    one->grad = 0.25;
+    CHECK(fg_backward(A, s, &failed) == FG_ZERO_DIVISION);
+    CHECK(failed == q);
+    CHECK(s->grad == 0.0 && q->grad == 0.0 && one->grad == 0.25 && tiny->grad == 0.0);
+    CHECK(s->flags == 0 && q->flags == 0 && one->flags == 0 && tiny->flags == 0);
+    fg_decref(A, s);
+    fg_decref(A, q);
+    fg_decref(A, tiny);
+    fg_decref(A, zero);
+    fg_decref(A, neg);
+    fg_decref(A, big);
+    fg_decref(A, eight);
+    fg_decref(A, one);
+}
+
+/* Builds start + sum or dot of four terms over fresh leaves, fused or as the chain of + and *
+ * it replaces. The terms share the leaf x = v0: v2 = x * 1e17 and v3 = x * -1e17, so x's
+ * grad gathers 1e17, -1e17 and small terms, whose sum depends on the order of addition.
+ * Stores the result's data, v2's grad and the leaves' grads after backward. */
+static void nary_or_chain(fg_op op, int fused, double results[10])
+{
+    static const double values[4] = {0.1, -2.5, 3.0000001, 1e-3};
+    fg_node *v[4], *w[4], *args[9], *root = NULL, *t, *leaves[8], *failed = NULL;
+    uint32_t count = op == FG_SUM ? 5 : 9;
+    int i;
+    for (i = 0; i < 4; i++) {
+        leaves[i] = v[i] = leaf(values[i]);
+        leaves[4 + i] = w[i] = leaf(i >= 2 ? 1.0 : 1.0 + values[3 - i]);
+    }
+    v[2] = bin_c(FG_MUL, v[0], 1e17);
+    v[3] = bin_c(FG_MUL, v[0], -1e17);
+    args[0] = v[1];                                 /* the start is also a term's operand */
+    for (i = 0; i < 4; i++) {
+        if (op == FG_SUM) {
+            args[1 + i] = v[i];
+        } else {
+            args[1 + 2 * i] = w[i];
+            args[2 + 2 * i] = v[i];
+        }
+    }
+    if (fused) {
+        CHECK(fg_new_nary(A, op, args, count, &root) == FG_OK);
+    } else {
+        root = args[0];
+        fg_incref(root);
+        for (i = 0; i < 4; i++) {
+            if (op == FG_SUM) {
+                t = v[i];
+                fg_incref(t);
+            } else {
+                t = bin(FG_MUL, w[i], v[i]);
+            }
+            assign(&root, bin(FG_ADD, root, t));
+            fg_decref(A, t);
+        }
+    }
+    results[0] = root->data;
+    CHECK(fg_backward(A, root, &failed) == FG_OK);
+    results[1] = v[2]->grad;
+    for (i = 0; i < 8; i++)
+        results[2 + i] = leaves[i]->grad;
+    fg_decref(A, root);
+    fg_decref(A, v[2]);
+    fg_decref(A, v[3]);
+    for (i = 0; i < 8; i++)
+        fg_decref(A, leaves[i]);
+}
+
+/* sum and dot give the bits of the chains of + and * they replace, forward and backward. */
+static void test_nary_matches_chain(void)
+{
+    double fused[10], chain[10];
+    fg_node *args[3] = {NULL, NULL, NULL}, *out = NULL;
+    int i, round;
+    for (round = 0; round < 2; round++) {
+        fg_op op = round == 0 ? FG_SUM : FG_DOT;
+        nary_or_chain(op, 1, fused);
+        nary_or_chain(op, 0, chain);
+        for (i = 0; i < 10; i++) {
+            if (!same_bits(fused[i], chain[i]))
+                fprintf(stderr, "%s result %d: fused %.17g chain %.17g\n", fg_op_symbol(op), i,
+                        fused[i], chain[i]);
+            CHECK(same_bits(fused[i], chain[i]));
+        }
+    }
+    CHECK(fg_new_nary(A, FG_DOT, args, 2, &out) == FG_BAD_ARGUMENT);
+    CHECK(fg_new_nary(A, FG_ADD, args, 3, &out) == FG_BAD_ARGUMENT);
+    CHECK(out == NULL);
+}
+
+static int hook_calls;
+
+static void count_release(void *context, fg_node *n)
+{
+    (void)n;
+    *(int *)context += 1;
+}
+
+/* The release hook runs for flagged nodes only, once, when they are freed. */
+static void test_release_hook(void)
+{
+    fg_node *x = leaf(1.0), *y = leaf(2.0), *z = bin(FG_ADD, x, y);
+    hook_calls = 0;
+    fg_arena_set_release_hook(A, count_release, &hook_calls);
+    x->flags |= FG_EXTRA;
+    fg_decref(A, x);
+    CHECK(hook_calls == 0);         /* z still holds x */
+    fg_decref(A, z);
+    CHECK(hook_calls == 1);
+    fg_decref(A, y);
+    CHECK(hook_calls == 1);
+    fg_arena_set_release_hook(A, NULL, NULL);
+}
+
+/* Opaque nodes keep their operands alive and pass no gradient. */
+static void test_opaque(void)
+{
+    fg_node *x = leaf(3.0), *args[2], *o = NULL, *failed = NULL;
+    args[0] = args[1] = x;
+    CHECK(fg_new_opaque(A, 7.0, args, 2, &o) == FG_OK);
+    CHECK(o->data == 7.0 && x->refs == 3);
+    CHECK(fg_backward(A, o, &failed) == FG_OK);
+    CHECK(o->grad == 1.0 && x->grad == 0.0);
+    CHECK(fg_new_opaque(A, 1.0, NULL, 0, &failed) == FG_OK);
+    fg_decref(A, failed);
+    fg_decref(A, o);
+    fg_decref(A, x);
+}
+
+int main(int argc, char **argv)
+{
+    long chain = argc > 1 ? atol(argv[1]) : 1000000;
+    A = fg_arena_new();
+    if (A == NULL)
+        return 2;
+    test_micrograd_readme();
+    test_topological_order();
+    test_errors();
+    test_nary_matches_chain();
+    test_release_hook();
+    test_opaque();
+    test_long_chain(chain);
+    CHECK(fg_arena_live(A) == 0);
+    fg_arena_free(A);
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("all C checks passed\n");
+    return 0;
+}
