@@ -1,0 +1,39 @@
+"""fastgrad: micrograd's API and numbers, at C speed.
+
+The engine is the C extension ``fastgrad._core``. Setting ``FASTGRAD_PURE_PYTHON=1`` picks
+the pure-Python reference (``fastgrad.reference``) instead, as does a failed import of the
+extension, with one warning. ``fastgrad.BACKEND`` says which is in use: ``"c"`` or ``"python"``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from ._version import __version__
+
+if os.environ.get("FASTGRAD_PURE_PYTHON", "") not in ("", "0"):
+    from . import reference as _implementation
+
+    BACKEND = "python"
+else:
+    try:
+        from . import _core as _implementation  # type: ignore[no-redef]
+
+        BACKEND = "c"
+    except ImportError as error:
+        warnings.warn(
+            f"fastgrad's C extension could not be imported ({error}); using the pure-Python "
+            "reference, which computes the same numbers much more slowly",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        from . import reference as _implementation  # type: ignore[no-redef]
+
+        BACKEND = "python"
+
+Value = _implementation.Value
+sum = _implementation.sum  # noqa: A001 - fastgrad.sum is the fused n-ary sum
+dot = _implementation.dot
+
+__all__ = ["BACKEND", "Value", "__version__", "dot", "sum"]

@@ -1,0 +1,67 @@
+"""What both implementations share: which objects count as numbers, how an op is shown,
+and how its failures read.
+
+The C extension and the pure-Python reference take every rule here from the one place, so
+the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+
+REASONS: dict[type[Exception], str] = {
+    ZeroDivisionError: "float division by zero",
+    ValueError: "math domain error",
+    OverflowError: "math range error",
+}
+
+
+def exponent_text(c: float) -> str:
+    """How ``a ** c`` shows its constant exponent in ``_op``: ``**2``, ``**-1``, ``**0.5``."""
+    if math.isfinite(c) and c == int(c) and abs(c) < 2.0**53:
+        return str(int(c))
+    return repr(c)
+
+
+def _operand(x: float) -> str:
+    text = repr(x)
+    return f"({text})" if text.startswith("-") else text
+
+
+def describe(op: str, operands: tuple[float, ...], exponent: float = 0.0) -> str:
+    """The failing expression as the user wrote it: ``1.0 / 0.0``, ``log(-1.0)``."""
+    if op == "**c":
+        return f"{_operand(operands[0])} ** {_operand(exponent)}"
+    if len(operands) == 2:
+        return f"{_operand(operands[0])} {op} {_operand(operands[1])}"
+    return f"{op}({operands[0]!r})"
+
+
+def op_error(
+    kind: type[Exception],
+    op: str,
+    operands: tuple[float, ...],
+    exponent: float = 0.0,
+    in_backward: bool = False,
+) -> Exception:
+    """The exception an op raises: Python's own type, naming the op and its operands."""
+    where = "in the backward pass of " if in_backward else ""
+    return kind(f"{where}{describe(op, operands, exponent)}: {REASONS[kind]}")
+
+
+def not_a_number(what: str, x: object) -> TypeError:
+    return TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
+
+
+def as_float(x: object, what: str) -> float:
+    """x as a float by the rule Python's float arithmetic uses (PyFloat_AsDouble): floats and
+    ints by value, then anything whose type has __float__ or __index__ (numpy scalars,
+    Fraction, Decimal). Anything else, a Value included, raises TypeError naming its type."""
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, int):
+        return int.__float__(x)
+    kind = type(x)
+    if not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
+        raise not_a_number(what, x)
+    return float(x)  # type: ignore[arg-type]

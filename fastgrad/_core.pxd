@@ -1,0 +1,62 @@
+# The C engine's API (csrc/fastgrad.h) as Cython sees it, and the Value that wraps a node.
+
+from libc.stdint cimport uint32_t
+
+cdef extern from "fastgrad.h" nogil:
+    ctypedef enum fg_op:
+        FG_LEAF, FG_NEG, FG_POWC, FG_RELU, FG_TANH, FG_EXP, FG_LOG, FG_SIGMOID,
+        FG_ADD, FG_SUB, FG_MUL, FG_DIV, FG_POW, FG_SUM, FG_DOT, FG_OPAQUE, FG_OP_COUNT
+
+    ctypedef enum fg_status:
+        FG_OK, FG_ZERO_DIVISION, FG_DOMAIN_ERROR, FG_RANGE_ERROR, FG_NO_MEMORY,
+        FG_BAD_ARGUMENT
+
+    enum:
+        FG_MARK
+        FG_EXTRA
+
+    ctypedef struct fg_node:
+        double data
+        double grad
+        double exponent "u.powc.exponent"
+        uint32_t refs
+        unsigned char op
+        unsigned char flags
+        void *handle "link.handle"
+
+    ctypedef struct fg_arena:
+        pass
+
+    const char *fg_op_symbol(fg_op op)
+    fg_node *const *fg_operands(const fg_node *n, uint32_t *count)
+
+    fg_arena *fg_arena_new()
+    size_t fg_arena_live(const fg_arena *A)
+    size_t fg_arena_capacity(const fg_arena *A)
+    size_t fg_arena_bytes(const fg_arena *A)
+    void fg_arena_trim(fg_arena *A)
+
+    fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out)
+    fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out)
+    fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out)
+    fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out)
+    fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node **args, uint32_t count,
+                          fg_node **out)
+    fg_status fg_new_opaque(fg_arena *A, double data, fg_node **args, uint32_t count,
+                            fg_node **out)
+    void fg_incref(fg_node *n)
+    void fg_decref(fg_arena *A, fg_node *n)
+
+    fg_status fg_eval(const fg_node *n, double *out)
+    fg_status fg_node_backward(fg_node *n)
+    fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
+
+
+# The release hook calls back into Python (it edits dicts), so it is not nogil.
+cdef extern from "fastgrad.h":
+    ctypedef void (*fg_release_hook)(void *context, fg_node *node) noexcept
+    void fg_arena_set_release_hook(fg_arena *A, fg_release_hook hook, void *context)
+
+
+cdef class Value:
+    cdef fg_node *node

@@ -1,0 +1,402 @@
+# cython: language_level=3
+"""fastgrad's C engine: a Value is a handle on a node of the C arena (csrc/).
+
+The Python object is only a handle. Intermediate results a program drops cost their 48-byte
+node and no Python object; a node lives while a handle or a parent node refers to it.
+Labels and the _op names given to Value(data, children, _op) live in dicts beside the arena,
+keyed by node address, and leave them when the node is freed (the arena's release hook).
+"""
+
+cimport cython
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
+from cpython.long cimport PyLong_AsDouble, PyLong_Check
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.ref cimport PyObject
+from libc.stdint cimport uint32_t
+
+from ._common import as_float, exponent_text, not_a_number, op_error
+
+cdef fg_arena *ARENA = fg_arena_new()
+if ARENA is NULL:
+    raise MemoryError("fastgrad could not allocate its node arena")
+
+cdef dict _labels = {}
+cdef dict _opnames = {}
+cdef tuple _symbols = tuple(fg_op_symbol(<fg_op>i).decode() for i in range(FG_OP_COUNT))
+
+
+cdef void _forget_extras(void *context, fg_node *node) noexcept:
+    cdef PyObject *kind
+    cdef PyObject *value
+    cdef PyObject *traceback
+    PyErr_Fetch(&kind, &value, &traceback)  # a dealloc may run while an exception is set
+    key = <size_t>node
+    _labels.pop(key, None)
+    _opnames.pop(key, None)
+    PyErr_Restore(kind, value, traceback)
+
+fg_arena_set_release_hook(ARENA, _forget_extras, NULL)
+
+
+cdef object _exception_type(fg_status status):
+    if status == FG_ZERO_DIVISION:
+        return ZeroDivisionError
+    if status == FG_DOMAIN_ERROR:
+        return ValueError
+    if status == FG_RANGE_ERROR:
+        return OverflowError
+    if status == FG_NO_MEMORY:
+        return MemoryError
+    return SystemError
+
+
+cdef str _rule(const fg_node *n):
+    """The op's name in the reference's tables (reference.UNARY, BINARY, NARY)."""
+    return "**c" if n.op == FG_POWC else _symbols[n.op]
+
+
+cdef int _raise(fg_status status, str rule, tuple operands, double exponent=0.0,
+                bint in_backward=False) except -1:
+    if status == FG_NO_MEMORY:
+        raise MemoryError("fastgrad's node arena is out of memory")
+    raise op_error(_exception_type(status), rule, operands, exponent, in_backward)
+
+
+cdef int _raise_backward(fg_status status, fg_node *failed) except -1:
+    cdef uint32_t count, i
+    cdef fg_node *const *operands
+    if status == FG_NO_MEMORY or failed is NULL:
+        _raise(status, "backward", ())
+    operands = fg_operands(failed, &count)
+    values = tuple([operands[i].data for i in range(count)])
+    exponent = failed.exponent if failed.op == FG_POWC else 0.0
+    _raise(status, _rule(failed), values, exponent, True)
+
+
+cdef inline int _number(object x, double *out) except -1:
+    """1 with x's value in *out if x is a real number (_common.as_float's rule), else 0."""
+    if PyFloat_Check(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if PyLong_Check(x):
+        out[0] = PyLong_AsDouble(x)
+        return 1
+    try:
+        out[0] = as_float(x, "operand")
+    except TypeError:
+        return 0
+    return 1
+
+
+cdef inline double _as_double(object x, str what) except? -1.0:
+    if PyFloat_Check(x):
+        return PyFloat_AS_DOUBLE(x)
+    return as_float(x, what)
+
+
+cdef inline fg_node *_leaf(double x) except NULL:
+    cdef fg_node *n = NULL
+    if fg_new_leaf(ARENA, x, &n) != FG_OK:
+        raise MemoryError("fastgrad's node arena is out of memory")
+    return n
+
+
+cdef inline Value _wrap(fg_node *n):
+    """A new Value handle on n, taking over the caller's reference."""
+    cdef Value v = Value.__new__(Value)
+    v.node = n
+    n.handle = <void *>v
+    return v
+
+
+cdef inline object _handle(fg_node *n):
+    """n's live handle if it has one (so that _prev gives back the same objects), else a new one."""
+    if n.handle is not NULL:
+        return <object>n.handle
+    fg_incref(n)
+    return _wrap(n)
+
+
+cdef inline fg_node *_node_of(Value v) except NULL:
+    if v.node is NULL:
+        raise ValueError("this Value was never initialised (Value.__new__ without __init__)")
+    return v.node
+
+
+cdef object _binary(fg_op op, object left, object right):
+    """left op right for a Value on at least one side; a number becomes a constant leaf."""
+    cdef fg_node *a
+    cdef fg_node *b
+    cdef fg_node *out = NULL
+    cdef fg_node *constant = NULL
+    cdef fg_status status
+    cdef double x
+    if isinstance(left, Value):
+        a = _node_of(<Value>left)
+    elif _number(left, &x):
+        a = constant = _leaf(x)
+    else:
+        return NotImplemented
+    if isinstance(right, Value):
+        b = _node_of(<Value>right)
+    elif _number(right, &x):
+        b = constant = _leaf(x)
+    else:
+        return NotImplemented
+    status = fg_new_binary(ARENA, op, a, b, &out)
+    if status != FG_OK:
+        operands = (a.data, b.data)
+        if constant is not NULL:
+            fg_decref(ARENA, constant)
+        _raise(status, _symbols[op], operands)
+    if constant is not NULL:
+        fg_decref(ARENA, constant)
+    return _wrap(out)
+
+
+cdef Value _unary(fg_op op, Value v, double exponent=0.0):
+    cdef fg_node *a = _node_of(v)
+    cdef fg_node *out = NULL
+    cdef fg_status status
+    if op == FG_POWC:
+        status = fg_new_powc(ARENA, a, exponent, &out)
+    else:
+        status = fg_new_unary(ARENA, op, a, &out)
+    if status != FG_OK:
+        _raise(status, "**c" if op == FG_POWC else _symbols[op], (a.data,), exponent)
+    return _wrap(out)
+
+
+@cython.freelist(1024)
+cdef class Value:
+    """stores a single scalar value and its gradient"""
+
+    def __init__(self, data, _children=(), _op="", label=""):
+        cdef double x = _as_double(data, "Value data")
+        cdef tuple children = tuple(_children)
+        cdef Py_ssize_t i, count = len(children)
+        cdef fg_node **args
+        cdef fg_node *n = NULL
+        cdef fg_status status
+        for child in children:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+            _node_of(<Value>child)
+        if not isinstance(_op, str):
+            raise TypeError(f"Value _op must be a str, not {type(_op).__name__!r}")
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, not {type(label).__name__!r}")
+        if count == 0:
+            n = _leaf(x)
+        else:
+            args = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+            if args is NULL:
+                raise MemoryError()
+            for i in range(count):
+                args[i] = (<Value>children[i]).node
+            status = fg_new_opaque(ARENA, x, args, <uint32_t>count, &n)
+            PyMem_Free(args)
+            if status != FG_OK:
+                _raise(status, "Value", ())
+        if self.node is not NULL:  # __init__ called again: drop the old node
+            self.node.handle = NULL
+            fg_decref(ARENA, self.node)
+        self.node = n
+        n.handle = <void *>self
+        if _op:
+            _opnames[<size_t>n] = str(_op)
+            n.flags |= FG_EXTRA
+        if label:
+            self.label = label
+
+    def __dealloc__(self):
+        cdef fg_node *n = self.node
+        if n is not NULL:
+            n.handle = NULL
+            fg_decref(ARENA, n)
+
+    # ---- attributes ----
+
+    @property
+    def data(self):
+        return _node_of(self).data
+
+    @data.setter
+    def data(self, value):
+        _node_of(self).data = _as_double(value, "data")
+
+    @property
+    def grad(self):
+        return _node_of(self).grad
+
+    @grad.setter
+    def grad(self, value):
+        _node_of(self).grad = _as_double(value, "grad")
+
+    @property
+    def label(self):
+        cdef fg_node *n = _node_of(self)
+        if not (n.flags & FG_EXTRA):
+            return ""
+        return _labels.get(<size_t>n, "")
+
+    @label.setter
+    def label(self, value):
+        cdef fg_node *n = _node_of(self)
+        if not isinstance(value, str):
+            raise TypeError(f"label must be a str, not {type(value).__name__!r}")
+        if value:
+            _labels[<size_t>n] = str(value)
+            n.flags |= FG_EXTRA
+        else:
+            _labels.pop(<size_t>n, None)
+
+    @property
+    def _op(self):
+        cdef fg_node *n = _node_of(self)
+        if n.flags & FG_EXTRA:
+            name = _opnames.get(<size_t>n)
+            if name is not None:
+                return name
+        if n.op == FG_POWC:
+            return "**" + exponent_text(n.exponent)
+        return _symbols[n.op]
+
+    @property
+    def _prev(self):
+        cdef uint32_t count, i
+        cdef fg_node *const *operands = fg_operands(_node_of(self), &count)
+        return {_handle(operands[i]) for i in range(count)}
+
+    def __repr__(self):
+        cdef fg_node *n = _node_of(self)
+        return f"Value(data={n.data!r}, grad={n.grad!r})"
+
+    # ---- building the graph ----
+
+    def __add__(self, other):  # self + other
+        return _binary(FG_ADD, self, other)
+
+    def __radd__(self, other):  # other + self
+        return _binary(FG_ADD, other, self)
+
+    def __sub__(self, other):  # self - other
+        return _binary(FG_SUB, self, other)
+
+    def __rsub__(self, other):  # other - self
+        return _binary(FG_SUB, other, self)
+
+    def __mul__(self, other):  # self * other
+        return _binary(FG_MUL, self, other)
+
+    def __rmul__(self, other):  # other * self
+        return _binary(FG_MUL, other, self)
+
+    def __truediv__(self, other):  # self / other
+        return _binary(FG_DIV, self, other)
+
+    def __rtruediv__(self, other):  # other / self
+        return _binary(FG_DIV, other, self)
+
+    def __pow__(self, other, modulo):  # self ** other
+        cdef double exponent
+        if modulo is not None:
+            return NotImplemented
+        if isinstance(other, Value):
+            return _binary(FG_POW, self, other)
+        if not _number(other, &exponent):
+            return NotImplemented
+        return _unary(FG_POWC, self, exponent)
+
+    def __rpow__(self, other, modulo):  # other ** self
+        if modulo is not None:
+            return NotImplemented
+        return _binary(FG_POW, other, self)
+
+    def __neg__(self):  # -self
+        return _unary(FG_NEG, self)
+
+    def relu(self):
+        return _unary(FG_RELU, self)
+
+    def tanh(self):
+        return _unary(FG_TANH, self)
+
+    def exp(self):
+        return _unary(FG_EXP, self)
+
+    def log(self):
+        return _unary(FG_LOG, self)
+
+    def sigmoid(self):
+        return _unary(FG_SIGMOID, self)
+
+    # ---- the chain rule ----
+
+    def _backward(self):
+        """Runs this node's local chain rule once, as micrograd's closure does."""
+        cdef fg_node *n = _node_of(self)
+        cdef fg_status status = fg_node_backward(n)
+        if status != FG_OK:
+            _raise_backward(status, n)
+
+    def backward(self):
+        cdef fg_node *failed = NULL
+        cdef fg_status status = fg_backward(ARENA, _node_of(self), &failed)
+        if status != FG_OK:
+            _raise_backward(status, failed)
+
+
+cdef object _nary(fg_op op, list items, object start, str what):
+    """One SUM or DOT node over start and items; numbers become constant leaves."""
+    cdef Py_ssize_t i, count = len(items) + 1
+    cdef fg_node **args
+    cdef fg_node *out = NULL
+    cdef fg_status status
+    cdef double x
+    first = start if isinstance(start, Value) else _wrap(_leaf(_as_double(start, "start")))
+    if count > <Py_ssize_t>0xFFFFFFFF:
+        raise OverflowError(f"{_symbols[op]}() of more than 2**32 - 1 operands")
+    if count == 1:
+        return first
+    args = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+    if args is NULL:
+        raise MemoryError()
+    constants = []  # handles that keep constant leaves alive until the node holds them
+    try:
+        args[0] = _node_of(<Value>first)
+        for i in range(1, count):
+            item = items[i - 1]
+            if isinstance(item, Value):
+                args[i] = _node_of(<Value>item)
+            elif _number(item, &x):
+                constant = _wrap(_leaf(x))
+                constants.append(constant)
+                args[i] = (<Value>constant).node
+            else:
+                raise not_a_number(what, item)
+        status = fg_new_nary(ARENA, op, args, <uint32_t>count, &out)
+    finally:
+        PyMem_Free(args)
+    if status != FG_OK:
+        _raise(status, _symbols[op], ())
+    return _wrap(out)
+
+
+def sum(values, start=0.0):
+    """((start + v0) + v1) + ... as one node, bit for bit the chain of + it replaces."""
+    return _nary(FG_SUM, list(values), start, "sum() term")
+
+
+def dot(ws, xs, start=0.0):
+    """start + w0*x0 + w1*x1 + ... as one node, bit for bit the chain it replaces."""
+    w, x = list(ws), list(xs)
+    if len(w) != len(x):
+        raise ValueError(f"dot() of {len(w)} weights and {len(x)} inputs")
+    return _nary(FG_DOT, [item for pair in zip(w, x) for item in pair], start, "dot() operand")
+
+
+def _arena_stats():
+    """Live nodes, node capacity and bytes held by the arena (for tests and benchmarks)."""
+    return fg_arena_live(ARENA), fg_arena_capacity(ARENA), fg_arena_bytes(ARENA)

@@ -1,0 +1,40 @@
+"""Builds fastgrad._core: the Cython wrapper compiled together with the C engine in csrc/.
+
+Floating point must round exactly as the pure-Python reference does, so contraction into
+fused multiply-adds is off and fast-math is never on; the flags are chosen per compiler.
+"""
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c"]
+
+STRICT_FLOAT_FLAGS = {
+    "msvc": ["/fp:precise"],
+    "unix": ["-ffp-contract=off", "-fno-fast-math"],
+    "mingw32": ["-ffp-contract=off", "-fno-fast-math"],
+}
+
+
+class StrictFloatBuildExt(build_ext):
+    def build_extensions(self) -> None:
+        flags = STRICT_FLOAT_FLAGS.get(self.compiler.compiler_type, STRICT_FLOAT_FLAGS["unix"])
+        for extension in self.extensions:
+            extension.extra_compile_args = [*flags, *extension.extra_compile_args]
+        super().build_extensions()
+
+
+extensions = [
+    Extension(
+        "fastgrad._core",
+        sources=["fastgrad/_core.pyx", *C_SOURCES],
+        include_dirs=["csrc"],
+        depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(extensions, compiler_directives={"language_level": "3"}),
+    cmdclass={"build_ext": StrictFloatBuildExt},
+)

@@ -1,0 +1,44 @@
+"""Every behavioural test takes `impl`: the C extension or the pure-Python reference.
+
+Both are imported directly, whatever FASTGRAD_PURE_PYTHON says, so every run tests both;
+a C extension that fails to import is an error here, not a skip.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import fastgrad._core
+import fastgrad.reference
+
+IMPLEMENTATIONS: dict[str, types.ModuleType] = {
+    "c": fastgrad._core,
+    "python": fastgrad.reference,
+}
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
+)
+settings.register_profile(
+    "thorough", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=2000
+)
+settings.load_profile("default")
+
+
+@pytest.fixture(scope="session", params=sorted(IMPLEMENTATIONS), ids=lambda name: name)
+def impl(request: pytest.FixtureRequest) -> types.ModuleType:
+    """fastgrad._core or fastgrad.reference: the same API, Value, sum and dot."""
+    return IMPLEMENTATIONS[request.param]
+
+
+@pytest.fixture(scope="session")
+def c_impl() -> types.ModuleType:
+    return fastgrad._core
+
+
+@pytest.fixture(scope="session")
+def py_impl() -> types.ModuleType:
+    return fastgrad.reference
