@@ -9,7 +9,12 @@
 
 fg_arena *fg_arena_new(void)
 {
-    return (fg_arena *)calloc(1, sizeof(fg_arena));
+    fg_arena *A = (fg_arena *)calloc(1, sizeof(fg_arena));
+    int op;
+    if (A != NULL)
+        for (op = 0; op < FG_OP_COUNT; op++)
+            A->may_fail[op] = (uint8_t)fg_derivative_may_fail((fg_op)op);
+    return A;
 }
 
 void fg_arena_free(fg_arena *A)
@@ -77,6 +82,19 @@ fg_node *fg_alloc_slow(fg_arena *A)
     A->bump = &s->nodes[1];
     A->bump_end = &s->nodes[FG_SLAB_NODES];
     return &s->nodes[0];
+}
+
+void fg_new_epoch(fg_arena *A)
+{
+    fg_slab *s;
+    size_t i;
+    if (++A->epoch != 0)
+        return;
+    /* once in 65535 traversals the counter wraps: forget every old mark */
+    for (s = A->slabs; s != NULL; s = s->next)
+        for (i = 0; i < FG_SLAB_NODES; i++)
+            s->nodes[i].mark = 0;
+    A->epoch = 1;
 }
 
 fg_status fg_vec_reserve(fg_vec *v, size_t n)

@@ -27,11 +27,20 @@ typedef struct fg_vec {
     size_t capacity;
 } fg_vec;
 
-/* One frame of the iterative depth-first search: a node and its next operand to visit. */
+/* One frame of the iterative depth-first search: a node, its operands and the next to visit. */
 typedef struct fg_frame {
     fg_node *node;
+    fg_node *const *operands;
     uint32_t next;
+    uint32_t count;
 } fg_frame;
+
+/* A hint that p will be read soon; the depth-first search is bound by cache misses. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FG_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define FG_PREFETCH(p) ((void)(p))
+#endif
 
 struct fg_arena {
     fg_node *free_list;             /* released nodes, linked through link.next */
@@ -43,6 +52,8 @@ struct fg_arena {
     size_t operand_bytes;           /* bytes of NARY/OPAQUE operand lists */
     fg_release_hook release_hook;   /* see fg_arena_set_release_hook */
     void *release_context;
+    uint16_t epoch;                 /* the traversal in progress; marks equal to it are visited */
+    uint8_t may_fail[FG_OP_COUNT];  /* fg_derivative_may_fail, per op, read once */
     fg_vec order;                   /* scratch: the last topological order */
     fg_frame *stack;                /* scratch: depth-first search stack */
     size_t stack_capacity;
@@ -64,10 +75,13 @@ static inline fg_node *fg_alloc(fg_arena *A)
     n->grad = 0.0;
     n->refs = 1;
     n->flags = 0;
-    n->reserved = 0;
+    n->mark = 0;
     n->link.handle = NULL;
     return n;
 }
+
+/* Starts a traversal: a new epoch, so that no node counts as visited. */
+void fg_new_epoch(fg_arena *A);
 
 /* Makes room for n more items in v; FG_NO_MEMORY leaves v as it was. */
 fg_status fg_vec_reserve(fg_vec *v, size_t n);

@@ -51,8 +51,7 @@ typedef enum fg_status {
 
 /* Node flags. */
 enum {
-    FG_MARK = 1,        /* set on nodes visited by the traversal in progress */
-    FG_EXTRA = 2        /* the owner keeps data beside this node: the release hook is called */
+    FG_EXTRA = 1        /* the owner keeps data beside this node: the release hook is called */
 };
 
 typedef struct fg_node fg_node;
@@ -70,8 +69,8 @@ struct fg_node {
     } u;
     uint32_t refs;                                  /* parents plus handles holding this node */
     uint8_t op;                                     /* an fg_op */
-    uint8_t flags;                                  /* FG_MARK, FG_EXTRA */
-    uint16_t reserved;                              /* zero */
+    uint8_t flags;                                  /* FG_EXTRA */
+    uint16_t mark;                                  /* the last traversal that reached it */
     union {
         void *handle;                               /* while live: the owner's object, or NULL */
         fg_node *next;                              /* while free: the next free node */
@@ -89,6 +88,9 @@ const char *fg_op_symbol(fg_op op);                 /* "+", "ReLU", "**", "" for
 fg_kind fg_op_kind(fg_op op);                       /* how the op takes operands */
 uint32_t fg_op_stride(fg_op op);                    /* operands per term of an NARY op, else 0 */
 fg_node *const *fg_operands(const fg_node *n, uint32_t *count); /* n's operands, in order */
+/* Whether the op's derivatives call a helper that can fail (DIV, POW, EXP, LOG in ops.def),
+ * read off the formulas' text so that a new row needs no hand-kept flag. */
+int fg_derivative_may_fail(fg_op op);
 
 /* ---- the arena (arena.c) ---- */
 

@@ -37,7 +37,7 @@ fg_status fg_eval(const fg_node *n, double *out)
 }
 
 /* The local derivatives of a unary or binary node at its operands' current data. */
-static void local_derivatives(const fg_node *n, double *d_da, double *d_db, fg_status *st)
+static inline void local_derivatives(const fg_node *n, double *d_da, double *d_db, fg_status *st)
 {
     fg_op op = (fg_op)n->op;
     if (fg_kind_of(n) == FG_KIND_UNARY)
@@ -52,7 +52,7 @@ static void local_derivatives(const fg_node *n, double *d_da, double *d_db, fg_s
  * node replaces does between its partial sums s_k and s_{k+1}. The chain's s_N is this
  * node; every earlier partial sum and every product term is a fresh node whose grad
  * starts at 0.0 and receives exactly one addition, so it holds 0.0 + g. */
-static void nary_term_backward(fg_node *n, uint32_t k)
+static inline void nary_term_backward(fg_node *n, uint32_t k)
 {
     fg_op op = (fg_op)n->op;
     fg_node *const *args = n->u.nary.args;
@@ -76,12 +76,13 @@ static void nary_term_backward(fg_node *n, uint32_t k)
     }
 }
 
-fg_status fg_node_backward(fg_node *n)
+/* n's local chain rule, derivatives first: returns before adding anything if one fails. */
+static inline fg_status node_backward(fg_node *n, fg_kind kind)
 {
     fg_status st = FG_OK;
     double d_da, d_db;
     uint32_t k;
-    switch (fg_kind_of(n)) {
+    switch (kind) {
     case FG_KIND_UNARY:
         local_derivatives(n, &d_da, &d_db, &st);
         if (st == FG_OK)
@@ -103,114 +104,120 @@ fg_status fg_node_backward(fg_node *n)
     }
 }
 
+fg_status fg_node_backward(fg_node *n)
+{
+    return node_backward(n, fg_kind_of(n));
+}
+
 /* Whether n's local derivatives can be computed: backward checks every node first. */
-static fg_status check_backward(const fg_node *n)
+static inline fg_status check_backward(const fg_node *n, fg_kind kind)
 {
     fg_status st = FG_OK;
     double d_da, d_db;
-    fg_kind kind = fg_kind_of(n);
     if (kind == FG_KIND_UNARY || kind == FG_KIND_BINARY)
         local_derivatives(n, &d_da, &d_db, &st);
     return st;
 }
 
-static fg_status push(fg_arena *A, size_t *depth, fg_node *n)
+static fg_status grow_stack(fg_arena *A)
 {
-    if (*depth == A->stack_capacity) {
-        size_t capacity = A->stack_capacity ? 2 * A->stack_capacity : 256;
-        fg_frame *stack;
-        if (capacity > (size_t)-1 / sizeof(fg_frame))
-            return FG_NO_MEMORY;
-        stack = (fg_frame *)realloc(A->stack, capacity * sizeof(fg_frame));
-        if (stack == NULL)
-            return FG_NO_MEMORY;
-        A->stack = stack;
-        A->stack_capacity = capacity;
-    }
-    A->stack[*depth].node = n;
-    A->stack[*depth].next = 0;
-    ++*depth;
-    n->flags |= FG_MARK;
+    size_t capacity = A->stack_capacity ? 2 * A->stack_capacity : 256;
+    fg_frame *stack;
+    if (capacity > (size_t)-1 / sizeof(fg_frame))
+        return FG_NO_MEMORY;
+    stack = (fg_frame *)realloc(A->stack, capacity * sizeof(fg_frame));
+    if (stack == NULL)
+        return FG_NO_MEMORY;
+    A->stack = stack;
+    A->stack_capacity = capacity;
     return FG_OK;
 }
 
-static fg_status append(fg_arena *A, fg_node *n)
+static inline fg_status append(fg_arena *A, fg_node *n)
 {
-    fg_status st = fg_vec_reserve(&A->order, 1);
-    if (st == FG_OK)
-        A->order.items[A->order.length++] = n;
-    return st;
+    fg_status st;
+    if (A->order.length == A->order.capacity && (st = fg_vec_reserve(&A->order, 1)) != FG_OK)
+        return st;
+    A->order.items[A->order.length++] = n;
+    return FG_OK;
 }
 
-/* Called when operand number `done - 1` of f's node has been fully visited. An NARY node
+/* Called when the first `done` operands of an NARY node have been fully visited: the node
  * takes its place in the order once per term, where the chain's partial sum would. */
-static fg_status operand_done(fg_arena *A, const fg_frame *f)
+static fg_status nary_operand_done(fg_arena *A, fg_node *n, uint32_t done)
 {
-    fg_node *n = f->node;
-    uint32_t stride, terms;
+    uint32_t stride = fg_op_table[n->op].stride, terms;
     fg_status st;
-    if (fg_kind_of(n) != FG_KIND_NARY)
-        return FG_OK;
-    stride = fg_op_table[n->op].stride;
-    if (f->next < 1 + stride || (f->next - 1) % stride != 0)
+    if (done < 1 + stride || (done - 1) % stride != 0)
         return FG_OK;
     if ((st = append(A, n)) != FG_OK)
         return st;
     terms = (n->u.nary.count - 1) / stride;
-    if ((f->next - 1) / stride == terms)
+    if ((done - 1) / stride == terms)
         n->u.nary.cursor = terms;                      /* backward runs them last first */
     return FG_OK;
 }
 
-static void unmark(fg_node *const *nodes, size_t count)
-{
-    size_t i;
-    for (i = 0; i < count; i++)
-        nodes[i]->flags &= (uint8_t)~FG_MARK;
-}
-
 /* Depth-first post-order below root into A->order. With `check`, also checks that every
- * node's local derivatives can be computed, and names the first that cannot. */
+ * node's local derivatives can be computed, and names the first that cannot.
+ * The frame of the node being visited lives in locals; only its ancestors' frames are on
+ * A->stack. Nodes count as visited when their mark equals this traversal's epoch. */
 static fg_status build_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
 {
-    size_t depth = 0, i;
-    fg_status st;
+    size_t depth = 0;
+    fg_node *n = root;
+    fg_node *const *operands;
+    uint32_t next = 0, count;
+    uint16_t epoch;
+    fg_kind kind;
+    fg_status st = FG_OK;
+    fg_new_epoch(A);
+    epoch = A->epoch;
     A->order.length = 0;
-    if ((st = push(A, &depth, root)) != FG_OK)
-        return st;
-    while (depth > 0) {
-        fg_frame *f = &A->stack[depth - 1];
-        fg_node *n = f->node;
-        uint32_t count;
-        fg_node *const *operands = fg_operands_of(n, &count);
-        if (f->next < count) {
-            fg_node *operand = operands[f->next++];
-            if (!(operand->flags & FG_MARK)) {
-                if ((st = push(A, &depth, operand)) != FG_OK)
+    root->mark = epoch;
+    operands = fg_operands_of(root, &count);
+    for (;;) {
+        if (next < count) {
+            fg_node *operand = operands[next++];
+            if (operand->mark != epoch) {
+                fg_frame *f;
+                if (depth == A->stack_capacity && (st = grow_stack(A)) != FG_OK)
                     break;
-                continue;
-            }
-            if ((st = operand_done(A, f)) != FG_OK)
+                f = &A->stack[depth++];
+                f->node = n;
+                f->operands = operands;
+                f->next = next;
+                f->count = count;
+                n = operand;
+                n->mark = epoch;
+                operands = fg_operands_of(n, &count);
+                next = 0;
+            } else if (fg_kind_of(n) == FG_KIND_NARY
+                       && (st = nary_operand_done(A, n, next)) != FG_OK) {
                 break;
+            }
             continue;
         }
-        if (check && (st = check_backward(n)) != FG_OK) {
+        kind = fg_kind_of(n);
+        if (check && A->may_fail[n->op] && (st = check_backward(n, kind)) != FG_OK) {
             if (failed != NULL)
                 *failed = n;
             break;
         }
-        if (fg_kind_of(n) != FG_KIND_NARY && (st = append(A, n)) != FG_OK)
+        if (kind != FG_KIND_NARY && (st = append(A, n)) != FG_OK)
+            break;
+        if (depth == 0)
             break;
         depth--;
-        if (depth > 0 && (st = operand_done(A, &A->stack[depth - 1])) != FG_OK)
+        n = A->stack[depth].node;
+        operands = A->stack[depth].operands;
+        next = A->stack[depth].next;
+        count = A->stack[depth].count;
+        if (fg_kind_of(n) == FG_KIND_NARY && (st = nary_operand_done(A, n, next)) != FG_OK)
             break;
     }
-    unmark(A->order.items, A->order.length);
-    if (st != FG_OK) {
-        for (i = 0; i < depth; i++)
-            A->stack[i].node->flags &= (uint8_t)~FG_MARK;
+    if (st != FG_OK)
         A->order.length = 0;
-    }
     return st;
 }
 
@@ -235,10 +242,11 @@ fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
     root->grad = 1.0;
     for (i = A->order.length; i-- > 0;) {
         fg_node *n = order[i];
-        if (fg_kind_of(n) == FG_KIND_NARY)
+        fg_kind kind = fg_kind_of(n);
+        if (kind == FG_KIND_NARY)
             nary_term_backward(n, --n->u.nary.cursor);
         else
-            fg_node_backward(n);
+            node_backward(n, kind);
     }
     return FG_OK;
 }

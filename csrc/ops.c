@@ -3,18 +3,31 @@
  * value by the table's rule, and allocates only once that has succeeded.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "arena.h"
 #include "ops.h"
 
 const fg_op_info fg_op_table[FG_OP_COUNT] = {
-#define FG_LEAF(name, symbol) {symbol, FG_KIND_LEAF, 0},
-#define FG_UNARY(name, symbol, forward, d_da) {symbol, FG_KIND_UNARY, 0},
-#define FG_BINARY(name, symbol, forward, d_da, d_db) {symbol, FG_KIND_BINARY, 0},
-#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) {symbol, FG_KIND_NARY, stride},
-#define FG_OPAQUE(name, symbol) {symbol, FG_KIND_OPAQUE, 0},
+#define FG_LEAF(name, symbol) {symbol, FG_KIND_LEAF, 0, ""},
+#define FG_UNARY(name, symbol, forward, d_da) {symbol, FG_KIND_UNARY, 0, #d_da},
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    {symbol, FG_KIND_BINARY, 0, #d_da " " #d_db},
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    {symbol, FG_KIND_NARY, stride, #d_dv0 " " #d_dv1},
+#define FG_OPAQUE(name, symbol) {symbol, FG_KIND_OPAQUE, 0, ""},
 #include "ops.def"
 };
+
+int fg_derivative_may_fail(fg_op op)
+{
+    static const char *const fallible[] = {"DIV(", "POW(", "EXP(", "LOG("};
+    size_t i;
+    for (i = 0; i < sizeof fallible / sizeof fallible[0]; i++)
+        if (strstr(fg_op_table[op].derivatives, fallible[i]) != NULL)
+            return 1;
+    return 0;
+}
 
 const char *fg_op_symbol(fg_op op)
 {

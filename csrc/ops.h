@@ -19,6 +19,7 @@ typedef struct fg_op_info {
     const char *symbol;
     fg_kind kind;
     uint32_t stride;                /* NARY: operands per term */
+    const char *derivatives;        /* the derivative formulas' text, to see which can fail */
 } fg_op_info;
 
 extern const fg_op_info fg_op_table[FG_OP_COUNT];

@@ -12,7 +12,6 @@ cdef extern from "fastgrad.h" nogil:
         FG_BAD_ARGUMENT
 
     enum:
-        FG_MARK
         FG_EXTRA
 
     ctypedef struct fg_node:

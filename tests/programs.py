@@ -49,14 +49,16 @@ class Program:
 
 
 def steps(numbers: st.SearchStrategy[float], unary: list[str], binary: list[str],
-          exponents: st.SearchStrategy[float], nary: bool) -> st.SearchStrategy[tuple[Any, ...]]:
+          exponents: st.SearchStrategy[float], nary: bool,
+          sets: bool) -> st.SearchStrategy[tuple[Any, ...]]:
     choices = [
         st.tuples(st.just("binary"), st.sampled_from(binary), index, index),
         st.tuples(st.just("const"), st.sampled_from(binary), index, numbers, st.booleans()),
         st.tuples(st.just("unary"), st.sampled_from(unary), index),
         st.tuples(st.just("powc"), index, exponents),
-        st.tuples(st.just("set"), index, numbers),
     ]
+    if sets:
+        choices.append(st.tuples(st.just("set"), index, numbers))
     if nary:
         start = st.one_of(index, numbers.map(lambda x: ("const", x)))
         terms = st.lists(st.one_of(index, numbers.map(lambda x: ("const", x))), max_size=6)
@@ -69,10 +71,10 @@ def steps(numbers: st.SearchStrategy[float], unary: list[str], binary: list[str]
 def programs(draw: st.DrawFn, numbers: st.SearchStrategy[float] = edge_floats,
              unary: list[str] = UNARY, binary: list[str] = BINARY,
              exponents: st.SearchStrategy[float] = st.sampled_from(EXPONENTS),
-             nary: bool = True, max_steps: int = 300) -> Program:
+             nary: bool = True, sets: bool = True, max_steps: int = 300) -> Program:
     leaves = draw(st.lists(numbers, min_size=1, max_size=8))
     length = draw(st.integers(0, max_steps))  # hypothesis alone keeps lists short
-    body = draw(st.lists(steps(numbers, unary, binary, exponents, nary),
+    body = draw(st.lists(steps(numbers, unary, binary, exponents, nary, sets),
                          min_size=length, max_size=length))
     return Program(
         leaves=leaves,

@@ -1,0 +1,43 @@
+"""The C engine's own tests (csrc/tests/test_fastgrad.c), compiled and run as they are, and
+again under AddressSanitizer and UndefinedBehaviorSanitizer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CSRC = Path(__file__).resolve().parent.parent / "csrc"
+SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c"]
+COMPILER = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffp-contract=off", "-I."]
+
+pytestmark = [
+    pytest.mark.skipif(not (CSRC / "fastgrad.h").exists(), reason="needs the source tree's csrc/"),
+    pytest.mark.skipif(COMPILER is None, reason="needs a C compiler"),
+    pytest.mark.skipif(sys.platform == "win32", reason="the C tests build with a Unix compiler"),
+]
+
+
+def build_and_run(tmp_path: Path, flags: list[str], chain: int) -> str:
+    binary = tmp_path / "test_fastgrad"
+    build = subprocess.run([COMPILER, *STRICT, *flags, "-o", str(binary), *SOURCES, "-lm"],
+                           cwd=CSRC, capture_output=True, text=True)  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(binary), str(chain)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+def test_c_library(tmp_path: Path) -> None:
+    assert "all C checks passed" in build_and_run(tmp_path, ["-O2"], chain=10**7)
+
+
+def test_c_library_under_sanitizers(tmp_path: Path) -> None:
+    flags = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+             "-fno-sanitize-recover=all"]  # fmt: skip
+    assert "all C checks passed" in build_and_run(tmp_path, flags, chain=10**6)
