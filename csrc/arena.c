@@ -7,6 +7,12 @@
 #include "arena.h"
 #include "ops.h"
 
+#ifdef FG_ASAN
+#define ASAN_UNPOISON_SLAB(s) ASAN_UNPOISON_MEMORY_REGION((s), sizeof(fg_slab))
+#else
+#define ASAN_UNPOISON_SLAB(s) ((void)(s))
+#endif
+
 fg_arena *fg_arena_new(void)
 {
     fg_arena *A = (fg_arena *)calloc(1, sizeof(fg_arena));
@@ -25,6 +31,7 @@ void fg_arena_free(fg_arena *A)
         return;
     for (s = A->slabs; s != NULL; s = next) {
         /* only the newest slab has nodes never handed out: those from the bump pointer on */
+        ASAN_UNPOISON_SLAB(s);
         size_t used = s == A->slabs ? (size_t)(A->bump - s->nodes) : FG_SLAB_NODES;
         next = s->next;
         for (i = 0; i < used; i++) {
@@ -127,8 +134,10 @@ static void release(fg_arena *A, fg_node *n)
     while (pending != NULL) {
         uint32_t count, i;
         fg_node *const *operands;
+        fg_kind kind;
         n = pending;
         pending = n->link.next;
+        kind = fg_kind_of(n);
         operands = fg_operands_of(n, &count);
         for (i = 0; i < count; i++) {
             fg_node *operand = operands[i];
@@ -137,16 +146,19 @@ static void release(fg_arena *A, fg_node *n)
                 pending = operand;
             }
         }
-        if (fg_kind_of(n) >= FG_KIND_NARY) {
-            A->operand_bytes -= (size_t)n->u.nary.count * sizeof(fg_node *);
+        if (kind >= FG_KIND_NARY) {
+            A->operand_bytes -= (size_t)count * sizeof(fg_node *);
             free(n->u.nary.args);
         }
-        if ((n->flags & FG_EXTRA) && A->release_hook != NULL)
-            A->release_hook(A->release_context, n);
+        if (n->flags & FG_EXTRA) {
+            if (A->release_hook != NULL)
+                A->release_hook(A->release_context, n);
+        }
         n->op = FG_FREED;
         n->link.next = A->free_list;
         A->free_list = n;
         A->live--;
+        FG_POISON(n);
     }
 }
 

@@ -11,6 +11,26 @@
  * and small enough that a tiny program does not reserve megabytes. */
 #define FG_SLAB_NODES 4096
 
+/* Under AddressSanitizer a free node's data, grad and operands are poisoned, so that a
+ * stale pointer that reads them stops the program; elsewhere these are no-ops. The fields
+ * from refs on stay readable: the allocator's own bookkeeping uses them. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FG_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define FG_ASAN 1
+#endif
+#ifdef FG_ASAN
+#include <sanitizer/asan_interface.h>
+#define FG_POISON(n) ASAN_POISON_MEMORY_REGION((n), offsetof(fg_node, refs))
+#define FG_UNPOISON(n) ASAN_UNPOISON_MEMORY_REGION((n), offsetof(fg_node, refs))
+#else
+#define FG_POISON(n) ((void)(n))
+#define FG_UNPOISON(n) ((void)(n))
+#endif
+
 /* Marks a node on the free list; no row of ops.def has this opcode. */
 #define FG_FREED 0xFF
 
@@ -71,6 +91,7 @@ static inline fg_node *fg_alloc(fg_arena *A)
         n = A->bump++;
     else if ((n = fg_alloc_slow(A)) == NULL)
         return NULL;
+    FG_UNPOISON(n);
     A->live++;
     n->grad = 0.0;
     n->refs = 1;

@@ -109,6 +109,10 @@ fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out);
 fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out);
 fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out);
 fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out);
+/* a op x (or x op a when number_first) for a number x, which becomes a constant leaf held
+ * only by the new node, as micrograd's Value(other) is. */
+fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x, int number_first,
+                               fg_node **out);
 /* NARY: args = start, then at least one term of fg_op_stride(op) operands. */
 fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node *const *args, uint32_t count,
                       fg_node **out);

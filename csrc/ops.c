@@ -100,12 +100,17 @@ fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out)
     return new_unary(A, FG_POWC, a, exponent, out);
 }
 
+static inline int is_binary(fg_op op)
+{
+    return (unsigned)op < FG_OP_COUNT && fg_op_table[op].kind == FG_KIND_BINARY;
+}
+
 fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out)
 {
     fg_status st = FG_OK;
     double data;
     fg_node *n;
-    if (fg_op_kind(op) != FG_KIND_BINARY)
+    if (!is_binary(op))
         return FG_BAD_ARGUMENT;
     data = fg_forward(op, a->data, b->data, 0.0, &st);
     if (st != FG_OK)
@@ -116,6 +121,32 @@ fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node *
     n->u.arg[1] = b;
     a->refs++;
     b->refs++;
+    *out = n;
+    return FG_OK;
+}
+
+fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x, int number_first,
+                               fg_node **out)
+{
+    fg_status st = FG_OK;
+    double data;
+    fg_node *n, *constant;
+    if (!is_binary(op))
+        return FG_BAD_ARGUMENT;
+    data = number_first ? fg_forward(op, x, a->data, 0.0, &st)
+                        : fg_forward(op, a->data, x, 0.0, &st);
+    if (st != FG_OK)
+        return st;
+    if ((constant = new_node(A, FG_LEAF, x)) == NULL)
+        return FG_NO_MEMORY;
+    if ((n = new_node(A, op, data)) == NULL) {
+        fg_decref(A, constant);
+        return FG_NO_MEMORY;
+    }
+    constant->u.arg[0] = constant->u.arg[1] = NULL;
+    n->u.arg[number_first ? 1 : 0] = a;
+    n->u.arg[number_first ? 0 : 1] = constant;  /* the leaf's one reference is n's */
+    a->refs++;
     *out = n;
     return FG_OK;
 }

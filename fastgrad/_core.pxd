@@ -39,6 +39,8 @@ cdef extern from "fastgrad.h" nogil:
     fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out)
     fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out)
     fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out)
+    fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x,
+                                   int number_first, fg_node **out)
     fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node **args, uint32_t count,
                           fg_node **out)
     fg_status fg_new_opaque(fg_arena *A, double data, fg_node **args, uint32_t count,

@@ -1,15 +1,19 @@
-# cython: language_level=3
+# cython: language_level=3, c_api_binop_methods=True
 """fastgrad's C engine: a Value is a handle on a node of the C arena (csrc/).
 
 The Python object is only a handle. Intermediate results a program drops cost their 48-byte
 node and no Python object; a node lives while a handle or a parent node refers to it.
 Labels and the _op names given to Value(data, children, _op) live in dicts beside the arena,
 keyed by node address, and leave them when the node is freed (the arena's release hook).
+
+Operators are C-API binary slots (c_api_binop_methods): Python passes the operands in the
+order they were written, the Value on either side, and _binary handles both; Python itself
+provides the reflected __radd__ etc. for a type with these slots.
 """
 
 cimport cython
 from cpython.exc cimport PyErr_Fetch, PyErr_Restore
-from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject
@@ -125,33 +129,36 @@ cdef inline fg_node *_node_of(Value v) except NULL:
 
 
 cdef object _binary(fg_op op, object left, object right):
-    """left op right for a Value on at least one side; a number becomes a constant leaf."""
+    """left op right, with a Value on either side or both; a number becomes a constant leaf."""
     cdef fg_node *a
-    cdef fg_node *b
     cdef fg_node *out = NULL
-    cdef fg_node *constant = NULL
     cdef fg_status status
     cdef double x
-    if isinstance(left, Value):
+    cdef bint number_first
+    if PyFloat_CheckExact(left):  # 2.0 * a: spare isinstance its walk over float's bases
+        x = PyFloat_AS_DOUBLE(left)
+        number_first = True
+    elif isinstance(left, Value):
         a = _node_of(<Value>left)
+        if isinstance(right, Value):
+            status = fg_new_binary(ARENA, op, a, _node_of(<Value>right), &out)
+            if status != FG_OK:
+                _raise(status, _symbols[op], (a.data, (<Value>right).node.data))
+            return _wrap(out)
+        if not _number(right, &x):
+            return NotImplemented
+        number_first = False
     elif _number(left, &x):
-        a = constant = _leaf(x)
+        number_first = True
     else:
         return NotImplemented
-    if isinstance(right, Value):
-        b = _node_of(<Value>right)
-    elif _number(right, &x):
-        b = constant = _leaf(x)
-    else:
-        return NotImplemented
-    status = fg_new_binary(ARENA, op, a, b, &out)
+    if number_first:
+        if not isinstance(right, Value):
+            return NotImplemented
+        a = _node_of(<Value>right)
+    status = fg_new_binary_number(ARENA, op, a, x, number_first, &out)
     if status != FG_OK:
-        operands = (a.data, b.data)
-        if constant is not NULL:
-            fg_decref(ARENA, constant)
-        _raise(status, _symbols[op], operands)
-    if constant is not NULL:
-        fg_decref(ARENA, constant)
+        _raise(status, _symbols[op], (x, a.data) if number_first else (a.data, x))
     return _wrap(out)
 
 
@@ -275,44 +282,27 @@ cdef class Value:
 
     # ---- building the graph ----
 
-    def __add__(self, other):  # self + other
-        return _binary(FG_ADD, self, other)
+    def __add__(left, right):  # left + right, either of them this Value
+        return _binary(FG_ADD, left, right)
 
-    def __radd__(self, other):  # other + self
-        return _binary(FG_ADD, other, self)
+    def __sub__(left, right):
+        return _binary(FG_SUB, left, right)
 
-    def __sub__(self, other):  # self - other
-        return _binary(FG_SUB, self, other)
+    def __mul__(left, right):
+        return _binary(FG_MUL, left, right)
 
-    def __rsub__(self, other):  # other - self
-        return _binary(FG_SUB, other, self)
+    def __truediv__(left, right):
+        return _binary(FG_DIV, left, right)
 
-    def __mul__(self, other):  # self * other
-        return _binary(FG_MUL, self, other)
-
-    def __rmul__(self, other):  # other * self
-        return _binary(FG_MUL, other, self)
-
-    def __truediv__(self, other):  # self / other
-        return _binary(FG_DIV, self, other)
-
-    def __rtruediv__(self, other):  # other / self
-        return _binary(FG_DIV, other, self)
-
-    def __pow__(self, other, modulo):  # self ** other
+    def __pow__(left, right, modulo):  # a ** c with a number c is micrograd's **c node
         cdef double exponent
         if modulo is not None:
             return NotImplemented
-        if isinstance(other, Value):
-            return _binary(FG_POW, self, other)
-        if not _number(other, &exponent):
-            return NotImplemented
-        return _unary(FG_POWC, self, exponent)
-
-    def __rpow__(self, other, modulo):  # other ** self
-        if modulo is not None:
-            return NotImplemented
-        return _binary(FG_POW, other, self)
+        if isinstance(left, Value) and not isinstance(right, Value):
+            if not _number(right, &exponent):
+                return NotImplemented
+            return _unary(FG_POWC, <Value>left, exponent)
+        return _binary(FG_POW, left, right)
 
     def __neg__(self):  # -self
         return _unary(FG_NEG, self)

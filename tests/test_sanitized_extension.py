@@ -1,0 +1,67 @@
+"""The extension itself under AddressSanitizer and UndefinedBehaviorSanitizer: a copy of the
+package is built with the sanitizers and the behavioural tests run against it in a child
+interpreter with the sanitizer runtimes preloaded. A use-after-free or overflow anywhere in
+the wrapper or the engine stops that run with a report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GCC = shutil.which("gcc")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (ROOT / "csrc" / "fastgrad.h").exists(), reason="needs the source tree"),
+    pytest.mark.skipif(not sys.platform.startswith("linux") or GCC is None,
+                       reason="the sanitizer runtimes are preloaded the Linux/gcc way"),
+]  # fmt: skip
+
+SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py"]
+
+
+def runtime(name: str) -> str:
+    path = subprocess.run([GCC, f"-print-file-name={name}"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # fmt: skip
+    if not os.path.isabs(path):
+        pytest.skip(f"gcc has no {name}")
+    return path
+
+
+def test_extension_under_sanitizers(tmp_path: Path) -> None:
+    pytest.importorskip("Cython")
+    preload = f"{runtime('libasan.so')}:{runtime('libubsan.so')}"
+    for part in ("fastgrad", "csrc", "tests"):
+        shutil.copytree(ROOT / part, tmp_path / part,
+                        ignore=shutil.ignore_patterns("*.so", "*.pyd", "_core.c", "__pycache__"))
+    shutil.copy(ROOT / "setup.py", tmp_path)
+    flags = "-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+    env = dict(os.environ, CFLAGS=flags, LDFLAGS="-fsanitize=address,undefined",
+               CC=GCC, LDSHARED=f"{GCC} -shared")  # fmt: skip
+    env.pop("FASTGRAD_PURE_PYTHON", None)
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert any((tmp_path / "fastgrad").glob(f"_core*{sysconfig.get_config_var('EXT_SUFFIX')}"))
+
+    env = dict(os.environ, LD_PRELOAD=preload, PYTHONPATH=str(tmp_path),
+               ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")  # fmt: skip
+    env.pop("FASTGRAD_PURE_PYTHON", None)
+    check = subprocess.run(
+        [sys.executable, "-c", "import fastgrad._core as c; print(c.__file__)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    assert check.stdout.startswith(str(tmp_path)), check.stdout + check.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         *[f"tests/{suite}" for suite in SUITES]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
