@@ -1,0 +1,42 @@
+"""pytest-benchmark runs SPEC section 5's cases (fastgrad/benchmarks.py); at the end this
+prints each case's ratios, fastgrad against the baselines timed in the same run.
+
+Timing is off in the plain test run (--benchmark-disable in pyproject.toml: each case runs
+once, as a smoke test); measure with  pytest bench --benchmark-enable"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+
+from fastgrad.benchmarks import compare
+
+RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
+BYTES: dict[str, float] = {}
+
+
+@pytest.fixture
+def record(benchmark):  # type: ignore[no-untyped-def]
+    """Call after benchmark(...): keeps the best time of this contender for the summary."""
+
+    def keep(case: str, contender: str, per_call: int) -> None:
+        if benchmark.enabled and benchmark.stats is not None:
+            RESULTS[case][contender] = benchmark.stats.stats.min / per_call
+
+    return keep
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    lines = [
+        f"{case}: {compare(times['fastgrad'], seconds, name, 'faster than ' + name)}"
+        for case, times in RESULTS.items()
+        if "fastgrad" in times
+        for name, seconds in times.items()
+        if name != "fastgrad"
+    ]
+    lines += [f"B6 retained y = y * c: {name} {size:,.0f} bytes per step" for name, size in BYTES.items()]
+    if lines:
+        terminalreporter.section("fastgrad against its baselines, this run")
+        for line in lines:
+            terminalreporter.write_line(line)

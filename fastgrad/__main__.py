@@ -1,0 +1,30 @@
+"""python -m fastgrad demo | bench"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastgrad", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="train a small model and report its speed")
+    demo.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    bench = commands.add_parser("bench", help="print the benchmark table (SPEC section 5)")
+    bench.add_argument("--quick", action="store_true", help="shorter timings, rougher figures")
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        from .benchmarks import main as bench_main
+
+        bench_main(quick=args.quick)
+    else:
+        from .demo import main as demo_main
+
+        demo_main(steps=args.steps, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

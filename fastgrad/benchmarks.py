@@ -1,0 +1,255 @@
+"""The benchmark cases of SPEC section 5, defined once.
+
+Every case times fastgrad beside a baseline in the same process, because these machines are
+shared and noisy: the figure that means something is the ratio. ``bench/`` runs the cases
+under pytest-benchmark; ``python -m fastgrad bench`` prints their table.
+
+A case builds its contenders: a dict from a name ("fastgrad", "float", "micrograd", ...) to
+a function of no arguments that does one unit of work. Baselines whose package is not
+installed (micrograd, torch) are left out.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+Contenders = dict[str, Callable[[], object]]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    title: str
+    per_call: int  # operations in one call of a contender
+    unit: str  # what per_call counts
+    build: Callable[[], Contenders]
+
+
+def optional(module: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _engines() -> dict[str, Any]:
+    """The Value classes to compare: fastgrad's C engine and, if installed, micrograd's."""
+    from . import _core
+
+    engines: dict[str, Any] = {"fastgrad": _core.Value}
+    micrograd = optional("micrograd.engine")
+    if micrograd is not None:
+        engines["micrograd"] = micrograd.Value
+    return engines
+
+
+# ---- B1, B2: one operation, beside the same on Python floats ----
+
+OPS_PER_CALL = 1000
+
+
+def _loop(expression: str) -> Callable[[Any, Any], Callable[[], object]]:
+    """A function running `expression` over a and b OPS_PER_CALL times: the loop costs
+    the same around a Value and around a float, so the ratio is the operation's."""
+    namespace: dict[str, Any] = {}
+    exec(  # noqa: S102 - the expressions are the fixed strings below
+        f"def make(a, b):\n"
+        f"    def run():\n"
+        f"        for _ in range({OPS_PER_CALL}):\n"
+        f"            {expression}\n"
+        f"    return run\n",
+        namespace,
+    )
+    return namespace["make"]  # type: ignore[no-any-return]
+
+
+def _operation_case(id: str, expression: str) -> Case:
+    make = _loop(expression)
+
+    def build() -> Contenders:
+        contenders = {name: make(V(1.5), V(2.5)) for name, V in _engines().items()}
+        contenders["float"] = make(1.5, 2.5)
+        return contenders
+
+    return Case(id, f"`{expression}`", OPS_PER_CALL, "op", build)
+
+
+# ---- B3: backward of a 100,000-node graph ----
+
+
+def moons_loss(Value: Any, samples: int, seed: int = 0) -> tuple[Any, list[Any]]:
+    """The loss of micrograd's moons demo (MLP(2, [16, 16, 1]), max-margin loss, L2) over
+    `samples` random points, written as micrograd's own nn.py writes it (chains of + and *),
+    so that every engine builds the very same graph. 150 samples make 102,718 nodes."""
+    rng = random.Random(seed)
+    sizes = [2, 16, 16, 1]
+    layers = [
+        [([Value(rng.uniform(-1, 1)) for _ in range(nin)], Value(0.0)) for _ in range(nout)]
+        for nin, nout in zip(sizes, sizes[1:])
+    ]
+    params = [p for layer in layers for w, b in layer for p in [*w, b]]
+    losses = []
+    for _ in range(samples):
+        x: list[Any] = [rng.uniform(-2, 2), rng.uniform(-1, 1)]
+        y = rng.choice([-1.0, 1.0])
+        for depth, layer in enumerate(layers):
+            acts = [sum((wi * xi for wi, xi in zip(w, x)), b) for w, b in layer]
+            x = [a.relu() for a in acts] if depth < len(layers) - 1 else acts
+        losses.append((1 + -y * x[0]).relu())
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = 1e-4 * sum(p * p for p in params)
+    return data_loss + reg_loss, params
+
+
+B3_SAMPLES = 150
+
+
+def _backward_case() -> Case:
+    def build() -> Contenders:
+        contenders = {}
+        for name, V in _engines().items():
+            root, _ = moons_loss(V, B3_SAMPLES)
+            contenders[name] = root.backward
+        return contenders
+
+    return Case("B3", "backward of a 102,718-node graph", 1, "backward", build)
+
+
+# ---- B6: memory per retained node ----
+
+B6_STEPS = 10**6
+
+_B6_CHILD = """
+import gc, sys
+from fastgrad.benchmarks import _engines, _rss_reader
+Value = _engines()[sys.argv[1]]
+rss = _rss_reader()
+steps = int(sys.argv[2])
+gc.collect()
+before = rss()
+y, c = Value(1.0), 1.0000001
+for _ in range(steps):
+    y = y * c
+gc.collect()
+print((rss() - before) / steps)
+"""
+
+
+def retained_bytes(engine: str, steps: int = B6_STEPS) -> float:
+    """Bytes a fresh process gains per `y = y * c` kept alive, c a number (micrograd makes a
+    Value of it, as fastgrad makes a constant leaf). A child process, so that memory freed
+    by earlier work cannot be reused and hide the cost."""
+    child = subprocess.run([sys.executable, "-c", _B6_CHILD, engine, str(steps)],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return float(child.stdout)
+
+
+def _rss_reader() -> Callable[[], int]:
+    psutil = optional("psutil")
+    if psutil is not None:
+        process = psutil.Process()
+        return lambda: int(process.memory_info().rss)
+
+    def statm() -> int:  # Linux without psutil
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    return statm
+
+
+CASES: list[Case] = [
+    _operation_case("B1", "a + b"),
+    _operation_case("B1", "a * b"),
+    _operation_case("B2", "a * 2.0"),
+    _operation_case("B2", "2.0 + a"),
+    _backward_case(),
+]
+
+
+def best_time(run: Callable[[], object], budget: float = 0.25, repeats: int = 5) -> float:
+    """The fastest of `repeats` timings of run(), each long enough to be read reliably."""
+    loops = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(loops):
+            run()
+        if time.perf_counter() - start > budget / 10 or loops > 10**6:
+            break
+        loops *= 2
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(loops):
+            run()
+        best = min(best, (time.perf_counter() - start) / loops)
+    return best
+
+
+def compare(fastgrad: float, baseline: float, name: str, smaller: str) -> str:
+    """The ratio said the way the targets say it: a slower peer is `Nx slower`, the float
+    baseline (which fastgrad cannot beat) is `fastgrad takes Nx`."""
+    if name == "float":
+        return f"fastgrad takes {_ratio(fastgrad / baseline)} the float op"
+    return f"fastgrad {_ratio(baseline / fastgrad)} {smaller}"
+
+
+def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
+    """Rows of (case, contender, its figure, how fastgrad compares) for every case."""
+    rows = []
+    budget = 0.05 if quick else 0.25
+    gc_was_enabled = gc.isenabled()
+    for case in CASES:
+        contenders = case.build()
+        gc.disable()  # the cyclic collector is not what B1-B3 measure (B4 measures it)
+        try:
+            times = {name: best_time(run, budget) / case.per_call for name, run in contenders.items()}
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        for name, seconds in times.items():
+            verdict = "" if name == "fastgrad" else compare(times["fastgrad"], seconds, name, "faster")
+            rows.append((f"{case.id} {case.title}", name, f"{_duration(seconds)} per {case.unit}",
+                         verdict))  # fmt: skip
+    steps = 10**5 if quick else B6_STEPS
+    memory = {name: retained_bytes(name, steps) for name in _engines()}
+    for name, per_step in memory.items():
+        verdict = "" if name == "fastgrad" else compare(memory["fastgrad"], per_step, name, "smaller")
+        rows.append(("B6 retained y = y * c", name, f"{per_step:,.0f} bytes per step", verdict))
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.1f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def _ratio(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x"
+
+
+def main(quick: bool = False) -> None:
+    rows = table(quick)
+    headers = ("case", "contender", "figure", "fastgrad against it")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    previous = None
+    for row in rows:
+        shown = ("" if row[0] == previous else row[0], *row[1:])
+        print("  ".join(cell.ljust(w) for cell, w in zip(shown, widths)))
+        previous = row[0]
+    print("\nEach figure is the best of several timings in this one process; the ratios are what")
+    print("carries over between machines (SPEC section 5).")
