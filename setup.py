@@ -8,7 +8,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c"]
+C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/optim.c"]
 
 STRICT_FLOAT_FLAGS = {
     "msvc": ["/fp:precise"],

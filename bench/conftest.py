@@ -20,9 +20,9 @@ BYTES: dict[str, float] = {}
 def record(benchmark):  # type: ignore[no-untyped-def]
     """Call after benchmark(...): keeps the best time of this contender for the summary."""
 
-    def keep(case: str, contender: str, per_call: int) -> None:
+    def keep(case: str, contender: str, per_call: int, statistic: str) -> None:
         if benchmark.enabled and benchmark.stats is not None:
-            RESULTS[case][contender] = benchmark.stats.stats.min / per_call
+            RESULTS[case][contender] = getattr(benchmark.stats.stats, statistic) / per_call
 
     return keep
 

@@ -9,11 +9,13 @@ from conftest import BYTES
 
 from fastgrad import benchmarks
 
-PAIRS = [
-    (case, contender)
-    for case in benchmarks.CASES
-    for contender in (["fastgrad", "float", "micrograd"] if case.id in ("B1", "B2") else ["fastgrad", "micrograd"])
-]
+CONTENDERS = {
+    "B1": ["fastgrad", "float", "micrograd"],
+    "B2": ["fastgrad", "float", "micrograd"],
+    "B3": ["fastgrad", "micrograd"],
+    "B4": ["fastgrad", "micrograd, gc on", "micrograd, gc off"],
+}
+PAIRS = [(case, name) for case in benchmarks.CASES for name in CONTENDERS[case.id]]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +34,11 @@ def test_case(benchmark: Any, record: Any, built: dict[str, benchmarks.Contender
     if contender not in built[key]:
         pytest.skip(f"{contender} is not installed")
     benchmark.group = key
-    benchmark(built[key][contender])
-    record(key, contender, case.per_call)
+    if case.statistic == "mean":  # pauses are part of the cost: consecutive rounds, no minimum
+        benchmark.pedantic(built[key][contender], rounds=case.rounds, warmup_rounds=1)
+    else:
+        benchmark(built[key][contender])
+    record(key, contender, case.per_call, case.statistic)
 
 
 @pytest.mark.parametrize("engine", ["fastgrad", "micrograd"])

@@ -142,6 +142,15 @@ fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *le
  * node in *failed, returns its status and changes nothing. */
 fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed);
 
+/* ---- optimisers (optim.c) ---- */
+
+/* One SGD step, PyTorch's rule without dampening: d = grad + weight_decay * data; with
+ * momentum, v = d on the first step and momentum * v + d after, and d = v; then
+ * data = data - lr * d. velocity holds one double per parameter (unused without momentum). */
+void fg_sgd_step(fg_node *const *params, size_t count, double lr, double momentum,
+                 double weight_decay, double *velocity, int first_step);
+void fg_zero_grad(fg_node *const *params, size_t count); /* every grad to 0.0 */
+
 #ifdef __cplusplus
 }
 #endif

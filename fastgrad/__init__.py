@@ -36,4 +36,12 @@ Value = _implementation.Value
 sum = _implementation.sum  # noqa: A001 - fastgrad.sum is the fused n-ary sum
 dot = _implementation.dot
 
-__all__ = ["BACKEND", "Value", "__version__", "dot", "sum"]
+
+def install_as_micrograd() -> None:
+    """Makes `import micrograd` (and micrograd.engine, micrograd.nn) give fastgrad."""
+    from ._compat import install_as_micrograd as install
+
+    install()
+
+
+__all__ = ["BACKEND", "Value", "__version__", "dot", "install_as_micrograd", "sum"]

@@ -1,4 +1,4 @@
-"""python -m fastgrad demo | bench"""
+"""python -m fastgrad demo | bench | run script.py [args]"""
 
 from __future__ import annotations
 
@@ -12,17 +12,27 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="train a small model and report its speed")
     demo.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--backend", choices=["c", "python"], default="c",
+                      help="train on the C engine (default) or the pure-Python reference")
+    demo.add_argument("--plot", metavar="FILE.png", help="draw the decision boundary (matplotlib)")
     bench = commands.add_parser("bench", help="print the benchmark table (SPEC section 5)")
     bench.add_argument("--quick", action="store_true", help="shorter timings, rougher figures")
+    run = commands.add_parser("run", help="run a micrograd script on fastgrad, unchanged")
+    run.add_argument("script", help="the script; `import micrograd` in it gives fastgrad")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     args = parser.parse_args(argv)
     if args.command == "bench":
         from .benchmarks import main as bench_main
 
         bench_main(quick=args.quick)
+    elif args.command == "run":
+        from ._compat import run_script
+
+        run_script(args.script, args.args)
     else:
         from .demo import main as demo_main
 
-        demo_main(steps=args.steps, seed=args.seed)
+        demo_main(steps=args.steps, seed=args.seed, backend=args.backend, plot_path=args.plot)
     return 0
 
 

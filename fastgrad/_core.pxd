@@ -48,6 +48,10 @@ cdef extern from "fastgrad.h" nogil:
     void fg_incref(fg_node *n)
     void fg_decref(fg_arena *A, fg_node *n)
 
+    void fg_sgd_step(fg_node **params, size_t count, double lr, double momentum,
+                     double weight_decay, double *velocity, int first_step)
+    void fg_zero_grad(fg_node **params, size_t count)
+
     fg_status fg_eval(const fg_node *n, double *out)
     fg_status fg_node_backward(fg_node *n)
     fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)

@@ -338,37 +338,68 @@ cdef class Value:
             _raise_backward(status, failed)
 
 
-cdef object _nary(fg_op op, list items, object start, str what):
-    """One SUM or DOT node over start and items; numbers become constant leaves."""
-    cdef Py_ssize_t i, count = len(items) + 1
-    cdef fg_node **args
-    cdef fg_node *out = NULL
-    cdef fg_status status
+cdef enum:
+    SMALL = 64  # operands that fit on the stack: a neuron of up to 31 inputs
+
+
+cdef inline int _operand_node(object item, fg_node **slot, fg_node **constants,
+                              Py_ssize_t *made, str what) except -1:
+    """The node for one operand of sum or dot: a Value's own, or a new constant leaf for a
+    number (kept in `constants`, whose references the caller drops once the node holds them)."""
     cdef double x
-    first = start if isinstance(start, Value) else _wrap(_leaf(_as_double(start, "start")))
+    if isinstance(item, Value):
+        slot[0] = _node_of(<Value>item)
+    elif _number(item, &x):
+        slot[0] = constants[made[0]] = _leaf(x)
+        made[0] += 1
+    else:
+        raise not_a_number(what, item)
+    return 0
+
+
+cdef object _nary(fg_op op, object first, object second, object start, str what):
+    """One SUM node over start and `first`, or one DOT node over start and the pairs of
+    `first` and `second`; numbers become constant leaves."""
+    cdef Py_ssize_t i, n, terms, count, made = 0
+    cdef fg_node *small_args[SMALL]
+    cdef fg_node *small_constants[SMALL]
+    cdef fg_node **args = small_args
+    cdef fg_node **constants = small_constants
+    cdef fg_node *out = NULL
+    cdef fg_status status = FG_OK
+    cdef int stride = 1 if second is None else 2
+    firsts = first if type(first) is list or type(first) is tuple else list(first)
+    seconds = None
+    terms = len(firsts)
+    if stride == 2:
+        seconds = second if type(second) is list or type(second) is tuple else list(second)
+        if len(seconds) != terms:
+            raise ValueError(f"dot() of {terms} weights and {len(seconds)} inputs")
+    if terms == 0:
+        return start if isinstance(start, Value) else _wrap(_leaf(_as_double(start, "start")))
+    count = 1 + stride * terms
     if count > <Py_ssize_t>0xFFFFFFFF:
         raise OverflowError(f"{_symbols[op]}() of more than 2**32 - 1 operands")
-    if count == 1:
-        return first
-    args = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
-    if args is NULL:
-        raise MemoryError()
-    constants = []  # handles that keep constant leaves alive until the node holds them
+    if count > SMALL:
+        args = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+        constants = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+        if args is NULL or constants is NULL:
+            PyMem_Free(args)
+            PyMem_Free(constants)
+            raise MemoryError()
     try:
-        args[0] = _node_of(<Value>first)
-        for i in range(1, count):
-            item = items[i - 1]
-            if isinstance(item, Value):
-                args[i] = _node_of(<Value>item)
-            elif _number(item, &x):
-                constant = _wrap(_leaf(x))
-                constants.append(constant)
-                args[i] = (<Value>constant).node
-            else:
-                raise not_a_number(what, item)
+        _operand_node(start, &args[0], constants, &made, "start")
+        for i in range(terms):
+            _operand_node(firsts[i], &args[1 + stride * i], constants, &made, what)
+            if stride == 2:
+                _operand_node(seconds[i], &args[2 + 2 * i], constants, &made, what)
         status = fg_new_nary(ARENA, op, args, <uint32_t>count, &out)
     finally:
-        PyMem_Free(args)
+        for i in range(made):
+            fg_decref(ARENA, constants[i])
+        if args is not small_args:
+            PyMem_Free(args)
+            PyMem_Free(constants)
     if status != FG_OK:
         _raise(status, _symbols[op], ())
     return _wrap(out)
@@ -376,15 +407,58 @@ cdef object _nary(fg_op op, list items, object start, str what):
 
 def sum(values, start=0.0):
     """((start + v0) + v1) + ... as one node, bit for bit the chain of + it replaces."""
-    return _nary(FG_SUM, list(values), start, "sum() term")
+    return _nary(FG_SUM, values, None, start, "sum() term")
 
 
 def dot(ws, xs, start=0.0):
     """start + w0*x0 + w1*x1 + ... as one node, bit for bit the chain it replaces."""
-    w, x = list(ws), list(xs)
-    if len(w) != len(x):
-        raise ValueError(f"dot() of {len(w)} weights and {len(x)} inputs")
-    return _nary(FG_DOT, [item for pair in zip(w, x) for item in pair], start, "dot() operand")
+    return _nary(FG_DOT, ws, xs, start, "dot() operand")
+
+
+cdef class SGD:
+    """PyTorch's SGD (no dampening, no Nesterov) over Values: step() updates every parameter
+    in one C loop. lr, momentum and weight_decay may be changed between steps."""
+
+    cdef fg_node **nodes
+    cdef double *velocity
+    cdef Py_ssize_t count
+    cdef Py_ssize_t steps
+    cdef readonly list params
+    cdef public object lr
+    cdef public object momentum
+    cdef public object weight_decay
+
+    def __cinit__(self, params, lr, momentum=0.0, weight_decay=0.0):
+        cdef Py_ssize_t i
+        self.params = list(params)
+        for p in self.params:
+            if not isinstance(p, Value):
+                raise TypeError(f"SGD parameters must be Values, not {type(p).__name__!r}")
+            _node_of(<Value>p)
+        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+            _as_double(value, name)
+        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.count = len(self.params)
+        self.nodes = <fg_node **>PyMem_Malloc(max(self.count, 1) * sizeof(fg_node *))
+        self.velocity = <double *>PyMem_Malloc(max(self.count, 1) * sizeof(double))
+        if self.nodes is NULL or self.velocity is NULL:
+            raise MemoryError()
+        for i in range(self.count):
+            self.nodes[i] = (<Value>self.params[i]).node  # alive while self.params holds them
+            self.velocity[i] = 0.0
+
+    def __dealloc__(self):
+        PyMem_Free(self.nodes)
+        PyMem_Free(self.velocity)
+
+    def step(self):
+        fg_sgd_step(self.nodes, self.count, _as_double(self.lr, "lr"),
+                    _as_double(self.momentum, "momentum"),
+                    _as_double(self.weight_decay, "weight_decay"), self.velocity, self.steps == 0)
+        self.steps += 1
+
+    def zero_grad(self):
+        fg_zero_grad(self.nodes, self.count)
 
 
 def _arena_stats():

@@ -166,6 +166,28 @@ static void test_fallible_derivatives(void)
     CHECK(fallible == (1 << FG_DIV | 1 << FG_POWC | 1 << FG_POW | 1 << FG_LOG));
 }
 
+/* SGD as PyTorch has it: weight decay into the gradient, then momentum, then the step. */
+static void test_sgd(void)
+{
+    fg_node *p = leaf(1.0), *q = leaf(-2.0), *params[2];
+    double velocity[2] = {0.0, 0.0};
+    params[0] = p;
+    params[1] = q;
+    p->grad = 0.5;
+    q->grad = -1.0;
+    fg_sgd_step(params, 2, 0.1, 0.0, 0.0, velocity, 1);
+    CHECK(p->data == 1.0 - 0.1 * 0.5 && q->data == -2.0 - 0.1 * -1.0);
+    p->data = 1.0;
+    fg_sgd_step(params, 1, 0.1, 0.9, 0.01, velocity, 1);   /* v = 0.5 + 0.01 */
+    CHECK(velocity[0] == 0.5 + 0.01 * 1.0 && p->data == 1.0 - 0.1 * (0.5 + 0.01));
+    fg_sgd_step(params, 1, 0.1, 0.9, 0.0, velocity, 0);    /* v = 0.9 v + 0.5 */
+    CHECK(velocity[0] == 0.9 * (0.5 + 0.01) + 0.5);
+    fg_zero_grad(params, 2);
+    CHECK(p->grad == 0.0 && q->grad == 0.0);
+    fg_decref(A, p);
+    fg_decref(A, q);
+}
+
 /* Visits are told apart by a 16-bit epoch; traversals keep working across its wrap. */
 static void test_epoch_wrap(void)
 {
@@ -382,6 +404,7 @@ int main(int argc, char **argv)
     test_opaque();
     test_epoch_wrap();
     test_fallible_derivatives();
+    test_sgd();
     test_long_chain(chain);
     CHECK(fg_arena_live(A) == 0);
     fg_arena_free(A);

@@ -1,0 +1,42 @@
+"""Toy datasets in numpy alone (no scikit-learn needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def make_moons(
+    n_samples: int = 100,
+    noise: float | None = None,
+    random_state: int | np.random.RandomState | None = None,
+    *,
+    shuffle: bool = True,
+) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+    """Two interleaving half circles: X of shape (n_samples, 2) and labels y in {0, 1}.
+
+    The same numbers as scikit-learn's make_moons for the same arguments: random_state is a
+    seed, a numpy RandomState, or None for numpy's global random state."""
+    if isinstance(random_state, np.random.RandomState):
+        rng = random_state
+    elif random_state is None:
+        rng = np.random.mtrand._rand  # numpy's global RandomState, as np.random.seed sets it
+    else:
+        rng = np.random.RandomState(random_state)
+    outer = n_samples // 2
+    inner = n_samples - outer
+    outer_angle = np.linspace(0, np.pi, outer)
+    inner_angle = np.linspace(0, np.pi, inner)
+    X = np.empty((n_samples, 2))
+    X[:outer, 0] = np.cos(outer_angle)
+    X[:outer, 1] = np.sin(outer_angle)
+    X[outer:, 0] = 1 - np.cos(inner_angle)
+    X[outer:, 1] = 1 - np.sin(inner_angle) - 0.5
+    y = np.concatenate([np.zeros(outer, dtype=np.intp), np.ones(inner, dtype=np.intp)])
+    if shuffle:
+        order = np.arange(n_samples)
+        rng.shuffle(order)
+        X, y = X[order], y[order]
+    if noise is not None:
+        X += rng.normal(scale=noise, size=X.shape)
+    return X, y

@@ -1,0 +1,53 @@
+"""python -m fastgrad demo | bench | run, as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def fastgrad(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "FASTGRAD_PURE_PYTHON"}
+    return subprocess.run([sys.executable, "-m", "fastgrad", *args], capture_output=True,
+                          text=True, env=env)  # fmt: skip
+
+
+def test_demo_trains_and_compares_the_engines() -> None:
+    result = fastgrad("demo", "--steps", "12", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert "c engine: 12 steps" in result.stdout and "ms per step" in result.stdout
+    assert "the same bits" in result.stdout
+    assert "training" in result.stderr  # tqdm's progress bar
+
+
+def test_demo_on_the_reference_engine() -> None:
+    result = fastgrad("demo", "--steps", "3", "--backend", "python")
+    assert result.returncode == 0, result.stderr
+    assert "python engine: 3 steps" in result.stdout and "the same bits" in result.stdout
+
+
+def test_demo_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the demo extra")
+    picture = tmp_path / "moons.png"
+    result = fastgrad("demo", "--steps", "5", "--plot", str(picture))
+    assert result.returncode == 0, result.stderr
+    assert picture.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_bench_prints_the_table() -> None:
+    result = fastgrad("bench", "--quick")
+    assert result.returncode == 0, result.stderr
+    for line in ("B1 `a + b`", "B2 `2.0 + a`", "B3 backward", "B4 a training step", "B6 retained"):
+        assert line in result.stdout
+    assert "x the float op" in result.stdout and "faster" in result.stdout
+
+
+def test_bad_arguments_are_reported() -> None:
+    result = fastgrad("demo", "--backend", "gpu")
+    assert result.returncode == 2 and "invalid choice: 'gpu'" in result.stderr
+    assert fastgrad().returncode == 2
