@@ -8,7 +8,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/optim.c"]
+C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/optim.c", "csrc/tape.c"]
 
 STRICT_FLOAT_FLAGS = {
     "msvc": ["/fp:precise"],
@@ -19,9 +19,14 @@ STRICT_FLOAT_FLAGS = {
 
 class StrictFloatBuildExt(build_ext):
     def build_extensions(self) -> None:
-        flags = STRICT_FLOAT_FLAGS.get(self.compiler.compiler_type, STRICT_FLOAT_FLAGS["unix"])
+        compiler = self.compiler.compiler_type
+        flags = STRICT_FLOAT_FLAGS.get(compiler, STRICT_FLOAT_FLAGS["unix"])
         for extension in self.extensions:
             extension.extra_compile_args = [*flags, *extension.extra_compile_args]
+            if compiler != "msvc":
+                # libm by name, so that exp and log bind to the versions Python's math module
+                # uses (on glibc, 2.29's, without the legacy errno wrapper): the same bits
+                extension.libraries = [*extension.libraries, "m"]
         super().build_extensions()
 
 

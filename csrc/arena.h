@@ -55,11 +55,13 @@ typedef struct fg_frame {
     uint32_t count;
 } fg_frame;
 
-/* A hint that p will be read soon; the depth-first search is bound by cache misses. */
+/* Hints to the compiler: p will be read soon; a condition is rarely true (an error). */
 #if defined(__GNUC__) || defined(__clang__)
 #define FG_PREFETCH(p) __builtin_prefetch(p)
+#define FG_UNLIKELY(c) __builtin_expect(!!(c), 0)
 #else
 #define FG_PREFETCH(p) ((void)(p))
+#define FG_UNLIKELY(c) (c)
 #endif
 
 struct fg_arena {

@@ -51,7 +51,8 @@ typedef enum fg_status {
 
 /* Node flags. */
 enum {
-    FG_EXTRA = 1        /* the owner keeps data beside this node: the release hook is called */
+    FG_EXTRA = 1,       /* the owner keeps data beside this node: the release hook is called */
+    FG_CONSTANT = 2     /* a leaf made for a number operand (micrograd's Value(other)) */
 };
 
 typedef struct fg_node fg_node;
@@ -106,11 +107,12 @@ void fg_arena_trim(fg_arena *A);                    /* gives back scratch space 
  * and on FG_OK stores in *out a new node holding one reference for the caller and one
  * reference to each operand. On failure nothing is allocated and *out is untouched. */
 fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out);
+fg_status fg_new_constant(fg_arena *A, double data, fg_node **out); /* a leaf, FG_CONSTANT */
 fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out);
 fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out);
 fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out);
 /* a op x (or x op a when number_first) for a number x, which becomes a constant leaf held
- * only by the new node, as micrograd's Value(other) is. */
+ * only by the new node, as micrograd's Value(other) is (flagged FG_CONSTANT). */
 fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x, int number_first,
                                fg_node **out);
 /* NARY: args = start, then at least one term of fg_op_stride(op) operands. */
@@ -141,6 +143,39 @@ fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *le
  * topological order. Checks first that no local derivative fails; if one does, stores the
  * node in *failed, returns its status and changes nothing. */
 fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed);
+
+/* ---- compiled tapes (tape.c) ---- */
+
+/* A graph compiled once into a program over dense value and grad slots, replayed in C. The
+ * tape holds a reference to every node below its root. Its leaves are the LEAF nodes that
+ * are not FG_CONSTANT, and OPAQUE nodes, numbered in slot order: forward reads their data,
+ * backward adds to their grads. Constants are part of the program: their data is read when
+ * the tape is made. Replay writes the root's data (forward), the root's and the leaves'
+ * grads (backward) into their nodes; fg_tape_sync writes every other node. Every call
+ * either succeeds or changes nothing, and names the failing node in *failed. */
+typedef struct fg_tape fg_tape;
+
+fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out);
+void fg_tape_free(fg_tape *T);                      /* drops the references */
+size_t fg_tape_size(const fg_tape *T);              /* nodes, one slot each */
+size_t fg_tape_leaf_count(const fg_tape *T);
+fg_node *fg_tape_leaf(const fg_tape *T, size_t i);
+fg_node *fg_tape_node(const fg_tape *T, size_t slot);
+fg_node *fg_tape_root(const fg_tape *T);
+long fg_tape_leaf_index(const fg_tape *T, const fg_node *n); /* its leaf number, or -1 */
+/* Recomputes every slot from the leaves' current data (as building the graph again would). */
+fg_status fg_tape_forward(fg_tape *T, fg_node **failed);
+/* micrograd's backward over the last forward: interior grads from 0, the root's 1, the
+ * leaves' added to what their nodes hold. */
+fg_status fg_tape_backward(fg_tape *T, fg_node **failed);
+/* For each of `rows` rows: the given leaves take X's row (and Y's), then forward and
+ * backward, leaf grads adding up over the rows; out[row] is the root's value. X and Y are
+ * row-major with input_count and target_count columns. On failure, *failed_row. */
+fg_status fg_tape_run(fg_tape *T, size_t rows, const size_t *inputs, size_t input_count,
+                      const double *X, const size_t *targets, size_t target_count,
+                      const double *Y, double *out, fg_node **failed, size_t *failed_row);
+void fg_tape_sync(fg_tape *T);                      /* every node's data and grad from the tape */
+const double *fg_tape_failed_operands(const fg_tape *T); /* operand values at the last failure */
 
 /* ---- optimisers (optim.c) ---- */
 

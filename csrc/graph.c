@@ -48,32 +48,14 @@ static inline void local_derivatives(const fg_node *n, double *d_da, double *d_d
                        st);
 }
 
-/* Term k of an NARY node's backward: what the chain of + (and * for stride 2) that the
- * node replaces does between its partial sums s_k and s_{k+1}. The chain's s_N is this
- * node; every earlier partial sum and every product term is a fresh node whose grad
- * starts at 0.0 and receives exactly one addition, so it holds 0.0 + g. */
+/* Term k of an NARY node's backward (ops.h has the rule). */
 static inline void nary_term_backward(fg_node *n, uint32_t k)
 {
-    fg_op op = (fg_op)n->op;
     fg_node *const *args = n->u.nary.args;
-    uint32_t stride = fg_op_table[op].stride;
-    uint32_t terms = (n->u.nary.count - 1) / stride;
-    double g = n->grad;
-    double sum_grad = k + 1 == terms ? g : 0.0 + g;    /* grad of s_{k+1} */
-    fg_node *v0 = args[1 + k * stride];
-    double d_dv0, d_dv1;
-    if (k == 0)
-        args[0]->grad += 1.0 * sum_grad;               /* s_1 = start + term 0 */
-    if (stride == 1) {
-        fg_term_derivatives(op, v0->data, 0.0, &d_dv0, &d_dv1);
-        v0->grad += d_dv0 * (1.0 * sum_grad);
-    } else {
-        fg_node *v1 = args[2 + k * stride];
-        double term_grad = 0.0 + 1.0 * sum_grad;       /* the fresh product node's grad */
-        fg_term_derivatives(op, v0->data, v1->data, &d_dv0, &d_dv1);
-        v0->grad += d_dv0 * term_grad;
-        v1->grad += d_dv1 * term_grad;
-    }
+    uint32_t stride = fg_op_table[n->op].stride;
+    fg_node *v0 = args[1 + k * stride], *v1 = stride > 1 ? args[2 + k * stride] : v0;
+    fg_nary_term_backward((fg_op)n->op, k, (n->u.nary.count - 1) / stride, n->grad, v0->data,
+                          v1->data, &args[0]->grad, &v0->grad, &v1->grad);
 }
 
 /* n's local chain rule, derivatives first: returns before adding anything if one fails. */

@@ -100,6 +100,14 @@ fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out)
     return new_unary(A, FG_POWC, a, exponent, out);
 }
 
+fg_status fg_new_constant(fg_arena *A, double data, fg_node **out)
+{
+    fg_status st = fg_new_leaf(A, data, out);
+    if (st == FG_OK)
+        (*out)->flags |= FG_CONSTANT;
+    return st;
+}
+
 static inline int is_binary(fg_op op)
 {
     return (unsigned)op < FG_OP_COUNT && fg_op_table[op].kind == FG_KIND_BINARY;
@@ -144,6 +152,7 @@ fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x, int 
         return FG_NO_MEMORY;
     }
     constant->u.arg[0] = constant->u.arg[1] = NULL;
+    constant->flags = FG_CONSTANT;
     n->u.arg[number_first ? 1 : 0] = a;
     n->u.arg[number_first ? 0 : 1] = constant;  /* the leaf's one reference is n's */
     a->refs++;

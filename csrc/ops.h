@@ -183,6 +183,35 @@ static inline void fg_derivatives(fg_op op, double a, double b, double c, double
     }
 }
 
+/* The forward rule and the local derivatives together, for a tape's forward: a failing
+ * forward sets *st, a failing derivative only *derivative_st (backward raises it later). */
+static inline double fg_forward_and_derivatives(fg_op op, double a, double b, double c,
+                                                double *da, double *db, fg_status *st,
+                                                fg_status *derivative_st)
+{
+    double out;
+    (void)b;
+    (void)c;
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+    case FG_##name: \
+        out = (forward); \
+        if (*st != FG_OK) return out; \
+        { fg_status *st = derivative_st; (void)st; *da = (d_da); *db = 0.0; } \
+        return out;
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    case FG_##name: \
+        out = (forward); \
+        if (*st != FG_OK) return out; \
+        { fg_status *st = derivative_st; (void)st; *da = (d_da); *db = (d_db); } \
+        return out;
+#include "ops.def"
+    default:
+        fg_fail(st, FG_BAD_ARGUMENT);
+        return 0.0;
+    }
+}
+
 /* One term of an NARY op over its operand values v0 (and v1 when the stride is 2). */
 static inline double fg_term(fg_op op, double v0, double v1)
 {
@@ -208,6 +237,30 @@ static inline void fg_term_derivatives(fg_op op, double v0, double v1, double *d
 #include "ops.def"
     default:
         *dv0 = *dv1 = 0.0;
+    }
+}
+
+/* Term k (of `terms`) of an NARY node's backward, g being the node's grad: what the chain of
+ * + (and * for stride 2) that the node replaces does between its partial sums s_k and
+ * s_k+1. The chain's last partial sum is the node itself; every earlier one, and every
+ * product term, is a fresh node whose grad starts at 0.0 and receives one addition, so it
+ * holds 0.0 + g. v0, v1 are the term's operands' data, g0, g1 their grads; start_grad is
+ * the start's grad, added to by term 0 (s_1 = start + term 0) before the term's operands. */
+static inline void fg_nary_term_backward(fg_op op, uint32_t k, uint32_t terms, double g,
+                                         double v0, double v1, double *start_grad,
+                                         double *g0, double *g1)
+{
+    double sum_grad = k + 1 == terms ? g : 0.0 + g;   /* the grad of s_k+1 */
+    double d_dv0, d_dv1;
+    if (k == 0)
+        *start_grad += 1.0 * sum_grad;
+    fg_term_derivatives(op, v0, v1, &d_dv0, &d_dv1);
+    if (fg_op_table[op].stride == 1) {
+        *g0 += d_dv0 * (1.0 * sum_grad);
+    } else {
+        double term_grad = 0.0 + 1.0 * sum_grad;      /* the fresh product node's grad */
+        *g0 += d_dv0 * term_grad;
+        *g1 += d_dv1 * term_grad;
     }
 }
 

@@ -43,10 +43,18 @@ def op_error(
     operands: tuple[float, ...],
     exponent: float = 0.0,
     in_backward: bool = False,
+    row: int | None = None,
 ) -> Exception:
-    """The exception an op raises: Python's own type, naming the op and its operands."""
-    where = "in the backward pass of " if in_backward else ""
+    """The exception an op raises: Python's own type, naming the op and its operands (and
+    the row of a Tape.run that failed)."""
+    where = "" if row is None else f"row {row}: "
+    where += "in the backward pass of " if in_backward else ""
     return kind(f"{where}{describe(op, operands, exponent)}: {REASONS[kind]}")
+
+
+def with_row(error: Exception, row: int) -> Exception:
+    """The same failure, said to have happened in row `row` of a Tape.run."""
+    return type(error)(f"row {row}: {error}")
 
 
 def not_a_number(what: str, x: object) -> TypeError:

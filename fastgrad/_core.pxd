@@ -13,6 +13,7 @@ cdef extern from "fastgrad.h" nogil:
 
     enum:
         FG_EXTRA
+        FG_CONSTANT
 
     ctypedef struct fg_node:
         double data
@@ -36,6 +37,7 @@ cdef extern from "fastgrad.h" nogil:
     void fg_arena_trim(fg_arena *A)
 
     fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out)
+    fg_status fg_new_constant(fg_arena *A, double data, fg_node **out)
     fg_status fg_new_unary(fg_arena *A, fg_op op, fg_node *a, fg_node **out)
     fg_status fg_new_powc(fg_arena *A, fg_node *a, double exponent, fg_node **out)
     fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out)
@@ -47,6 +49,23 @@ cdef extern from "fastgrad.h" nogil:
                             fg_node **out)
     void fg_incref(fg_node *n)
     void fg_decref(fg_arena *A, fg_node *n)
+
+    ctypedef struct fg_tape:
+        pass
+    fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out)
+    void fg_tape_free(fg_tape *T)
+    size_t fg_tape_size(const fg_tape *T)
+    size_t fg_tape_leaf_count(const fg_tape *T)
+    fg_node *fg_tape_leaf(const fg_tape *T, size_t i)
+    fg_node *fg_tape_root(const fg_tape *T)
+    long fg_tape_leaf_index(const fg_tape *T, const fg_node *n)
+    fg_status fg_tape_forward(fg_tape *T, fg_node **failed)
+    fg_status fg_tape_backward(fg_tape *T, fg_node **failed)
+    fg_status fg_tape_run(fg_tape *T, size_t rows, const size_t *inputs, size_t input_count,
+                          const double *X, const size_t *targets, size_t target_count,
+                          const double *Y, double *out, fg_node **failed, size_t *failed_row)
+    void fg_tape_sync(fg_tape *T)
+    const double *fg_tape_failed_operands(const fg_tape *T)
 
     void fg_sgd_step(fg_node **params, size_t count, double lr, double momentum,
                      double weight_decay, double *velocity, int first_step)

@@ -19,7 +19,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint32_t
 
-from ._common import as_float, exponent_text, not_a_number, op_error
+from ._common import as_float, exponent_text, not_a_number, op_error, with_row
 
 cdef fg_arena *ARENA = fg_arena_new()
 if ARENA is NULL:
@@ -102,6 +102,14 @@ cdef inline double _as_double(object x, str what) except? -1.0:
 cdef inline fg_node *_leaf(double x) except NULL:
     cdef fg_node *n = NULL
     if fg_new_leaf(ARENA, x, &n) != FG_OK:
+        raise MemoryError("fastgrad's node arena is out of memory")
+    return n
+
+
+cdef inline fg_node *_constant(double x) except NULL:
+    """A leaf for a number operand, as micrograd's Value(other): part of a Tape's program."""
+    cdef fg_node *n = NULL
+    if fg_new_constant(ARENA, x, &n) != FG_OK:
         raise MemoryError("fastgrad's node arena is out of memory")
     return n
 
@@ -350,7 +358,7 @@ cdef inline int _operand_node(object item, fg_node **slot, fg_node **constants,
     if isinstance(item, Value):
         slot[0] = _node_of(<Value>item)
     elif _number(item, &x):
-        slot[0] = constants[made[0]] = _leaf(x)
+        slot[0] = constants[made[0]] = _constant(x)
         made[0] += 1
     else:
         raise not_a_number(what, item)
@@ -459,6 +467,126 @@ cdef class SGD:
 
     def zero_grad(self):
         fg_zero_grad(self.nodes, self.count)
+
+
+cdef int _raise_tape(fg_status status, fg_tape *tape, fg_node *failed, bint in_backward,
+                     object row=None) except -1:
+    """A replay's failure, worded as eager code words it (the operands' values are the
+    tape's, which interior nodes do not hold until sync)."""
+    cdef const double *values = fg_tape_failed_operands(tape)
+    cdef uint32_t count
+    if status == FG_NO_MEMORY or failed is NULL:
+        _raise(status, "tape", ())
+    fg_operands(failed, &count)
+    operands = tuple([values[i] for i in range(count)])
+    error = op_error(_exception_type(status), _rule(failed), operands,
+                     failed.exponent if failed.op == FG_POWC else 0.0, in_backward)
+    raise error if row is None else with_row(error, row)
+
+
+cdef class Tape:
+    """The graph below root compiled once into a C program over dense slots, and replayed.
+
+    forward() recomputes every node from the leaves' current data; backward() is micrograd's
+    backward over that forward, as on a freshly built graph: interior grads from 0, the
+    root's 1, the leaves' added to what they hold. The results are the bits of building the
+    graph again and calling backward(), and no Python object is made per node. Replay writes
+    the root's data and grad and the leaves' grads into their Values; sync() writes every
+    interior Value too. A call that fails raises what eager code raises and changes nothing."""
+
+    cdef fg_tape *tape
+    cdef readonly Value root
+
+    def __cinit__(self, root):
+        cdef fg_status status
+        if not isinstance(root, Value):
+            raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
+        status = fg_tape_new(ARENA, _node_of(<Value>root), &self.tape)
+        if status != FG_OK:
+            _raise(status, "tape", ())
+        self.root = <Value>root
+
+    def __dealloc__(self):
+        fg_tape_free(self.tape)
+
+    @property
+    def leaves(self):
+        return [_handle(fg_tape_leaf(self.tape, i)) for i in range(fg_tape_leaf_count(self.tape))]
+
+    def __len__(self):
+        return fg_tape_size(self.tape)
+
+    def __repr__(self):
+        return (f"Tape({fg_tape_size(self.tape)} nodes, {fg_tape_leaf_count(self.tape)} leaves, "
+                f"root={self.root!r})")
+
+    def forward(self):
+        """Recomputes every node from the leaves' data; returns the root's new data."""
+        cdef fg_node *failed = NULL
+        cdef fg_status status = fg_tape_forward(self.tape, &failed)
+        if status != FG_OK:
+            _raise_tape(status, self.tape, failed, False)
+        return self.root.node.data
+
+    def backward(self):
+        cdef fg_node *failed = NULL
+        cdef fg_status status = fg_tape_backward(self.tape, &failed)
+        if status != FG_OK:
+            _raise_tape(status, self.tape, failed, True)
+
+    def sync(self):
+        """Writes every node's data and grad from the tape (interior nodes included)."""
+        fg_tape_sync(self.tape)
+
+    cdef list _leaf_numbers(self, values, str what):
+        numbers = []
+        cdef long number
+        for v in values:
+            number = fg_tape_leaf_index(self.tape, (<Value>v).node) if isinstance(v, Value) else -1
+            if number < 0:
+                raise ValueError(f"{what} {v!r} is not a leaf of this tape")
+            numbers.append(number)
+        return numbers
+
+    def run(self, inputs, X, targets=(), y=None):
+        """For each row of X (and of y): the input leaves take the row's values (the target
+        leaves y's), then forward and backward; the leaves' grads add up over the rows, as
+        the Python loop doing this one row at a time would leave them. Returns the root's
+        value for every row as a numpy array. A failing row raises and changes nothing."""
+        import numpy as np
+        from .reference import _rows
+
+        cdef list input_numbers = self._leaf_numbers(inputs, "input")
+        cdef list target_numbers = self._leaf_numbers(targets, "target")
+        X_rows = np.ascontiguousarray(_rows(np, X, len(input_numbers), "X"))
+        y_rows = np.ascontiguousarray(_rows(np, y if y is not None else np.empty((len(X_rows), 0)),
+                                            len(target_numbers), "y"))
+        if len(y_rows) != len(X_rows):
+            raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
+        out = np.empty(len(X_rows))
+        cdef double[:, ::1] xv = X_rows
+        cdef double[:, ::1] yv = y_rows
+        cdef double[::1] ov = out
+        cdef size_t rows = X_rows.shape[0], i, failed_row = 0
+        cdef size_t *numbers = <size_t *>PyMem_Malloc((len(input_numbers) + len(target_numbers) + 1)
+                                                       * sizeof(size_t))
+        cdef fg_node *failed = NULL
+        cdef fg_status status
+        if numbers is NULL:
+            raise MemoryError()
+        try:
+            for i, number in enumerate(input_numbers + target_numbers):
+                numbers[i] = number
+            status = fg_tape_run(self.tape, rows, numbers, len(input_numbers),
+                                 &xv[0, 0] if xv.shape[0] * xv.shape[1] else NULL,
+                                 numbers + len(input_numbers), len(target_numbers),
+                                 &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL,
+                                 &ov[0] if rows else NULL, &failed, &failed_row)
+        finally:
+            PyMem_Free(numbers)
+        if status != FG_OK:
+            _raise_tape(status, self.tape, failed, False, failed_row)
+        return out
 
 
 def _arena_stats():

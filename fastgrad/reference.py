@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, Union
 
-from ._common import as_float, exponent_text, not_a_number, op_error
+from ._common import as_float, exponent_text, not_a_number, op_error, with_row
 
-__all__ = ["Value", "sum", "dot", "SGD"]
+__all__ = ["Value", "sum", "dot", "SGD", "Tape"]
 
 Number = Union[float, int]
 Operand = Union["Value", float, int]
@@ -78,6 +78,54 @@ NARY: dict[
 _FAILURES = (ZeroDivisionError, ValueError, OverflowError)
 
 
+def _forward(rule: str, operands: tuple[float, ...], exponent: float = 0.0) -> float:
+    """A unary or binary op's forward rule, raising what Python raises, naming the op."""
+    try:
+        if rule in UNARY:
+            return UNARY[rule][0](operands[0], exponent)
+        return BINARY[rule][0](operands[0], operands[1])
+    except _FAILURES as e:
+        raise op_error(type(e), rule, operands, exponent) from None
+
+
+def _nary_forward(rule: str, operands: list[float]) -> float:
+    """start + term + term + ..., added left to right."""
+    stride, term, _ = NARY[rule]
+    acc = operands[0]
+    for i in range(1, len(operands), stride):
+        acc = acc + term(operands[i], operands[i + 1] if stride > 1 else 0.0)
+    return acc
+
+
+def _derivatives(rule: str, operands: tuple[float, ...], exponent: float,
+                 out: float) -> tuple[float, float]:  # fmt: skip
+    """d out / d operand of a unary or binary op (0.0 for a missing second operand)."""
+    try:
+        if rule in UNARY:
+            return UNARY[rule][1](operands[0], exponent, out), 0.0
+        return BINARY[rule][1](operands[0], operands[1], out)
+    except _FAILURES as e:
+        raise op_error(type(e), rule, operands, exponent, in_backward=True) from None
+
+
+def _term_contributions(rule: str, k: int, terms: int, g: float,
+                        operands: list[float]) -> list[tuple[int, float]]:  # fmt: skip
+    """Term k of an n-ary node's backward, g its grad, as (operand position, amount to add),
+    in the order they are added: what the chain of + (and * for dot) the node replaces does
+    between its partial sums s_k and s_k+1. Every partial sum but the last, and every
+    product term, is a fresh node whose grad is 0.0 plus one addition: 0.0 + g."""
+    stride, _, term_derivatives = NARY[rule]
+    sum_grad = g if k + 1 == terms else 0.0 + g  # the grad of s_k+1
+    first = 1 + k * stride
+    added = [(0, 1.0 * sum_grad)] if k == 0 else []  # s_1 = start + term 0
+    if stride == 1:
+        d_dv0, _ = term_derivatives(operands[first], 0.0)
+        return added + [(first, d_dv0 * (1.0 * sum_grad))]
+    term_grad = 0.0 + 1.0 * sum_grad  # the fresh product node's grad
+    d_dv0, d_dv1 = term_derivatives(operands[first], operands[first + 1])
+    return added + [(first, d_dv0 * term_grad), (first + 1, d_dv1 * term_grad)]
+
+
 def _operand(x: object) -> Value | None:
     """A Value for an operator's operand: itself, a constant leaf for a number, else None."""
     if isinstance(x, Value):
@@ -92,7 +140,7 @@ class Value:
     """stores a single scalar value and its gradient"""
 
     __slots__ = ("_data", "_grad", "_label", "_children", "_rule", "_opname", "_exponent",
-                 "__weakref__")  # fmt: skip
+                 "_constant", "__weakref__")  # fmt: skip
 
     _data: float
     _grad: float
@@ -101,6 +149,7 @@ class Value:
     _rule: str  # the row of the tables above; "" for leaves and opaque nodes
     _opname: str
     _exponent: float
+    _constant: bool  # a leaf made for a number operand: part of a Tape's program
 
     def __init__(
         self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = ""
@@ -118,6 +167,7 @@ class Value:
         self._rule = ""
         self._opname = _op
         self._exponent = 0.0
+        self._constant = False
 
     @classmethod
     def _node(
@@ -131,11 +181,15 @@ class Value:
         out._rule = rule
         out._opname = rule if rule != "**c" else "**" + exponent_text(exponent)
         out._exponent = exponent
+        out._constant = False
         return out
 
     @classmethod
     def _leaf(cls, data: float) -> Value:
-        return cls._node(data, (), "")
+        """The constant leaf for a number operand, micrograd's Value(other)."""
+        out = cls._node(data, (), "")
+        out._constant = True
+        return out
 
     # ---- attributes ----
 
@@ -179,22 +233,14 @@ class Value:
     # ---- building the graph ----
 
     def _unary(self, rule: str, exponent: float = 0.0) -> Value:
-        try:
-            data = UNARY[rule][0](self._data, exponent)
-        except _FAILURES as e:
-            raise op_error(type(e), rule, (self._data,), exponent) from None
-        return Value._node(data, (self,), rule, exponent)
+        return Value._node(_forward(rule, (self._data,), exponent), (self,), rule, exponent)
 
     @staticmethod
     def _binary(rule: str, left: object, right: object) -> Value:
         a, b = _operand(left), _operand(right)
         if a is None or b is None:
             return NotImplemented
-        try:
-            data = BINARY[rule][0](a._data, b._data)
-        except _FAILURES as e:
-            raise op_error(type(e), rule, (a._data, b._data)) from None
-        return Value._node(data, (a, b), rule)
+        return Value._node(_forward(rule, (a._data, b._data)), (a, b), rule)
 
     def __add__(self, other: Operand) -> Value:  # self + other
         return Value._binary("+", self, other)
@@ -256,14 +302,8 @@ class Value:
 
     def _local_derivatives(self) -> tuple[float, float]:
         """d self / d operand for a unary or binary node, raising as its formulas do."""
-        rule, args = self._rule, self._children
-        try:
-            if rule in UNARY:
-                return UNARY[rule][1](args[0]._data, self._exponent, self._data), 0.0
-            return BINARY[rule][1](args[0]._data, args[1]._data, self._data)
-        except _FAILURES as e:
-            operands = tuple(child._data for child in args)
-            raise op_error(type(e), rule, operands, self._exponent, in_backward=True) from None
+        operands = tuple(child._data for child in self._children)
+        return _derivatives(self._rule, operands, self._exponent, self._data)
 
     def _backward(self) -> None:
         """Runs this node's local chain rule once, as micrograd's closure does."""
@@ -283,24 +323,11 @@ class Value:
         return (len(self._children) - 1) // NARY[self._rule][0]
 
     def _term_backward(self, k: int) -> None:
-        """Term k of an n-ary node: what the chain of + (and * for dot) it replaces does
-        between its partial sums s_k and s_k+1. Every partial sum but the last, and every
-        product term, is a fresh node whose grad is 0.0 plus one addition: 0.0 + g."""
-        stride, _, term_derivatives = NARY[self._rule]
-        args, g = self._children, self._grad
-        sum_grad = g if k + 1 == self._terms() else 0.0 + g  # the grad of s_k+1
-        v0 = args[1 + k * stride]
-        if k == 0:
-            args[0]._grad += 1.0 * sum_grad  # s_1 = start + term 0
-        if stride == 1:
-            d_dv0, _ = term_derivatives(v0._data, 0.0)
-            v0._grad += d_dv0 * (1.0 * sum_grad)
-        else:
-            v1 = args[2 + k * stride]
-            term_grad = 0.0 + 1.0 * sum_grad  # the fresh product node's grad
-            d_dv0, d_dv1 = term_derivatives(v0._data, v1._data)
-            v0._grad += d_dv0 * term_grad
-            v1._grad += d_dv1 * term_grad
+        args = self._children
+        operands = [child._data for child in args]
+        for position, amount in _term_contributions(self._rule, k, self._terms(), self._grad,
+                                                    operands):  # fmt: skip
+            args[position]._grad += amount
 
     def _topo(self, check: bool = False) -> list[tuple[Value, int]]:
         """Depth-first post-order below self, operands left to right, without recursion.
@@ -353,16 +380,11 @@ class Value:
 
 
 def _nary(rule: str, operands: list[Value], start: object) -> Value:
+    if not operands:  # the chain of no terms is its start
+        return start if isinstance(start, Value) else Value(as_float(start, "start"))
     first = start if isinstance(start, Value) else Value._leaf(as_float(start, "start"))
-    if not operands:
-        return first
     children = (first, *operands)
-    stride, term, _ = NARY[rule]
-    acc = first._data
-    for i in range(1, len(children), stride):
-        v1 = children[i + 1]._data if stride > 1 else 0.0
-        acc = acc + term(children[i]._data, v1)
-    return Value._node(acc, children, rule)
+    return Value._node(_nary_forward(rule, [v._data for v in children]), children, rule)
 
 
 def _operands(values: list[object], what: str) -> list[Value]:
@@ -423,3 +445,162 @@ class SGD:
     def zero_grad(self) -> None:
         for p in self.params:
             p._grad = 0.0
+
+
+class Tape:
+    """The graph below root compiled once into a program over slots, and replayed.
+
+    forward() recomputes every node from the leaves' current data; backward() is micrograd's
+    backward over that forward, as on a freshly built graph: interior grads from 0, the
+    root's 1, the leaves' added to what they hold. The results are the bits of building the
+    graph again and calling backward(). The leaves are the Values the program reads; the
+    constant leaves made for numbers in expressions are part of the program, read once.
+    Replay writes the root's data and grad and the leaves' grads into their Values; sync()
+    writes every other node. A call that fails raises what eager code raises and changes
+    nothing."""
+
+    def __init__(self, root: Value) -> None:
+        if not isinstance(root, Value):
+            raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
+        order = root._topo()
+        slot: dict[Value, int] = {}
+        for v, _ in order:
+            slot.setdefault(v, len(slot))
+        self.root = root
+        self._nodes = list(slot)
+        self._slot = slot
+        self._root = slot[root]
+        self._leaves = [i for i, v in enumerate(self._nodes) if not v._rule and not v._constant]
+        self._leaf_number = {slot: number for number, slot in enumerate(self._leaves)}
+        # one instruction per entry of the order but the leaves: an n-ary node once per term
+        self._code = [(v._rule, slot[v], tuple(slot[c] for c in v._children), v._exponent, k)
+                      for v, k in order if v._rule]  # fmt: skip
+        self._value = [v._data for v in self._nodes]
+        self._grad = [v._grad for v in self._nodes]
+
+    @property
+    def leaves(self) -> list[Value]:
+        return [self._nodes[i] for i in self._leaves]
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return f"Tape({len(self)} nodes, {len(self._leaves)} leaves, root={self.root!r})"
+
+    def _forward_values(self) -> list[float]:
+        value = list(self._value)  # constants keep the data they had when compiled
+        for i in self._leaves:
+            value[i] = self._nodes[i]._data
+        for rule, out, operands, exponent, k in self._code:
+            if rule in NARY:  # computed whole at its last term, when every operand is
+                if k + 1 == (len(operands) - 1) // NARY[rule][0]:
+                    value[out] = _nary_forward(rule, [value[i] for i in operands])
+            else:
+                value[out] = _forward(rule, tuple(value[i] for i in operands), exponent)
+        return value
+
+    def _backward_grads(self, value: list[float], grad: list[float]) -> None:
+        """Backward over `value` into `grad`, whose leaf entries hold the grads to add to."""
+        for rule, out, operands, exponent, _ in self._code:  # check first: change nothing
+            if rule not in NARY:
+                _derivatives(rule, tuple(value[i] for i in operands), exponent, value[out])
+        for _, out, _, _, _ in self._code:
+            grad[out] = 0.0
+        grad[self._root] = 1.0
+        for rule, out, operands, exponent, k in reversed(self._code):
+            values = [value[i] for i in operands]
+            if rule in NARY:
+                terms = (len(operands) - 1) // NARY[rule][0]
+                for position, amount in _term_contributions(rule, k, terms, grad[out], values):
+                    grad[operands[position]] += amount
+            else:
+                d_da, d_db = _derivatives(rule, tuple(values), exponent, value[out])
+                grad[operands[0]] += d_da * grad[out]
+                if rule in BINARY:
+                    grad[operands[1]] += d_db * grad[out]
+
+    def _leaf_grads(self) -> list[float]:
+        grad = list(self._grad)
+        for i in self._leaves:
+            grad[i] = self._nodes[i]._grad
+        return grad
+
+    def _commit_grads(self, grad: list[float]) -> None:
+        self._grad = grad
+        for i in self._leaves:
+            self._nodes[i]._grad = grad[i]
+        self.root._grad = grad[self._root]
+
+    def forward(self) -> float:
+        """Recomputes every node from the leaves' data; returns the root's new data."""
+        self._value = self._forward_values()
+        self.root._data = self._value[self._root]
+        return self.root._data
+
+    def backward(self) -> None:
+        grad = self._leaf_grads()
+        self._backward_grads(self._value, grad)
+        self._commit_grads(grad)
+
+    def _leaf_numbers(self, values: Iterable[Value], what: str) -> list[int]:
+        numbers = []
+        for v in values:
+            i = self._slot.get(v) if isinstance(v, Value) else None
+            if i not in self._leaf_number:
+                raise ValueError(f"{what} {v!r} is not a leaf of this tape")
+            numbers.append(self._leaf_number[i])  # type: ignore[index]
+        return numbers
+
+    def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
+            y: Any = None) -> Any:  # fmt: skip
+        """For each row of X (and of y): the input leaves take the row's values (the target
+        leaves y's), then forward and backward; the leaves' grads add up over the rows, as
+        the Python loop doing this one row at a time would leave them. Returns the root's
+        value for every row as a numpy array. A failing row raises and changes nothing."""
+        import numpy as np
+
+        leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]
+        target_leaves = [self._leaves[i] for i in self._leaf_numbers(targets, "target")]
+        X_rows = _rows(np, X, len(leaves), "X")
+        y_rows = _rows(np, y if y is not None else np.empty((len(X_rows), 0)),
+                       len(target_leaves), "y")  # fmt: skip
+        if len(y_rows) != len(X_rows):
+            raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
+        saved = [self._nodes[i]._data for i in leaves + target_leaves]
+        grad, value, out = self._leaf_grads(), self._value, np.empty(len(X_rows))
+        for row, (xs, ys) in enumerate(zip(X_rows.tolist(), y_rows.tolist())):
+            for i, x in zip(leaves + target_leaves, xs + ys):
+                self._nodes[i]._data = x
+            try:
+                value = self._forward_values()
+                self._backward_grads(value, grad)
+            except _FAILURES as e:
+                for i, x in zip(leaves + target_leaves, saved):
+                    self._nodes[i]._data = x
+                raise with_row(e, row) from None
+            out[row] = value[self._root]
+        if len(X_rows):
+            self._value = value
+            self._commit_grads(grad)
+            self.root._data = value[self._root]
+        return out
+
+    def sync(self) -> None:
+        """Writes the data and grad of every node but the leaves (whose data is the user's
+        and whose grads backward writes) from the tape: interior nodes and constants."""
+        leaves = set(self._leaves)
+        for i, v in enumerate(self._nodes):
+            if i not in leaves:
+                v._data, v._grad = self._value[i], self._grad[i]
+
+
+def _rows(np: Any, array: Any, columns: int, name: str) -> Any:
+    """array as a float64 matrix of `columns` columns (a vector is one column)."""
+    matrix = np.asarray(array, dtype=np.float64)
+    if matrix.ndim == 1 and columns == 1:
+        matrix = matrix.reshape(-1, 1)
+    if matrix.ndim != 2 or matrix.shape[1] != columns:
+        raise ValueError(f"{name} must have {columns} column(s), one per leaf; its shape is "
+                         f"{matrix.shape}")  # fmt: skip
+    return matrix

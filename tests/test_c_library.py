@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c", "optim.c"]
+SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c", "optim.c", "tape.c"]
 COMPILER = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffp-contract=off", "-I."]
 

@@ -188,6 +188,95 @@ static void test_sgd(void)
     fg_decref(A, q);
 }
 
+/* f(x, w) = log(1 + exp(x * w)) / (w + 1), with a sum and a dot: built fresh each time. */
+static fg_node *with_number(fg_op op, fg_node *a, double x, int number_first)
+{
+    fg_node *n = NULL;
+    CHECK(fg_new_binary_number(A, op, a, x, number_first, &n) == FG_OK);
+    return n;
+}
+
+static fg_node *tape_graph(fg_node *x, fg_node *w)
+{
+    fg_node *p = bin(FG_MUL, x, w), *e = un(FG_EXP, p), *s = with_number(FG_ADD, e, 1.0, 1);
+    fg_node *l = un(FG_LOG, s), *d = with_number(FG_ADD, w, 1.0, 0), *q = bin(FG_DIV, l, d);
+    fg_node *args[5], *n = NULL;
+    args[0] = q;
+    args[1] = x;
+    args[2] = q;
+    args[3] = w;
+    args[4] = x;
+    CHECK(fg_new_nary(A, FG_DOT, args, 5, &n) == FG_OK);
+    fg_decref(A, p);
+    fg_decref(A, e);
+    fg_decref(A, s);
+    fg_decref(A, l);
+    fg_decref(A, d);
+    fg_decref(A, q);
+    return n;
+}
+
+/* Replays give the bits of building the graph again and calling backward. */
+static void test_tape(void)
+{
+    fg_node *x = leaf(0.3), *w = leaf(-1.7), *root = tape_graph(x, w), *failed = NULL;
+    fg_node *x2 = leaf(0.0), *w2 = leaf(0.0), *fresh;
+    fg_tape *T = NULL;
+    double xs[3] = {0.5, -2.0, 4.0}, outs[3], before;
+    size_t inputs[1], row = 99, k;
+    int r;
+    CHECK(fg_tape_new(A, root, &T) == FG_OK);
+    CHECK(fg_tape_root(T) == root && fg_tape_leaf_count(T) == 2);   /* x, w; not the 1.0s */
+    CHECK(fg_tape_size(T) == 11);
+    for (r = 0; r < 3; r++) {
+        x->data = xs[r];
+        x2->data = xs[r];
+        w2->data = w->data;
+        x->grad = w->grad = x2->grad = w2->grad = 0.25;
+        fresh = tape_graph(x2, w2);
+        CHECK(fg_tape_forward(T, &failed) == FG_OK && fg_tape_backward(T, &failed) == FG_OK);
+        CHECK(fg_backward(A, fresh, &failed) == FG_OK);
+        CHECK(same_bits(root->data, fresh->data));
+        CHECK(same_bits(x->grad, x2->grad) && same_bits(w->grad, w2->grad));
+        fg_decref(A, fresh);
+    }
+    /* run: the loop above in one call, grads adding up over the rows */
+    x->grad = w->grad = 0.0;
+    inputs[0] = (size_t)fg_tape_leaf_index(T, x);
+    CHECK(fg_tape_run(T, 3, inputs, 1, xs, NULL, 0, NULL, outs, &failed, &row) == FG_OK);
+    x2->grad = w2->grad = 0.0;
+    for (r = 0; r < 3; r++) {
+        x2->data = xs[r];
+        fresh = tape_graph(x2, w2);
+        CHECK(fg_backward(A, fresh, &failed) == FG_OK && same_bits(outs[r], fresh->data));
+        fg_decref(A, fresh);
+    }
+    CHECK(same_bits(x->grad, x2->grad) && same_bits(w->grad, w2->grad) && x->data == 4.0);
+    /* failures change nothing: w = -1 divides by zero forward; a bad row in run */
+    before = root->data;
+    w->data = -1.0;
+    x->grad = 0.5;
+    CHECK(fg_tape_forward(T, &failed) == FG_ZERO_DIVISION && failed->op == FG_DIV);
+    CHECK(same_bits(root->data, before));
+    CHECK(fg_tape_backward(T, &failed) == FG_OK);   /* still the last good forward's values */
+    x->grad = 0.5;
+    xs[1] = 1000.0;                                 /* exp(-1700) is fine, exp(1700) is not */
+    w->data = 1.7;
+    CHECK(fg_tape_run(T, 3, inputs, 1, xs, NULL, 0, NULL, outs, &failed, &row) == FG_RANGE_ERROR);
+    CHECK(row == 1 && failed != NULL && failed->op == FG_EXP);
+    CHECK(x->data == 4.0 && x->grad == 0.5);
+    CHECK(fg_tape_leaf_index(T, x2) == -1);
+    for (k = 0; k < fg_tape_size(T); k++)
+        CHECK(fg_tape_node(T, k) != NULL);
+    fg_tape_sync(T);
+    fg_tape_free(T);
+    fg_decref(A, root);
+    fg_decref(A, x);
+    fg_decref(A, w);
+    fg_decref(A, x2);
+    fg_decref(A, w2);
+}
+
 /* Visits are told apart by a 16-bit epoch; traversals keep working across its wrap. */
 static void test_epoch_wrap(void)
 {
@@ -405,6 +494,7 @@ int main(int argc, char **argv)
     test_epoch_wrap();
     test_fallible_derivatives();
     test_sgd();
+    test_tape();
     test_long_chain(chain);
     CHECK(fg_arena_live(A) == 0);
     fg_arena_free(A);
