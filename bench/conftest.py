@@ -10,7 +10,7 @@ from collections import defaultdict
 
 import pytest
 
-from fastgrad.benchmarks import compare
+from fastgrad.benchmarks import compare, subject
 
 RESULTS: dict[str, dict[str, float]] = defaultdict(dict)
 BYTES: dict[str, float] = {}
@@ -29,11 +29,11 @@ def record(benchmark):  # type: ignore[no-untyped-def]
 
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     lines = [
-        f"{case}: {compare(times['fastgrad'], seconds, name, 'faster than ' + name)}"
+        f"{case}: {compare(times[subject(times)], seconds, name, 'faster than ' + name)}"
         for case, times in RESULTS.items()
-        if "fastgrad" in times
+        if any(name.startswith("fastgrad") for name in times)
         for name, seconds in times.items()
-        if name != "fastgrad"
+        if name != subject(times)
     ]
     lines += [f"B6 retained y = y * c: {name} {size:,.0f} bytes per step" for name, size in BYTES.items()]
     if lines:

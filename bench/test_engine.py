@@ -14,6 +14,8 @@ CONTENDERS = {
     "B2": ["fastgrad", "float", "micrograd"],
     "B3": ["fastgrad", "micrograd"],
     "B4": ["fastgrad", "micrograd, gc on", "micrograd, gc off"],
+    "B5": ["fastgrad tape", "pytorch, float64, 1 thread"],
+    "B7": ["fastgrad tape", "fastgrad eager (rebuilt each time)", "pure-Python reference, eager"],
 }
 PAIRS = [(case, name) for case in benchmarks.CASES for name in CONTENDERS[case.id]]
 

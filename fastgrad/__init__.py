@@ -35,6 +35,7 @@ else:
 Value = _implementation.Value
 sum = _implementation.sum  # noqa: A001 - fastgrad.sum is the fused n-ary sum
 dot = _implementation.dot
+Tape = _implementation.Tape
 
 
 def install_as_micrograd() -> None:
@@ -44,4 +45,4 @@ def install_as_micrograd() -> None:
     install()
 
 
-__all__ = ["BACKEND", "Value", "__version__", "dot", "install_as_micrograd", "sum"]
+__all__ = ["BACKEND", "Tape", "Value", "__version__", "dot", "install_as_micrograd", "sum"]

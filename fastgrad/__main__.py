@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--backend", choices=["c", "python"], default="c",
                       help="train on the C engine (default) or the pure-Python reference")
     demo.add_argument("--plot", metavar="FILE.png", help="draw the decision boundary (matplotlib)")
+    demo.add_argument("--tape", action="store_true",
+                      help="record the loss graph once and replay it in C (fastgrad.Tape)")
     bench = commands.add_parser("bench", help="print the benchmark table (SPEC section 5)")
     bench.add_argument("--quick", action="store_true", help="shorter timings, rougher figures")
     run = commands.add_parser("run", help="run a micrograd script on fastgrad, unchanged")
@@ -32,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from .demo import main as demo_main
 
-        demo_main(steps=args.steps, seed=args.seed, backend=args.backend, plot_path=args.plot)
+        demo_main(steps=args.steps, seed=args.seed, backend=args.backend, plot_path=args.plot,
+                  tape=args.tape)
     return 0
 
 

@@ -25,8 +25,8 @@ def moons(seed: int, samples: int = 100) -> tuple[Any, Any]:
     return X, y * 2 - 1  # labels -1 and 1
 
 
-def loss(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, float]:
-    """micrograd's demo loss, as its notebook writes it."""
+def loss_and_scores(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, list[Any]]:
+    """micrograd's demo loss, as its notebook writes it, and the scores it was made from."""
     inputs = [list(map(Value, xrow)) for xrow in X]
     # forward the model to get scores
     scores = list(map(model, inputs))
@@ -37,9 +37,18 @@ def loss(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, float]:
     alpha = 1e-4
     reg_loss = alpha * sum((p * p for p in model.parameters()))
     total_loss = data_loss + reg_loss
-    # also get accuracy
-    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
-    return total_loss, sum(accuracy) / len(accuracy)
+    return total_loss, scores
+
+
+def accuracy(y: Any, scores: list[Any]) -> float:
+    correct = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
+    return float(sum(correct) / len(correct))
+
+
+def loss(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, float]:
+    """micrograd's demo loss and the accuracy of its scores."""
+    total_loss, scores = loss_and_scores(model, X, y, Value)
+    return total_loss, accuracy(y, scores)
 
 
 def train_step(model: nn.MLP, X: Any, y: Any, Value: Any, k: int,
@@ -54,11 +63,33 @@ def train_step(model: nn.MLP, X: Any, y: Any, Value: Any, k: int,
     return total_loss.data, float(acc)
 
 
+def tape_stepper(model: nn.MLP, X: Any, y: Any,
+                 engine: types.ModuleType) -> Any:  # fmt: skip
+    """The demo's step through a Tape: the loss graph is built once, then every step
+    replays it in C and updates the parameters with SGD; the same bits as rebuilding."""
+    total_loss, scores = loss_and_scores(model, X, y, engine.Value)
+    tape = engine.Tape(total_loss)
+    sgd = engine.SGD(model.parameters(), lr=1.0)
+
+    def step(k: int, steps: int = 100) -> tuple[float, float]:
+        tape.forward()
+        tape.sync()  # the scores, interior nodes, for the accuracy
+        result = (total_loss.data, accuracy(y, scores))
+        sgd.zero_grad()
+        tape.backward()
+        sgd.lr = 1.0 - 0.9 * k / steps
+        sgd.step()
+        return result
+
+    return step
+
+
 def train(engine: types.ModuleType, seed: int, steps: int, progress: bool = False,
-          stop: int | None = None) -> tuple[nn.MLP, list[tuple[float, float]], float]:
+          stop: int | None = None,
+          tape: bool = False) -> tuple[nn.MLP, list[tuple[float, float]], float]:
     """Trains from seed's weights with the learning rate schedule of `steps` steps (the
-    first `stop` of them only, if given); returns the model, (loss, accuracy) per step and
-    the seconds taken."""
+    first `stop` of them only, if given), eagerly or through a tape; returns the model,
+    (loss, accuracy) per step and the seconds taken (the tape's recording included)."""
     X, y = moons(seed)
     random.seed(seed)
     model = nn.MLP(2, [16, 16, 1], engine=engine)
@@ -66,8 +97,12 @@ def train(engine: types.ModuleType, seed: int, steps: int, progress: bool = Fals
     run = steps if stop is None else stop
     bar = _progress(run) if progress else None
     start = time.perf_counter()
+    step = tape_stepper(model, X, y, engine) if tape else None
     for k in range(run):
-        history.append(train_step(model, X, y, engine.Value, k, steps))
+        if step is not None:
+            history.append(step(k, steps))
+        else:
+            history.append(train_step(model, X, y, engine.Value, k, steps))
         if bar is not None:
             bar.set_postfix(loss=f"{history[-1][0]:.4f}", accuracy=f"{history[-1][1]:.0%}")
             bar.update()
@@ -119,22 +154,28 @@ def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
     plt.close(fig)
 
 
-def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | None = None) -> None:
-    engine, other = (_core, reference) if backend == "c" else (reference, _core)
-    model, history, seconds = train(engine, seed, steps, progress=True)
+def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | None = None,
+         tape: bool = False) -> None:
+    engine = _core if backend == "c" else reference
+    model, history, seconds = train(engine, seed, steps, progress=True, tape=tape)
     final_loss, final_accuracy = history[-1]
-    print(f"{backend} engine: {steps} steps, loss {final_loss:.4f}, accuracy {final_accuracy:.0%}, "
+    how = f"{backend} engine{' through a tape' if tape else ''}"
+    print(f"{how}: {steps} steps, loss {final_loss:.4f}, accuracy {final_accuracy:.0%}, "
           f"{seconds * 1e3 / steps:.2f} ms per step")  # fmt: skip
+    # the same first steps another way: the same bits, and how the speeds compare
     compared = min(steps, 10)
-    _, other_history, other_seconds = train(other, seed, steps, stop=compared)
+    if tape:
+        other, other_how = engine, f"{backend} engine eagerly"
+        _, other_history, other_seconds = train(engine, seed, steps, stop=compared)
+    else:
+        other = reference if backend == "c" else _core
+        other_how = "reference engine" if backend == "c" else "C engine"
+        _, other_history, other_seconds = train(other, seed, steps, stop=compared)
     same = other_history == history[:compared]
-    c_per_step, python_per_step = (
-        (seconds / steps, other_seconds / compared) if backend == "c"
-        else (other_seconds / compared, seconds / steps)
-    )  # fmt: skip
-    print(f"the {'reference' if backend == 'c' else 'C'} engine on the first {compared} steps: "
-          f"{'the same bits' if same else 'DIFFERENT numbers'}; the C engine is "
-          f"{python_per_step / c_per_step:.0f}x faster than the pure-Python reference")
+    ratio = (other_seconds / compared) / (seconds / steps)
+    print(f"the {other_how} on the first {compared} steps: "
+          f"{'the same bits' if same else 'DIFFERENT numbers'}; "
+          f"{how} is {ratio:.0f}x {'faster' if ratio >= 1 else 'slower'}")
     if plot_path is not None:
         plot(model, seed, plot_path, final_accuracy)
         print(f"decision boundary drawn to {plot_path}")

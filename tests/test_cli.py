@@ -24,6 +24,13 @@ def test_demo_trains_and_compares_the_engines() -> None:
     assert "training" in result.stderr  # tqdm's progress bar
 
 
+def test_demo_through_a_tape() -> None:
+    result = fastgrad("demo", "--steps", "12", "--tape")
+    assert result.returncode == 0, result.stderr
+    assert "c engine through a tape: 12 steps" in result.stdout
+    assert "the c engine eagerly on the first 10 steps: the same bits" in result.stdout
+
+
 def test_demo_on_the_reference_engine() -> None:
     result = fastgrad("demo", "--steps", "3", "--backend", "python")
     assert result.returncode == 0, result.stderr

@@ -24,7 +24,7 @@ pytestmark = [
                        reason="the sanitizer runtimes are preloaded the Linux/gcc way"),
 ]  # fmt: skip
 
-SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py"]
+SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py"]
 
 
 def runtime(name: str) -> str:
