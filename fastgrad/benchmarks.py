@@ -226,7 +226,8 @@ def _torch_step(torch: Any, model: Any, X: Any, y: Any, expected_loss: float) ->
         score = (h @ W3 + b3).squeeze(1)
         return torch.relu(1 - yt * score).mean() + 1e-4 * sum((p * p).sum() for p in params)
 
-    first = float(loss())
+    with torch.no_grad():
+        first = float(loss())
     if abs(first - expected_loss) > 1e-9 * max(1.0, abs(expected_loss)):
         raise AssertionError(f"PyTorch's loss {first} is not fastgrad's {expected_loss}")
 
