@@ -35,7 +35,9 @@ def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untype
         for name, seconds in times.items()
         if name != subject(times)
     ]
-    lines += [f"B6 retained y = y * c: {name} {size:,.0f} bytes per step" for name, size in BYTES.items()]
+    lines += [
+        f"B6 retained y = y * c: {name} {size:,.0f} bytes per step" for name, size in BYTES.items()
+    ]
     if lines:
         terminalreporter.section("fastgrad against its baselines, this run")
         for line in lines:

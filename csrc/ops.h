@@ -189,27 +189,10 @@ static inline double fg_forward_and_derivatives(fg_op op, double a, double b, do
                                                 double *da, double *db, fg_status *st,
                                                 fg_status *derivative_st)
 {
-    double out;
-    (void)b;
-    (void)c;
-    switch (op) {
-#define FG_UNARY(name, symbol, forward, d_da) \
-    case FG_##name: \
-        out = (forward); \
-        if (*st != FG_OK) return out; \
-        { fg_status *st = derivative_st; (void)st; *da = (d_da); *db = 0.0; } \
-        return out;
-#define FG_BINARY(name, symbol, forward, d_da, d_db) \
-    case FG_##name: \
-        out = (forward); \
-        if (*st != FG_OK) return out; \
-        { fg_status *st = derivative_st; (void)st; *da = (d_da); *db = (d_db); } \
-        return out;
-#include "ops.def"
-    default:
-        fg_fail(st, FG_BAD_ARGUMENT);
-        return 0.0;
-    }
+    double out = fg_forward(op, a, b, c, st);
+    if (*st == FG_OK)
+        fg_derivatives(op, a, b, c, out, da, db, derivative_st);
+    return out;
 }
 
 /* One term of an NARY op over its operand values v0 (and v1 when the stride is 2). */

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 
-if os.environ.get("FASTGRAD_PURE_PYTHON", "") not in ("", "0"):
+if TYPE_CHECKING:  # both implementations have one API; the C extension's stub describes it
+    from . import _core as _implementation
+
+    BACKEND: str
+elif os.environ.get("FASTGRAD_PURE_PYTHON", "") not in ("", "0"):
     from . import reference as _implementation
 
     BACKEND = "python"
 else:
     try:
-        from . import _core as _implementation  # type: ignore[no-redef]
+        from . import _core as _implementation
 
         BACKEND = "c"
     except ImportError as error:
@@ -28,12 +33,12 @@ else:
             RuntimeWarning,
             stacklevel=2,
         )
-        from . import reference as _implementation  # type: ignore[no-redef]
+        from . import reference as _implementation
 
         BACKEND = "python"
 
 Value = _implementation.Value
-sum = _implementation.sum  # noqa: A001 - fastgrad.sum is the fused n-ary sum
+sum = _implementation.sum
 dot = _implementation.dot
 Tape = _implementation.Tape
 

@@ -1,4 +1,4 @@
-# cython: language_level=3, c_api_binop_methods=True
+# cython: language_level=3, c_api_binop_methods=True, auto_pickle=False, autotestdict=False
 """fastgrad's C engine: a Value is a handle on a node of the C arena (csrc/).
 
 The Python object is only a handle. Intermediate results a program drops cost their 48-byte
@@ -436,8 +436,10 @@ cdef class SGD:
     cdef public object momentum
     cdef public object weight_decay
 
-    def __cinit__(self, params, lr, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         cdef Py_ssize_t i
+        if self.nodes is not NULL:
+            raise RuntimeError("SGD is initialised once")
         self.params = list(params)
         for p in self.params:
             if not isinstance(p, Value):
@@ -497,10 +499,12 @@ cdef class Tape:
     cdef fg_tape *tape
     cdef readonly Value root
 
-    def __cinit__(self, root):
+    def __init__(self, root):
         cdef fg_status status
         if not isinstance(root, Value):
             raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
+        if self.tape is not NULL:
+            raise RuntimeError("a Tape records once; make another for another graph")
         status = fg_tape_new(ARENA, _node_of(<Value>root), &self.tape)
         if status != FG_OK:
             _raise(status, "tape", ())
@@ -509,40 +513,51 @@ cdef class Tape:
     def __dealloc__(self):
         fg_tape_free(self.tape)
 
+    cdef fg_tape *_recorded(self) except NULL:
+        if self.tape is NULL:
+            raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
+        return self.tape
+
     @property
     def leaves(self):
-        return [_handle(fg_tape_leaf(self.tape, i)) for i in range(fg_tape_leaf_count(self.tape))]
+        cdef fg_tape *tape = self._recorded()
+        return [_handle(fg_tape_leaf(tape, i)) for i in range(fg_tape_leaf_count(tape))]
 
     def __len__(self):
-        return fg_tape_size(self.tape)
+        return fg_tape_size(self._recorded())
 
     def __repr__(self):
-        return (f"Tape({fg_tape_size(self.tape)} nodes, {fg_tape_leaf_count(self.tape)} leaves, "
+        cdef fg_tape *tape = self._recorded()
+        return (f"Tape({fg_tape_size(tape)} nodes, {fg_tape_leaf_count(tape)} leaves, "
                 f"root={self.root!r})")
 
     def forward(self):
         """Recomputes every node from the leaves' data; returns the root's new data."""
         cdef fg_node *failed = NULL
-        cdef fg_status status = fg_tape_forward(self.tape, &failed)
+        cdef fg_tape *tape = self._recorded()
+        cdef fg_status status = fg_tape_forward(tape, &failed)
         if status != FG_OK:
-            _raise_tape(status, self.tape, failed, False)
+            _raise_tape(status, tape, failed, False)
         return self.root.node.data
 
     def backward(self):
         cdef fg_node *failed = NULL
-        cdef fg_status status = fg_tape_backward(self.tape, &failed)
+        cdef fg_tape *tape = self._recorded()
+        cdef fg_status status = fg_tape_backward(tape, &failed)
         if status != FG_OK:
-            _raise_tape(status, self.tape, failed, True)
+            _raise_tape(status, tape, failed, True)
 
     def sync(self):
-        """Writes every node's data and grad from the tape (interior nodes included)."""
-        fg_tape_sync(self.tape)
+        """Writes the data and grad of every node but the leaves (whose data is the user's
+        and whose grads backward writes) from the tape: interior nodes and constants."""
+        fg_tape_sync(self._recorded())
 
     cdef list _leaf_numbers(self, values, str what):
         numbers = []
         cdef long number
+        cdef fg_tape *tape = self._recorded()
         for v in values:
-            number = fg_tape_leaf_index(self.tape, (<Value>v).node) if isinstance(v, Value) else -1
+            number = fg_tape_leaf_index(tape, (<Value>v).node) if isinstance(v, Value) else -1
             if number < 0:
                 raise ValueError(f"{what} {v!r} is not a leaf of this tape")
             numbers.append(number)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import itertools
 import random
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def _loop(expression: str) -> Callable[[Any, Any], Callable[[], object]]:
     """A function running `expression` over a and b OPS_PER_CALL times: the loop costs
     the same around a Value and around a float, so the ratio is the operation's."""
     namespace: dict[str, Any] = {}
-    exec(  # noqa: S102 - the expressions are the fixed strings below
+    exec(
         f"def make(a, b):\n"
         f"    def run():\n"
         f"        for _ in range({OPS_PER_CALL}):\n"
@@ -97,7 +98,7 @@ def moons_loss(Value: Any, samples: int, seed: int = 0) -> tuple[Any, list[Any]]
     sizes = [2, 16, 16, 1]
     layers = [
         [([Value(rng.uniform(-1, 1)) for _ in range(nin)], Value(0.0)) for _ in range(nout)]
-        for nin, nout in zip(sizes, sizes[1:])
+        for nin, nout in itertools.pairwise(sizes)
     ]
     params = [p for layer in layers for w, b in layer for p in [*w, b]]
     losses = []
@@ -205,7 +206,9 @@ def _tape_step_case() -> Case:
                 build)  # fmt: skip
 
 
-def _torch_step(torch: Any, model: Any, X: Any, y: Any, expected_loss: float) -> Callable[[], object]:
+def _torch_step(
+    torch: Any, model: Any, X: Any, y: Any, expected_loss: float
+) -> Callable[[], object]:
     """The moons step in PyTorch as batched float64 tensors on one thread, from the same
     weights; checks that its loss is fastgrad's before anything is timed."""
     torch.set_num_threads(1)
@@ -415,7 +418,8 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
     steps = 10**5 if quick else B6_STEPS
     memory = {name: retained_bytes(name, steps) for name in _engines()}
     for name, per_step in memory.items():
-        verdict = "" if name == "fastgrad" else compare(memory["fastgrad"], per_step, name, "smaller")
+        verdict = "" if name == "fastgrad" else compare(memory["fastgrad"], per_step, name,
+                                                        "smaller")  # fmt: skip
         rows.append(("B6 retained y = y * c", name, f"{per_step:,.0f} bytes per step", verdict))
     return rows
 

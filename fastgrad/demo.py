@@ -35,7 +35,7 @@ def loss_and_scores(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, lis
     data_loss = sum(losses) * (1.0 / len(losses))
     # L2 regularization
     alpha = 1e-4
-    reg_loss = alpha * sum((p * p for p in model.parameters()))
+    reg_loss = alpha * sum(p * p for p in model.parameters())
     total_loss = data_loss + reg_loss
     return total_loss, scores
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import _implementation
 
-__all__ = ["Module", "Neuron", "Layer", "MLP"]
+__all__ = ["MLP", "Layer", "Module", "Neuron"]
 
 
 class Module:

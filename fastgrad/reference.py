@@ -8,15 +8,23 @@ csrc/ops.def; Value's methods apply them as micrograd's closures do.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import Any, Union
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeAlias
 
 from ._common import as_float, exponent_text, not_a_number, op_error, with_row
 
-__all__ = ["Value", "sum", "dot", "SGD", "Tape"]
+__all__ = ["SGD", "Tape", "Value", "dot", "sum"]
 
-Number = Union[float, int]
-Operand = Union["Value", float, int]
+Operand: TypeAlias = "Value | float | int"
+UnaryRule: TypeAlias = tuple[
+    Callable[[float, float], float], Callable[[float, float, float], float]
+]
+BinaryRule: TypeAlias = tuple[
+    Callable[[float, float], float], Callable[[float, float, float], tuple[float, float]]
+]
+NaryRule: TypeAlias = tuple[
+    int, Callable[[float, float], float], Callable[[float, float], tuple[float, float]]
+]
 
 
 def _pow(x: float, y: float) -> float:
@@ -44,7 +52,7 @@ def _pow_db(a: float, b: float, out: float) -> float:
 
 
 # op: forward rule and local derivative side by side. `c` is the constant exponent of **c.
-UNARY: dict[str, tuple[Callable[[float, float], float], Callable[[float, float, float], float]]] = {
+UNARY: dict[str, UnaryRule] = {
     #            forward(a, c)                          d out / d a  (a, c, out)
     "neg":     (lambda a, c: -a,                      lambda a, c, out: -1.0),
     "**c":     (lambda a, c: _pow(a, c),              lambda a, c, out: c * _pow(a, c - 1.0)),
@@ -55,21 +63,17 @@ UNARY: dict[str, tuple[Callable[[float, float], float], Callable[[float, float, 
     "sigmoid": (lambda a, c: _sigmoid(a),             lambda a, c, out: out * (1.0 - out)),
 }  # fmt: skip
 
-BINARY: dict[
-    str, tuple[Callable[[float, float], float], Callable[[float, float, float], tuple[float, float]]]
-] = {
-    #       forward(a, b)                  (d out / d a, d out / d b)  (a, b, out)
-    "+":  (lambda a, b: a + b,           lambda a, b, out: (1.0, 1.0)),
-    "-":  (lambda a, b: a - b,           lambda a, b, out: (1.0, -1.0)),
-    "*":  (lambda a, b: a * b,           lambda a, b, out: (b, a)),
-    "/":  (lambda a, b: a / b,           lambda a, b, out: (1.0 / b, -a / (b * b))),
-    "**": (lambda a, b: _pow(a, b),      lambda a, b, out: (b * _pow(a, b - 1.0), _pow_db(a, b, out))),
+BINARY: dict[str, BinaryRule] = {
+    #       forward(a, b)             (d out / d a, d out / d b)  (a, b, out)
+    "+":  (lambda a, b: a + b,      lambda a, b, out: (1.0, 1.0)),
+    "-":  (lambda a, b: a - b,      lambda a, b, out: (1.0, -1.0)),
+    "*":  (lambda a, b: a * b,      lambda a, b, out: (b, a)),
+    "/":  (lambda a, b: a / b,      lambda a, b, out: (1.0 / b, -a / (b * b))),
+    "**": (lambda a, b: _pow(a, b), lambda a, b, out: (b * _pow(a, b - 1.0), _pow_db(a, b, out))),
 }  # fmt: skip
 
 # start + term + term + ...: operands per term, the term, and its derivatives.
-NARY: dict[
-    str, tuple[int, Callable[[float, float], float], Callable[[float, float], tuple[float, float]]]
-] = {
+NARY: dict[str, NaryRule] = {
     #       stride  term(v0, v1)              (d term / d v0, d term / d v1)
     "sum": (1,      lambda v0, v1: v0,        lambda v0, v1: (1.0, 0.0)),
     "dot": (2,      lambda v0, v1: v0 * v1,   lambda v0, v1: (v1, v0)),
@@ -139,8 +143,17 @@ def _operand(x: object) -> Value | None:
 class Value:
     """stores a single scalar value and its gradient"""
 
-    __slots__ = ("_data", "_grad", "_label", "_children", "_rule", "_opname", "_exponent",
-                 "_constant", "__weakref__")  # fmt: skip
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_constant",
+        "_data",
+        "_exponent",
+        "_grad",
+        "_label",
+        "_opname",
+        "_rule",
+    )  # fmt: skip
 
     _data: float
     _grad: float
@@ -236,41 +249,43 @@ class Value:
         return Value._node(_forward(rule, (self._data,), exponent), (self,), rule, exponent)
 
     @staticmethod
-    def _binary(rule: str, left: object, right: object) -> Value:
+    def _binary(rule: str, left: object, right: object) -> Value | None:
+        """left op right, or None (the operator then returns NotImplemented) for operands
+        that are neither Values nor numbers."""
         a, b = _operand(left), _operand(right)
         if a is None or b is None:
-            return NotImplemented
+            return None
         return Value._node(_forward(rule, (a._data, b._data)), (a, b), rule)
 
     def __add__(self, other: Operand) -> Value:  # self + other
-        return Value._binary("+", self, other)
+        return Value._binary("+", self, other) or NotImplemented
 
     def __radd__(self, other: Operand) -> Value:  # other + self
-        return Value._binary("+", other, self)
+        return Value._binary("+", other, self) or NotImplemented
 
     def __sub__(self, other: Operand) -> Value:  # self - other
-        return Value._binary("-", self, other)
+        return Value._binary("-", self, other) or NotImplemented
 
     def __rsub__(self, other: Operand) -> Value:  # other - self
-        return Value._binary("-", other, self)
+        return Value._binary("-", other, self) or NotImplemented
 
     def __mul__(self, other: Operand) -> Value:  # self * other
-        return Value._binary("*", self, other)
+        return Value._binary("*", self, other) or NotImplemented
 
     def __rmul__(self, other: Operand) -> Value:  # other * self
-        return Value._binary("*", other, self)
+        return Value._binary("*", other, self) or NotImplemented
 
     def __truediv__(self, other: Operand) -> Value:  # self / other
-        return Value._binary("/", self, other)
+        return Value._binary("/", self, other) or NotImplemented
 
     def __rtruediv__(self, other: Operand) -> Value:  # other / self
-        return Value._binary("/", other, self)
+        return Value._binary("/", other, self) or NotImplemented
 
     def __pow__(self, other: Operand, modulo: None = None) -> Value:  # self ** other
         if modulo is not None:
             return NotImplemented
         if isinstance(other, Value):
-            return Value._binary("**", self, other)
+            return Value._binary("**", self, other) or NotImplemented
         try:
             exponent = as_float(other, "exponent")
         except TypeError:
@@ -278,7 +293,7 @@ class Value:
         return self._unary("**c", exponent)
 
     def __rpow__(self, other: Operand) -> Value:  # other ** self
-        return Value._binary("**", other, self)
+        return Value._binary("**", other, self) or NotImplemented
 
     def __neg__(self) -> Value:  # -self
         return self._unary("neg")
@@ -335,28 +350,27 @@ class Value:
         other nodes once, with k = -1. With check, first raises any backward failure."""
         order: list[tuple[Value, int]] = []
         visited = {self}
-        stack = [[self, 0]]
+        stack, done = [self], [0]  # the path from self, and how many operands each has done
         while stack:
-            frame = stack[-1]
-            node: Value = frame[0]  # type: ignore[assignment]
-            done: int = frame[1]  # type: ignore[assignment]
-            if done < len(node._children):
-                frame[1] = done + 1
-                child = node._children[done]
+            node, k = stack[-1], done[-1]
+            if k < len(node._children):
+                done[-1] = k + 1
+                child = node._children[k]
                 if child not in visited:
                     visited.add(child)
-                    stack.append([child, 0])
+                    stack.append(child)
+                    done.append(0)
                 else:
-                    node._operand_done(done + 1, order)
+                    node._operand_done(k + 1, order)
                 continue
             if check and (node._rule in UNARY or node._rule in BINARY):
                 node._local_derivatives()
             if node._rule not in NARY:
                 order.append((node, -1))
             stack.pop()
+            done.pop()
             if stack:
-                parent = stack[-1]
-                parent[0]._operand_done(parent[1], order)  # type: ignore[union-attr]
+                stack[-1]._operand_done(done[-1], order)
         return order
 
     def _operand_done(self, done: int, order: list[tuple[Value, int]]) -> None:
@@ -387,7 +401,7 @@ def _nary(rule: str, operands: list[Value], start: object) -> Value:
     return Value._node(_nary_forward(rule, [v._data for v in children]), children, rule)
 
 
-def _operands(values: list[object], what: str) -> list[Value]:
+def _operands(values: Sequence[object], what: str) -> list[Value]:
     operands = []
     for v in values:
         operand = _operand(v)
@@ -397,7 +411,7 @@ def _operands(values: list[object], what: str) -> list[Value]:
     return operands
 
 
-def sum(values: Iterable[Operand], start: Operand = 0.0) -> Value:  # noqa: A001
+def sum(values: Iterable[Operand], start: Operand = 0.0) -> Value:
     """((start + v0) + v1) + ... as one node, bit for bit the chain of + it replaces."""
     items = list(values)
     return _nary("sum", _operands(items, "sum() term"), start)
@@ -549,7 +563,7 @@ class Tape:
             i = self._slot.get(v) if isinstance(v, Value) else None
             if i not in self._leaf_number:
                 raise ValueError(f"{what} {v!r} is not a leaf of this tape")
-            numbers.append(self._leaf_number[i])  # type: ignore[index]
+            numbers.append(self._leaf_number[i])
         return numbers
 
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),

@@ -18,6 +18,7 @@ EDGE_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.0, 3.0, 1e-200, -1e-200, 5e-324, 1e
                1.7976931348623157e308, INF, -INF, NAN]  # fmt: skip
 EXPONENTS = [2, 3, -1, -2, 0, 1, 0.5, -0.5, 1 / 3, 2.5, INF, -INF, NAN]
 
+EXPONENT_STRATEGY = st.sampled_from(EXPONENTS)
 BINARY = ["+", "-", "*", "/", "**"]
 UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid"]
 ARITHMETIC = (ZeroDivisionError, ValueError, OverflowError)
@@ -70,7 +71,7 @@ def steps(numbers: st.SearchStrategy[float], unary: list[str], binary: list[str]
 @st.composite
 def programs(draw: st.DrawFn, numbers: st.SearchStrategy[float] = edge_floats,
              unary: list[str] = UNARY, binary: list[str] = BINARY,
-             exponents: st.SearchStrategy[float] = st.sampled_from(EXPONENTS),
+             exponents: st.SearchStrategy[float] = EXPONENT_STRATEGY,
              nary: bool = True, sets: bool = True, max_steps: int = 300) -> Program:
     leaves = draw(st.lists(numbers, min_size=1, max_size=8))
     length = draw(st.integers(0, max_steps))  # hypothesis alone keeps lists short

@@ -89,7 +89,9 @@ def test_sum_and_dot_match_pytorch(impl: types.ModuleType, xs: list[float], b: f
     w, x, bias = [impl.Value(v) for v in ws], [impl.Value(v) for v in inputs], impl.Value(b)
     out = impl.dot(w, x, bias) + impl.sum(w, 1.0)
     out.backward()
-    tw, tx, tb = leaf(0.0).new_tensor(ws).requires_grad_(), leaf(0.0).new_tensor(inputs).requires_grad_(), leaf(b)
+    tw = torch.tensor(ws, dtype=torch.float64, requires_grad=True)
+    tx = torch.tensor(inputs, dtype=torch.float64, requires_grad=True)
+    tb = leaf(b)
     t_out = (tw * tx).sum() + tb + tw.sum() + 1.0
     t_out.backward()
     assert math.isclose(out.data, t_out.item(), rel_tol=1e-9, abs_tol=1e-12)

@@ -47,5 +47,6 @@ def test_pure_python_with_one_warning_when_the_extension_is_missing() -> None:
 def test_engine_exports_the_chosen_value() -> None:
     assert fastgrad.engine.Value is fastgrad.Value
     assert fastgrad.Tape is fastgrad._implementation.Tape
-    assert fastgrad.Value is (fastgrad._core.Value if fastgrad.BACKEND == "c" else fastgrad.reference.Value)
+    chosen = fastgrad._core if fastgrad.BACKEND == "c" else fastgrad.reference
+    assert fastgrad.Value is chosen.Value
     assert fastgrad.__version__

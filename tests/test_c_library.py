@@ -13,7 +13,9 @@ import pytest
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c", "optim.c", "tape.c"]
-COMPILER = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+COMPILER = os.environ.get("CC") or next(
+    filter(None, (shutil.which(name) for name in ("cc", "gcc", "clang"))), None
+)
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffp-contract=off", "-I."]
 
 pytestmark = [

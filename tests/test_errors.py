@@ -82,18 +82,19 @@ def test_unsupported_operand_is_pythons_type_error(impl: types.ModuleType) -> No
     a = impl.Value(1.0)
     # Python writes this message itself, naming a C type by its full name (as for numpy.ndarray)
     with pytest.raises(
-        TypeError, match=r"unsupported operand type\(s\) for \+: '(fastgrad._core.)?Value' and 'str'"
+        TypeError,
+        match=r"unsupported operand type\(s\) for \+: '(fastgrad._core.)?Value' and 'str'",
     ):
-        a + "a"  # noqa: B018
+        a + "a"
     with pytest.raises(TypeError, match=r"can't multiply sequence|unsupported operand"):
-        "a" * a  # noqa: B018
+        "a" * a
     assert a.data == 1.0
 
 
 def test_huge_ints_overflow_as_float_arithmetic_does(impl: types.ModuleType) -> None:
     a = impl.Value(1.0)
     with pytest.raises(OverflowError):
-        a + 10**400  # noqa: B018
+        a + 10**400
     with pytest.raises(OverflowError):
         impl.Value(10**400)
 

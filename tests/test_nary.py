@@ -61,7 +61,8 @@ def observe(root: Any, entries: list[Any]) -> list[bytes]:
 @given(recipes)
 def test_sum_is_the_chain_of_adds(impl: types.ModuleType, recipe: dict[str, Any]) -> None:
     entries = build(impl, recipe)
-    fused = impl.sum([resolve(entries, t) for t in recipe["terms"]], resolve(entries, recipe["start"]))
+    terms = [resolve(entries, t) for t in recipe["terms"]]
+    fused = impl.sum(terms, resolve(entries, recipe["start"]))
     assert fused._op == "sum"
     fused_result = observe(fused, entries)
 

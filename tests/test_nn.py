@@ -51,8 +51,8 @@ def test_gradients_and_training_match_micrograd(impl: types.ModuleType) -> None:
     X, y = demo.moons(seed=3, samples=30)
     ours, theirs = twin_models(impl, 2, [16, 16, 1], seed=3)
     for k in range(20):
-        ours_loss, ours_acc = demo.loss(ours, X, y, impl.Value)
-        theirs_loss, theirs_acc = demo.loss(theirs, X, y, micrograd.engine.Value)
+        ours_loss, _ = demo.loss(ours, X, y, impl.Value)
+        theirs_loss, _ = demo.loss(theirs, X, y, micrograd.engine.Value)
         ours.zero_grad()
         theirs.zero_grad()
         ours_loss.backward()
@@ -83,7 +83,9 @@ def test_zero_grad(impl: types.ModuleType) -> None:
     assert all(p.grad == 0.0 and type(p.grad) is float for p in model.parameters())
 
 
-@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.0, 1e-2), (0.5, 1e-3)])
+@pytest.mark.parametrize(
+    "momentum, weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.0, 1e-2), (0.5, 1e-3)]
+)
 def test_sgd_matches_the_plain_update_loop(impl: types.ModuleType, momentum: float,
                                            weight_decay: float) -> None:
     random.seed(7)
@@ -162,4 +164,5 @@ def test_demo_learns_the_moons(seed: int) -> None:
 def test_demo_is_the_same_on_both_engines() -> None:
     from fastgrad import _core, reference
 
-    assert demo.train(_core, 4, steps=100, stop=3)[1] == demo.train(reference, 4, steps=100, stop=3)[1]
+    c_history = demo.train(_core, 4, steps=100, stop=3)[1]
+    assert c_history == demo.train(reference, 4, steps=100, stop=3)[1]

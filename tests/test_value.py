@@ -136,7 +136,7 @@ def test_numbers_on_either_side(impl: types.ModuleType, expression: str, data: f
                                 grad_a: float) -> None:
     for number in (int, float, np.float64, np.int64, np.float32):
         a = impl.Value(3.0)
-        out = eval(expression.replace("2", f"number(2)").replace("6", "number(6)"),
+        out = eval(expression.replace("2", "number(2)").replace("6", "number(6)"),
                    {"a": a, "number": number})
         assert type(out) is impl.Value
         assert out.data == pytest.approx(data, rel=1e-15)
