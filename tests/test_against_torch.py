@@ -40,7 +40,9 @@ def leaf(x: float) -> Any:
 
 
 def _close(ours: float, theirs: float) -> bool:
-    return math.isclose(ours, theirs, rel_tol=1e-12, abs_tol=1e-300)
+    # PyTorch rounds some formulas differently (g / b for (1 / b) * g), and a derivative like
+    # tanh's 1 - y * y cancels digits near saturation: 1e-9 relative still catches any slip
+    return math.isclose(ours, theirs, rel_tol=1e-9, abs_tol=1e-300)
 
 
 @pytest.mark.parametrize("name", sorted(UNARY_CASES))
