@@ -6,6 +6,7 @@ a C extension that fails to import is an error here, not a skip.
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
@@ -25,7 +26,11 @@ settings.register_profile(
 settings.register_profile(
     "thorough", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=2000
 )
-settings.load_profile("default")
+settings.register_profile(
+    "quick", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=40
+)
+# FASTGRAD_HYPOTHESIS=quick for the runs that test installed wheels beside the full suite
+settings.load_profile(os.environ.get("FASTGRAD_HYPOTHESIS", "default"))
 
 
 @pytest.fixture(scope="session", params=sorted(IMPLEMENTATIONS), ids=lambda name: name)

@@ -19,6 +19,7 @@ COMPILER = os.environ.get("CC") or next(
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-ffp-contract=off", "-I."]
 
 pytestmark = [
+    pytest.mark.source_tree,
     pytest.mark.skipif(not (CSRC / "fastgrad.h").exists(), reason="needs the source tree's csrc/"),
     pytest.mark.skipif(COMPILER is None, reason="needs a C compiler"),
     pytest.mark.skipif(sys.platform == "win32", reason="the C tests build with a Unix compiler"),

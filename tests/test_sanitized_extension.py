@@ -19,6 +19,7 @@ GCC = shutil.which("gcc")
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.source_tree,
     pytest.mark.skipif(not (ROOT / "csrc" / "fastgrad.h").exists(), reason="needs the source tree"),
     pytest.mark.skipif(not sys.platform.startswith("linux") or GCC is None,
                        reason="the sanitizer runtimes are preloaded the Linux/gcc way"),
