@@ -122,6 +122,11 @@ fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node *const *args, uint32_t coun
 fg_status fg_new_opaque(fg_arena *A, double data, fg_node *const *args, uint32_t count,
                         fg_node **out);
 
+/* Any op's node with the given data, not computed (to rebuild a graph exactly as it was
+ * stored): operands as for the op's kind (none for LEAF), exponent for POWC only. */
+fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node *const *args, uint32_t count,
+                      double exponent, fg_node **out);
+
 static inline void fg_incref(fg_node *n) { n->refs++; }
 void fg_decref(fg_arena *A, fg_node *n);            /* frees n, iteratively, at zero */
 

@@ -206,3 +206,41 @@ fg_status fg_new_opaque(fg_arena *A, double data, fg_node *const *args, uint32_t
 {
     return new_list_node(A, FG_OPAQUE, data, args, count, out);
 }
+
+fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node *const *args, uint32_t count,
+                      double exponent, fg_node **out)
+{
+    fg_node *n;
+    uint32_t stride;
+    switch (fg_op_kind(op)) {
+    case FG_KIND_LEAF:
+        if ((unsigned)op >= FG_OP_COUNT || count != 0)
+            return FG_BAD_ARGUMENT;
+        return fg_new_leaf(A, data, out);
+    case FG_KIND_UNARY:
+    case FG_KIND_BINARY:
+        if (count != (fg_op_kind(op) == FG_KIND_UNARY ? 1u : 2u))
+            return FG_BAD_ARGUMENT;
+        if ((n = new_node(A, op, data)) == NULL)
+            return FG_NO_MEMORY;
+        n->u.arg[0] = args[0];
+        args[0]->refs++;
+        if (count == 2) {
+            n->u.arg[1] = args[1];
+            args[1]->refs++;
+        } else if (op == FG_POWC) {
+            n->u.powc.exponent = exponent;
+        } else {
+            n->u.arg[1] = NULL;
+        }
+        *out = n;
+        return FG_OK;
+    case FG_KIND_NARY:
+        stride = fg_op_stride(op);
+        if (count < 1 + stride || (count - 1) % stride != 0)
+            return FG_BAD_ARGUMENT;
+        return new_list_node(A, op, data, args, count, out);
+    default:
+        return new_list_node(A, op, data, args, count, out);
+    }
+}

@@ -71,6 +71,9 @@ cdef extern from "fastgrad.h" nogil:
                      double weight_decay, double *velocity, int first_step)
     void fg_zero_grad(fg_node **params, size_t count)
 
+    fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node **args, uint32_t count,
+                          double exponent, fg_node **out)
+    fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *length)
     fg_status fg_eval(const fg_node *n, double *out)
     fg_status fg_node_backward(fg_node *n)
     fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)

@@ -345,6 +345,107 @@ cdef class Value:
         if status != FG_OK:
             _raise_backward(status, failed)
 
+    # ---- pickle and copy.deepcopy: the graph below this Value, as records ----
+
+    def __reduce__(self):
+        return (_rebuild, (_records(_node_of(self)),))
+
+
+cdef dict _op_of_rule = {("**c" if i == FG_POWC else _symbols[i]): i
+                         for i in range(FG_OP_COUNT) if i != FG_LEAF and i != FG_OPAQUE}
+
+
+cdef list _records(fg_node *root):
+    """The graph below root, operands before the nodes that use them, one record a node:
+    (rule, data, grad, label, operand numbers, exponent, constant, op name). The format of
+    reference.Value._records too."""
+    cdef fg_node *const *order
+    cdef fg_node *const *operands
+    cdef fg_node *n
+    cdef size_t length, i
+    cdef uint32_t count, j
+    cdef fg_status status = fg_topo(ARENA, root, &order, &length)
+    if status != FG_OK:
+        _raise(status, "pickle", ())
+    last = {<size_t>order[i]: i for i in range(length)}  # an n-ary node is there per term
+    number = {}
+    records = []
+    for i in range(length):
+        n = order[i]
+        if last[<size_t>n] != i:
+            continue  # recorded at its last entry, once all its operands are
+        operands = fg_operands(n, &count)
+        extra = n.flags & FG_EXTRA
+        leaf_like = n.op == FG_LEAF or n.op == FG_OPAQUE
+        records.append((
+            "" if leaf_like else _rule(n), n.data, n.grad,
+            _labels.get(<size_t>n, "") if extra else "",
+            tuple([number[<size_t>operands[j]] for j in range(count)]),
+            n.exponent if n.op == FG_POWC else 0.0,
+            bool(n.flags & FG_CONSTANT),
+            _opnames.get(<size_t>n, "") if extra and leaf_like else "",
+        ))
+        number[<size_t>n] = len(records) - 1
+    return records
+
+
+def _rebuild(records):
+    """The Value (and the graph below it) that _records described, data and grads as
+    stored: nothing is computed again."""
+    cdef Py_ssize_t i, made = 0, count = len(records)
+    cdef fg_node **nodes
+    cdef fg_node *args[SMALL]
+    cdef fg_node **operands
+    cdef fg_node *n = NULL
+    cdef fg_status status
+    cdef uint32_t k, arity
+    if count == 0:
+        raise ValueError("no records to rebuild a Value from")
+    nodes = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+    if nodes is NULL:
+        raise MemoryError()
+    try:
+        for i in range(count):
+            rule, data, grad, label, children, exponent, constant, opname = records[i]
+            arity = len(children)
+            if any(not (0 <= c < i) for c in children):
+                raise ValueError(f"record {i} refers to a node not before it")
+            op = (FG_OPAQUE if arity else FG_LEAF) if rule == "" else _op_of_rule.get(rule)
+            if op is None:
+                raise ValueError(f"record {i}: unknown op {rule!r}")
+            operands = &args[0]
+            if arity > SMALL:
+                operands = <fg_node **>PyMem_Malloc(arity * sizeof(fg_node *))
+                if operands is NULL:
+                    raise MemoryError()
+            for k in range(arity):
+                operands[k] = nodes[children[k]]
+            status = fg_new_node(ARENA, <fg_op>op, _as_double(data, "data"), operands, arity,
+                                 _as_double(exponent, "exponent"), &n)
+            if operands is not &args[0]:
+                PyMem_Free(operands)
+            if status == FG_BAD_ARGUMENT:
+                raise ValueError(f"record {i}: {rule!r} does not take {arity} operands")
+            if status != FG_OK:
+                _raise(status, "unpickle", ())
+            nodes[made] = n
+            made += 1
+            n.grad = _as_double(grad, "grad")
+            if constant:
+                n.flags |= FG_CONSTANT
+            if label or opname:
+                n.flags |= FG_EXTRA
+                if label:
+                    _labels[<size_t>n] = str(label)
+                if opname:
+                    _opnames[<size_t>n] = str(opname)
+        made -= 1  # the root's reference goes to its Value; parents hold the others
+        return _wrap(nodes[made])
+    finally:
+        for i in range(made):
+            fg_decref(ARENA, nodes[i])
+        PyMem_Free(nodes)
+
 
 cdef enum:
     SMALL = 64  # operands that fit on the stack: a neuron of up to 31 inputs

@@ -8,12 +8,14 @@ default the one fastgrad chose. A neuron is one dot node instead of micrograd's 
 
 from __future__ import annotations
 
+import importlib
 import random
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _implementation
+from ._common import as_float
 
 __all__ = ["MLP", "Layer", "Module", "Neuron"]
 
@@ -25,6 +27,43 @@ class Module:
 
     def parameters(self) -> list[Any]:
         return []
+
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        """The parameters with the names state_dict uses, in parameters() order."""
+        return [(str(i), p) for i, p in enumerate(self.parameters())]
+
+    def state_dict(self) -> dict[str, float]:
+        """Every parameter's data by name: "layers.0.neurons.3.w.1" and the like."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Sets every parameter's data from state, which must name exactly this module's
+        parameters with real numbers; checks all of it before it changes anything."""
+        params = dict(self.named_parameters())
+        missing = [name for name in params if name not in state]
+        unexpected = [name for name in state if name not in params]
+        if missing or unexpected:
+            raise KeyError(f"the state does not fit {self!r}: missing {_few(missing)}, "
+                           f"unexpected {_few(unexpected)}")  # fmt: skip
+        values = {name: as_float(state[name], f"state[{name!r}]") for name in params}
+        for name, p in params.items():
+            p.data = values[name]
+
+    # a module pickles with its engine by name: module objects cannot be pickled
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if isinstance(state.get("engine"), types.ModuleType):
+            state["engine"] = state["engine"].__name__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("engine"), str):
+            state["engine"] = importlib.import_module(state["engine"])
+        self.__dict__.update(state)
+
+
+def _few(names: list[str]) -> str:
+    return repr(names[:5])[:-1] + (", ...]" if len(names) > 5 else "]")
 
 
 class Neuron(Module):
@@ -42,6 +81,9 @@ class Neuron(Module):
     def parameters(self) -> list[Any]:
         return self.w + [self.b]
 
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
+
     def __repr__(self) -> str:
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
 
@@ -56,6 +98,10 @@ class Layer(Module):
 
     def parameters(self) -> list[Any]:
         return [p for n in self.neurons for p in n.parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        return [(f"neurons.{j}.{name}", p) for j, n in enumerate(self.neurons)
+                for name, p in n.named_parameters()]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
@@ -75,6 +121,10 @@ class MLP(Module):
 
     def parameters(self) -> list[Any]:
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
+                for name, p in layer.named_parameters()]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"

@@ -380,6 +380,27 @@ class Value:
             if done >= 1 + stride and (done - 1) % stride == 0:
                 order.append((self, (done - 1) // stride - 1))
 
+    # ---- pickle and copy.deepcopy: the graph below this Value, as records ----
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._records(),))
+
+    def _records(self) -> list[Record]:
+        """The graph below self, operands before the nodes that use them, one record a node:
+        (rule, data, grad, label, operand numbers, exponent, constant, op name). Flat, so
+        that a deep graph pickles without recursion; _core.Value has the same format."""
+        order = self._topo()
+        last = {v: i for i, (v, _) in enumerate(order)}  # an n-ary node is there per term
+        number: dict[Value, int] = {}
+        records: list[Record] = []
+        for i, (v, _) in enumerate(order):
+            if last[v] == i:  # recorded at its last entry, once all its operands are
+                operands = tuple(number[child] for child in v._children)
+                records.append((v._rule, v._data, v._grad, v._label, operands, v._exponent,
+                                v._constant, "" if v._rule else v._opname))  # fmt: skip
+                number[v] = len(records) - 1
+        return records
+
     def backward(self) -> None:
         # topological order all of the children in the graph (checking every derivative
         # first, so that a failure changes nothing)
@@ -391,6 +412,35 @@ class Value:
                 v._backward()
             else:
                 v._term_backward(k)
+
+
+Record: TypeAlias = tuple[str, float, float, str, tuple[int, ...], float, bool, str]
+
+
+def _rebuild(records: list[Record]) -> Value:
+    """The Value (and the graph below it) that Value._records described, data and grads as
+    stored: nothing is computed again."""
+    if not records:
+        raise ValueError("no records to rebuild a Value from")
+    made: list[Value] = []
+    for i, (rule, data, grad, label, operands, exponent, constant, opname) in enumerate(records):
+        if any(not (0 <= c < i) for c in operands):
+            raise ValueError(f"record {i} refers to a node not before it")
+        if rule and rule not in UNARY and rule not in BINARY and rule not in NARY:
+            raise ValueError(f"record {i}: unknown op {rule!r}")
+        stride = NARY[rule][0] if rule in NARY else 0
+        fits = (len(operands) == 1 if rule in UNARY else len(operands) == 2 if rule in BINARY
+                else len(operands) > stride and (len(operands) - 1) % stride == 0 if stride
+                else True)  # fmt: skip
+        if not fits:
+            raise ValueError(f"record {i}: {rule!r} does not take {len(operands)} operands")
+        v = Value._node(as_float(data, "data"), tuple(made[c] for c in operands), rule,
+                        as_float(exponent, "exponent"))  # fmt: skip
+        v._grad, v._label, v._constant = as_float(grad, "grad"), str(label), bool(constant)
+        if not rule:
+            v._opname = str(opname)
+        made.append(v)
+    return made[-1]
 
 
 def _nary(rule: str, operands: list[Value], start: object) -> Value:

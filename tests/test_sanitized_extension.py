@@ -25,7 +25,8 @@ pytestmark = [
                        reason="the sanitizer runtimes are preloaded the Linux/gcc way"),
 ]  # fmt: skip
 
-SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py"]
+SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py",
+          "test_files.py", "test_nn.py"]
 
 
 def runtime(name: str) -> str:
@@ -61,7 +62,7 @@ def test_extension_under_sanitizers(tmp_path: Path) -> None:
     )
     assert check.stdout.startswith(str(tmp_path)), check.stdout + check.stderr
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow",
          *[f"tests/{suite}" for suite in SUITES]],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip

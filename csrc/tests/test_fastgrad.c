@@ -277,6 +277,26 @@ static void test_tape(void)
     fg_decref(A, w2);
 }
 
+/* A node rebuilt with stored data keeps it, whatever its operands say now. */
+static void test_rebuilt_node(void)
+{
+    fg_node *x = leaf(-1.0), *args[2], *n = NULL;
+    args[0] = x;
+    CHECK(fg_new_node(A, FG_LOG, 0.5, args, 1, 0.0, &n) == FG_OK);  /* log(-1) would fail */
+    CHECK(n->data == 0.5 && n->op == FG_LOG && x->refs == 2);
+    fg_decref(A, n);
+    CHECK(fg_new_node(A, FG_POWC, 4.0, args, 1, 2.0, &n) == FG_OK && n->u.powc.exponent == 2.0);
+    fg_decref(A, n);
+    CHECK(fg_new_node(A, FG_ADD, 1.0, args, 1, 0.0, &n) == FG_BAD_ARGUMENT);
+    CHECK(fg_new_node(A, FG_LEAF, 1.0, args, 1, 0.0, &n) == FG_BAD_ARGUMENT);
+    CHECK(fg_new_node(A, (fg_op)200, 1.0, args, 0, 0.0, &n) == FG_BAD_ARGUMENT);
+    args[1] = x;
+    CHECK(fg_new_node(A, FG_SUM, 3.0, args, 2, 0.0, &n) == FG_OK && n->u.nary.count == 2);
+    fg_decref(A, n);
+    CHECK(x->refs == 1);
+    fg_decref(A, x);
+}
+
 /* Visits are told apart by a 16-bit epoch; traversals keep working across its wrap. */
 static void test_epoch_wrap(void)
 {
@@ -495,6 +515,7 @@ int main(int argc, char **argv)
     test_fallible_derivatives();
     test_sgd();
     test_tape();
+    test_rebuilt_node();
     test_long_chain(chain);
     CHECK(fg_arena_live(A) == 0);
     fg_arena_free(A);

@@ -1,0 +1,34 @@
+"""Draws the README's pictures again: python docs/make_pictures.py (needs the demo and viz
+extras, and Graphviz's dot program)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from fastgrad import demo, nn, viz
+
+HERE = Path(__file__).parent / "images"
+
+
+def main() -> None:
+    HERE.mkdir(exist_ok=True)
+    model, history, _ = demo.train(demo._core, seed=0, steps=100)
+    demo.plot(model, 0, str(HERE / "moons.png"), history[-1][1])
+
+    random.seed(2)
+    neuron = nn.Neuron(3)
+    x = [neuron.engine.Value(v, label=f"x{i}") for i, v in enumerate([2.0, -1.0, 0.5])]
+    for i, w in enumerate(neuron.w):
+        w.label = f"w{i}"
+    neuron.b.label = "b"
+    out = neuron(x)
+    out.label = "out"
+    (act,) = out._prev
+    act.label = "act"
+    out.backward()
+    viz.draw_dot(out, format="png").render(HERE / "neuron", cleanup=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""fastgrad.save and fastgrad.load: a trained module in a file that cannot run code on load.
+
+The file is JSON: the module's architecture, its state_dict (floats written as repr writes
+them, so they come back exactly: -0.0, 1e-310, nan and inf included) and a SHA-256 of all of
+it, so that a truncated or edited file is refused instead of loaded wrong. Loading checks
+everything before it changes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import types
+from pathlib import Path
+from typing import Any
+
+from . import nn
+
+FORMAT = "fastgrad-module"
+VERSION = 1
+
+__all__ = ["load", "save"]
+
+
+def _describe(module: nn.Module) -> dict[str, Any]:
+    """What it takes to build the module again: nn's own modules are described in full."""
+    if isinstance(module, nn.MLP) and module.layers:
+        return {"type": "MLP", "nin": len(module.layers[0].neurons[0].w),
+                "nouts": [len(layer.neurons) for layer in module.layers]}  # fmt: skip
+    if isinstance(module, nn.Layer) and module.neurons:
+        first = module.neurons[0]
+        return {"type": "Layer", "nin": len(first.w), "nout": len(module.neurons),
+                "nonlin": first.nonlin}  # fmt: skip
+    if isinstance(module, nn.Neuron):
+        return {"type": "Neuron", "nin": len(module.w), "nonlin": module.nonlin}
+    return {"type": f"{type(module).__module__}.{type(module).__qualname__}"}
+
+
+def _build(description: dict[str, Any], engine: types.ModuleType | None) -> nn.Module:
+    kind = description.get("type")
+    try:
+        if kind == "MLP":
+            return nn.MLP(int(description["nin"]), [int(n) for n in description["nouts"]],
+                          engine=engine)  # fmt: skip
+        if kind == "Layer":
+            return nn.Layer(int(description["nin"]), int(description["nout"]),
+                            nonlin=bool(description["nonlin"]), engine=engine)  # fmt: skip
+        if kind == "Neuron":
+            return nn.Neuron(int(description["nin"]), nonlin=bool(description["nonlin"]),
+                             engine=engine)  # fmt: skip
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"the file's module description is damaged: {description!r}") from error
+    raise ValueError(f"the file holds a {kind}, which only load(path, module) can fill: "
+                     "pass a module of that kind to load it into")  # fmt: skip
+
+
+def _digest(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Writes module's architecture and parameters to path (JSON), atomically."""
+    document = {"format": FORMAT, "version": VERSION, "module": _describe(module),
+                "state": module.state_dict()}  # fmt: skip
+    document["sha256"] = _digest(document)
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(document, f, indent=1)
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def load(path: str | os.PathLike[str], module: nn.Module | None = None,
+         engine: types.ModuleType | None = None) -> nn.Module:  # fmt: skip
+    """The module saved in path: built anew (on `engine`, by default fastgrad's), or, given
+    `module`, loaded into it, which must then have the saved architecture. A file that is not
+    a fastgrad module file, is damaged or edited, or does not fit raises ValueError (KeyError
+    for parameter names that do not fit) and changes nothing."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a fastgrad module file (not JSON: {error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fastgrad module file")
+    if document.get("version") != VERSION:
+        raise ValueError(f"{path} has format version {document.get('version')!r}; this "
+                         f"fastgrad reads version {VERSION}")  # fmt: skip
+    stored = document.pop("sha256", None)
+    if stored != _digest(document):
+        raise ValueError(f"{path} was edited or damaged after it was saved (its SHA-256 does "
+                         "not match its content)")  # fmt: skip
+    description, state = document.get("module"), document.get("state")
+    if not isinstance(description, dict) or not isinstance(state, dict):
+        raise ValueError(f"{path} lacks its module description or state")
+    if module is None:
+        module = _build(description, engine)
+    elif _describe(module) != description:
+        raise ValueError(f"{path} holds {description}, which does not fit {module!r}")
+    module.load_state_dict(state)
+    return module
