@@ -1,15 +1,19 @@
 /*
  * tape.c: a graph compiled once into a program over dense slots, replayed in C.
  *
- * Every node below the root gets a slot in value[] and grad[], in topological order. The
- * program is the eager backward's order (an NARY node once per term); forward runs it
- * first to last and backward last to first, with the same formulas as graph.c, so a
- * replay gives the bits of building the graph afresh and calling fg_backward.
+ * Every node below the root gets a slot in value[] and grad[]: the leaves first, then the
+ * constants (leaves made for numbers, part of the program), then the interior nodes in
+ * topological order. The program is the eager backward's order, an NARY node once per
+ * term, except that terms with nothing between them are one instruction; forward runs it
+ * first to last, computing each node's local derivatives with it, and backward last to
+ * first, only multiplying and adding. The formulas are graph.c's, from ops.def, in the same
+ * order, so a replay gives the bits of building the graph afresh and calling fg_backward.
  *
  * What replay writes into nodes: forward the root's data, backward the root's grad and the
- * leaves' grads. Interior nodes keep the values they had until fg_tape_sync. A failed call
- * writes nothing: forward computes into a spare buffer swapped in on success, backward
- * checks every derivative that can fail before it adds anything.
+ * leaves' grads. Other nodes keep the values they had until fg_tape_sync. A failed call
+ * writes nothing: forward computes into a spare state swapped in on success and notes the
+ * first derivative that fails, which backward raises before it adds anything; run() puts
+ * back what its earlier rows changed.
  */
 #include <stdlib.h>
 #include <string.h>
