@@ -16,8 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, nn, reference
+from . import nn, reference
 from .datasets import make_moons
+
+_core: types.ModuleType
+try:
+    from . import _core
+except ImportError:  # no C extension: the demo runs on the reference and says so
+    _core = reference
 
 
 def moons(seed: int, samples: int = 100) -> tuple[Any, Any]:
@@ -156,12 +162,21 @@ def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
 
 def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | None = None,
          tape: bool = False) -> None:
+    if backend == "c" and _core is reference:
+        print("fastgrad's C extension is not built here: running on the pure-Python reference "
+              "(pip install -e . builds it in a checkout)")  # fmt: skip
+        backend = "python"
     engine = _core if backend == "c" else reference
     model, history, seconds = train(engine, seed, steps, progress=True, tape=tape)
     final_loss, final_accuracy = history[-1]
     how = f"{backend} engine{' through a tape' if tape else ''}"
     print(f"{how}: {steps} steps, loss {final_loss:.4f}, accuracy {final_accuracy:.0%}, "
           f"{seconds * 1e3 / steps:.2f} ms per step")  # fmt: skip
+    if plot_path is not None:
+        plot(model, seed, plot_path, final_accuracy)
+        print(f"decision boundary drawn to {plot_path}")
+    if _core is reference and not tape:
+        return  # nothing to compare with
     # the same first steps another way: the same bits, and how the speeds compare
     compared = min(steps, 10)
     if tape:
@@ -176,6 +191,3 @@ def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | N
     print(f"the {other_how} on the first {compared} steps: "
           f"{'the same bits' if same else 'DIFFERENT numbers'}; "
           f"{how} is {ratio:.0f}x {'faster' if ratio >= 1 else 'slower'}")
-    if plot_path is not None:
-        plot(model, seed, plot_path, final_accuracy)
-        print(f"decision boundary drawn to {plot_path}")

@@ -54,6 +54,22 @@ def test_bench_prints_the_table() -> None:
     assert "x the float op" in result.stdout and "faster" in result.stdout
 
 
+def test_demo_without_the_extension_runs_on_the_reference() -> None:
+    blocker = (
+        "import sys, importlib.abc, runpy\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'fastgrad._core': raise ImportError('not built')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['fastgrad', 'demo', '--steps', '2']\n"
+        "runpy.run_module('fastgrad', run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "not built here: running on the pure-Python reference" in result.stdout
+    assert "python engine: 2 steps" in result.stdout
+
+
 def test_bad_arguments_are_reported() -> None:
     result = fastgrad("demo", "--backend", "gpu")
     assert result.returncode == 2 and "invalid choice: 'gpu'" in result.stderr
