@@ -58,39 +58,6 @@ static inline void nary_term_backward(fg_node *n, uint32_t k)
                           v1->data, &args[0]->grad, &v0->grad, &v1->grad);
 }
 
-/* n's local chain rule, derivatives first: returns before adding anything if one fails. */
-static inline fg_status node_backward(fg_node *n, fg_kind kind)
-{
-    fg_status st = FG_OK;
-    double d_da, d_db;
-    uint32_t k;
-    switch (kind) {
-    case FG_KIND_UNARY:
-        local_derivatives(n, &d_da, &d_db, &st);
-        if (st == FG_OK)
-            n->u.arg[0]->grad += d_da * n->grad;
-        return st;
-    case FG_KIND_BINARY:
-        local_derivatives(n, &d_da, &d_db, &st);
-        if (st == FG_OK) {
-            n->u.arg[0]->grad += d_da * n->grad;
-            n->u.arg[1]->grad += d_db * n->grad;
-        }
-        return st;
-    case FG_KIND_NARY:
-        for (k = (n->u.nary.count - 1) / fg_op_table[n->op].stride; k-- > 0;)
-            nary_term_backward(n, k);
-        return FG_OK;
-    default:
-        return FG_OK;
-    }
-}
-
-fg_status fg_node_backward(fg_node *n)
-{
-    return node_backward(n, fg_kind_of(n));
-}
-
 /* Whether n's local derivatives can be computed: backward checks every node first. */
 static inline fg_status check_backward(const fg_node *n, fg_kind kind)
 {
@@ -99,6 +66,21 @@ static inline fg_status check_backward(const fg_node *n, fg_kind kind)
     if (kind == FG_KIND_UNARY || kind == FG_KIND_BINARY)
         local_derivatives(n, &d_da, &d_db, &st);
     return st;
+}
+
+fg_status fg_node_backward(fg_node *n)
+{
+    fg_kind kind = fg_kind_of(n);
+    fg_status st = check_backward(n, kind);
+    uint32_t k;
+    if (st != FG_OK)
+        return st;
+    if (kind == FG_KIND_NARY)
+        for (k = (n->u.nary.count - 1) / fg_op_table[n->op].stride; k-- > 0;)
+            nary_term_backward(n, k);
+    else
+        fg_chain_rule(n);
+    return FG_OK;
 }
 
 static fg_status grow_stack(fg_arena *A)
@@ -224,11 +206,10 @@ fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
     root->grad = 1.0;
     for (i = A->order.length; i-- > 0;) {
         fg_node *n = order[i];
-        fg_kind kind = fg_kind_of(n);
-        if (kind == FG_KIND_NARY)
+        if (fg_kind_of(n) == FG_KIND_NARY)
             nary_term_backward(n, --n->u.nary.cursor);
         else
-            node_backward(n, kind);
+            fg_chain_rule(n);
     }
     return FG_OK;
 }
