@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import math
 
+# A Value's __array_priority__: above a numpy scalar's (-1e6), so np.float64(2) * v calls
+# v.__rmul__ at once instead of going through a 0-d object array; below an array's (0.0), so
+# that np.array([1.0, 2.0]) * v still works elementwise.
+NUMPY_SCALAR_DEFERS = -1.0
+
 REASONS: dict[type[Exception], str] = {
     ZeroDivisionError: "float division by zero",
     ValueError: "math domain error",

@@ -2,7 +2,7 @@
 # fastgrad/reference.py, has the same API; mypy.stubtest checks this file against the module.
 
 from collections.abc import Iterable
-from typing import SupportsFloat, SupportsIndex
+from typing import ClassVar, SupportsFloat, SupportsIndex
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,8 @@ _Number = SupportsFloat | SupportsIndex
 
 class Value:
     """stores a single scalar value and its gradient"""
+
+    __array_priority__: ClassVar[float]
 
     def __init__(
         self, data: _Number, _children: Iterable[Value] = (), _op: str = "", label: str = ""

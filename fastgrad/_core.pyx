@@ -17,8 +17,10 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.ref cimport PyObject
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 
+from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
 from ._common import as_float, exponent_text, not_a_number, op_error, with_row
 
 cdef fg_arena *ARENA = fg_arena_new()
@@ -186,6 +188,8 @@ cdef Value _unary(fg_op op, Value v, double exponent=0.0):
 @cython.freelist(1024)
 cdef class Value:
     """stores a single scalar value and its gradient"""
+
+    __array_priority__ = _NUMPY_SCALAR_DEFERS  # np.float64(2) * v calls v.__rmul__ directly
 
     def __init__(self, data, _children=(), _op="", label=""):
         cdef double x = _as_double(data, "Value data")
@@ -451,18 +455,18 @@ cdef enum:
     SMALL = 64  # operands that fit on the stack: a neuron of up to 31 inputs
 
 
-cdef inline int _operand_node(object item, fg_node **slot, fg_node **constants,
+cdef inline int _operand_node(PyObject *item, fg_node **slot, fg_node **constants,
                               Py_ssize_t *made, str what) except -1:
     """The node for one operand of sum or dot: a Value's own, or a new constant leaf for a
     number (kept in `constants`, whose references the caller drops once the node holds them)."""
     cdef double x
-    if isinstance(item, Value):
+    if isinstance(<object>item, Value):
         slot[0] = _node_of(<Value>item)
-    elif _number(item, &x):
+    elif _number(<object>item, &x):
         slot[0] = constants[made[0]] = _constant(x)
         made[0] += 1
     else:
-        raise not_a_number(what, item)
+        raise not_a_number(what, <object>item)
     return 0
 
 
@@ -477,6 +481,8 @@ cdef object _nary(fg_op op, object first, object second, object start, str what)
     cdef fg_node *out = NULL
     cdef fg_status status = FG_OK
     cdef int stride = 1 if second is None else 2
+    cdef PyObject **first_items
+    cdef PyObject **second_items
     firsts = first if type(first) is list or type(first) is tuple else list(first)
     seconds = None
     terms = len(firsts)
@@ -497,11 +503,16 @@ cdef object _nary(fg_op op, object first, object second, object start, str what)
             PyMem_Free(constants)
             raise MemoryError()
     try:
-        _operand_node(start, &args[0], constants, &made, "start")
-        for i in range(terms):
-            _operand_node(firsts[i], &args[1 + stride * i], constants, &made, what)
-            if stride == 2:
-                _operand_node(seconds[i], &args[2 + 2 * i], constants, &made, what)
+        _operand_node(<PyObject *>start, &args[0], constants, &made, "start")
+        first_items = PySequence_Fast_ITEMS(firsts)  # firsts, seconds: lists or tuples
+        if stride == 1:
+            for i in range(terms):
+                _operand_node(first_items[i], &args[1 + i], constants, &made, what)
+        else:
+            second_items = PySequence_Fast_ITEMS(seconds)
+            for i in range(terms):
+                _operand_node(first_items[i], &args[1 + 2 * i], constants, &made, what)
+                _operand_node(second_items[i], &args[2 + 2 * i], constants, &made, what)
         status = fg_new_nary(ARENA, op, args, <uint32_t>count, &out)
     finally:
         for i in range(made):

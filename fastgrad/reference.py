@@ -11,7 +11,14 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeAlias
 
-from ._common import as_float, exponent_text, not_a_number, op_error, with_row
+from ._common import (
+    NUMPY_SCALAR_DEFERS,
+    as_float,
+    exponent_text,
+    not_a_number,
+    op_error,
+    with_row,
+)
 
 __all__ = ["SGD", "Tape", "Value", "dot", "sum"]
 
@@ -142,6 +149,8 @@ def _operand(x: object) -> Value | None:
 
 class Value:
     """stores a single scalar value and its gradient"""
+
+    __array_priority__ = NUMPY_SCALAR_DEFERS  # np.float64(2) * v calls v.__rmul__ directly
 
     __slots__ = (
         "__weakref__",

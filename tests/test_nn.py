@@ -75,6 +75,19 @@ def test_layer_of_one_neuron_returns_the_value_itself(impl: types.ModuleType) ->
         layer([1.0, 2.0, 3.0])
 
 
+def test_a_layer_calls_a_neuron_subclass_own_call(impl: types.ModuleType) -> None:
+    class Tanh(nn.Neuron):
+        def __call__(self, x: Any) -> Any:
+            return impl.dot(self.w, x, self.b).tanh()
+
+    layer = nn.Layer(2, 2, engine=impl)
+    plain = layer.neurons[0]
+    layer.neurons[1] = Tanh(2, engine=impl)
+    first, second = layer([1.0, -2.0])
+    assert first.data == plain([1.0, -2.0]).data and first._op == "ReLU"
+    assert second._op == "tanh"
+
+
 def test_zero_grad(impl: types.ModuleType) -> None:
     model = nn.MLP(2, [3, 1], engine=impl)
     model([1.0, -1.0]).backward()

@@ -167,6 +167,18 @@ def test_numpy_object_arrays_work_elementwise(impl: types.ModuleType) -> None:
     assert [x.grad for x in xs] == [0.5 + 2.0, -1.0 + 4.0, 2.0 + 6.0]
     shifted = xs + np.array([1.0, 1.0, 1.0])
     assert [v.data for v in shifted] == [2.0, 3.0, 4.0]
+    scaled = np.array([1.0, 2.0]) * impl.Value(3.0)  # an array with a Value: elementwise
+    assert scaled.dtype == object and [v.data for v in scaled] == [3.0, 6.0]
+
+
+def test_numpy_scalars_defer_to_the_value(impl: types.ModuleType) -> None:
+    """np.float64(2) * v goes straight to v.__rmul__, not through a 0-d object array
+    (thirty times slower): the demo's -yi * score has a numpy scalar on the left."""
+    v = impl.Value(3.0)
+    for number in (np.float64(2.0), np.float32(2.0), np.int64(2)):
+        assert number.__mul__(v) is NotImplemented
+        assert number.__add__(v) is NotImplemented
+        assert (number * v).data == 6.0 and (number - v).data == -1.0
 
 
 def test_hash_and_equality_are_by_identity(impl: types.ModuleType) -> None:
