@@ -197,16 +197,7 @@ static inline double fg_forward_and_derivatives(fg_op op, double a, double b, do
     (void)b;
     (void)c;
     switch (op) {
-#define FG_UNARY(name, symbol, forward, d_da) \
-    case FG_##name: \
-        out = (forward); \
-        if (*st != FG_OK) \
-            return out; \
-        st = derivative_st; \
-        *da = (d_da); \
-        *db = 0.0; \
-        return out;
-#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+#define FORWARD_CASE(name, forward, d_da, d_db) \
     case FG_##name: \
         out = (forward); \
         if (*st != FG_OK) \
@@ -215,7 +206,10 @@ static inline double fg_forward_and_derivatives(fg_op op, double a, double b, do
         *da = (d_da); \
         *db = (d_db); \
         return out;
+#define FG_UNARY(name, symbol, forward, d_da) FORWARD_CASE(name, forward, d_da, 0.0)
+#define FG_BINARY(name, symbol, forward, d_da, d_db) FORWARD_CASE(name, forward, d_da, d_db)
 #include "ops.def"
+#undef FORWARD_CASE
     default:
         fg_fail(st, FG_BAD_ARGUMENT);
         return 0.0;
