@@ -36,18 +36,6 @@ fg_status fg_eval(const fg_node *n, double *out)
     return st;
 }
 
-/* The local derivatives of a unary or binary node at its operands' current data. */
-static inline void local_derivatives(const fg_node *n, double *d_da, double *d_db, fg_status *st)
-{
-    fg_op op = (fg_op)n->op;
-    if (fg_kind_of(n) == FG_KIND_UNARY)
-        fg_derivatives(op, n->u.arg[0]->data, 0.0,
-                       op == FG_POWC ? n->u.powc.exponent : 0.0, n->data, d_da, d_db, st);
-    else
-        fg_derivatives(op, n->u.arg[0]->data, n->u.arg[1]->data, 0.0, n->data, d_da, d_db,
-                       st);
-}
-
 /* Term k of an NARY node's backward (ops.h has the rule). */
 static inline void nary_term_backward(fg_node *n, uint32_t k)
 {
@@ -58,13 +46,19 @@ static inline void nary_term_backward(fg_node *n, uint32_t k)
                           v1->data, &args[0]->grad, &v0->grad, &v1->grad);
 }
 
-/* Whether n's local derivatives can be computed: backward checks every node first. */
+/* Whether n's local derivatives can be computed at its operands' current data: backward
+ * checks every node first. */
 static inline fg_status check_backward(const fg_node *n, fg_kind kind)
 {
     fg_status st = FG_OK;
+    fg_op op = (fg_op)n->op;
     double d_da, d_db;
-    if (kind == FG_KIND_UNARY || kind == FG_KIND_BINARY)
-        local_derivatives(n, &d_da, &d_db, &st);
+    if (kind == FG_KIND_UNARY)
+        fg_derivatives(op, n->u.arg[0]->data, 0.0, op == FG_POWC ? n->u.powc.exponent : 0.0,
+                       n->data, &d_da, &d_db, &st);
+    else if (kind == FG_KIND_BINARY)
+        fg_derivatives(op, n->u.arg[0]->data, n->u.arg[1]->data, 0.0, n->data, &d_da, &d_db,
+                       &st);
     return st;
 }
 

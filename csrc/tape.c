@@ -351,34 +351,26 @@ static fg_status forward_into(fg_tape *T, fg_state *state)
     return FG_OK;
 }
 
-/* Terms b..last of an NARY node, last first: ops.h's fg_nary_term_backward, with the
- * common SUM and DOT rows of ops.def spelled out for speed (d term/d v is 1.0 for SUM, the
- * other factor for DOT); any other NARY row takes the general path. */
+/* Terms b..last of an NARY node, last first: ops.h's fg_nary_term_backward, called with
+ * the op as a constant in one loop per NARY row of ops.def, so that each loop is compiled
+ * for its own row (the op's switch once per run, not once per term). */
 static inline void nary_run_backward(const fg_tape *T, const fg_instr *ins, const double *v,
                                      double *g, double gout)
 {
     const uint32_t *args = &T->args[ins->a + 1];
-    uint32_t k = ins->u.run.last + 1, terms = ins->u.run.terms, stride = ins->stride;
-    double later_grad = 0.0 + gout;                    /* s_k's grad for every k < terms */
-    while (k-- > ins->b) {
-        double sum_grad = k + 1 == terms ? gout : later_grad;
-        if (ins->op == FG_SUM) {
-            uint32_t v0 = args[1 + k];
-            if (k == 0)
-                g[args[0]] += 1.0 * sum_grad;
-            g[v0] += 1.0 * (1.0 * sum_grad);
-        } else if (ins->op == FG_DOT) {
-            uint32_t v0 = args[1 + 2 * k], v1 = args[2 + 2 * k];
-            double term_grad = 0.0 + 1.0 * sum_grad;
-            if (k == 0)
-                g[args[0]] += 1.0 * sum_grad;
-            g[v0] += v[v1] * term_grad;
-            g[v1] += v[v0] * term_grad;
-        } else {
-            uint32_t v0 = args[1 + k * stride], v1 = stride > 1 ? args[2 + k * stride] : v0;
-            fg_nary_term_backward((fg_op)ins->op, k, terms, gout, v[v0], v[v1], &g[args[0]],
-                                  &g[v0], &g[v1]);
-        }
+    uint32_t k = ins->u.run.last + 1, terms = ins->u.run.terms;
+    switch ((fg_op)ins->op) {
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    case FG_##name: \
+        while (k-- > ins->b) { \
+            uint32_t v0 = args[1 + k * (stride)], v1 = args[(stride) > 1 ? 2 + k * (stride) : 1 + k]; \
+            fg_nary_term_backward(FG_##name, k, terms, gout, v[v0], v[v1], &g[args[0]], &g[v0], \
+                                  &g[v1]); \
+        } \
+        return;
+#include "ops.def"
+    default:
+        return;
     }
 }
 
