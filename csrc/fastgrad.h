@@ -89,7 +89,7 @@ const char *fg_op_symbol(fg_op op);                 /* "+", "ReLU", "**", "" for
 fg_kind fg_op_kind(fg_op op);                       /* how the op takes operands */
 uint32_t fg_op_stride(fg_op op);                    /* operands per term of an NARY op, else 0 */
 fg_node *const *fg_operands(const fg_node *n, uint32_t *count); /* n's operands, in order */
-/* Whether the op's derivatives call a helper that can fail (DIV, POW, EXP, LOG in ops.def),
+/* Whether the op's derivatives call a helper that can fail (DIV, POW, SQRT... in ops.def),
  * read off the formulas' text so that a new row needs no hand-kept flag. */
 int fg_derivative_may_fail(fg_op op);
 

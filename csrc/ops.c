@@ -21,7 +21,7 @@ const fg_op_info fg_op_table[FG_OP_COUNT] = {
 
 int fg_derivative_may_fail(fg_op op)
 {
-    static const char *const fallible[] = {"DIV(", "POW(", "EXP(", "LOG("};
+    static const char *const fallible[] = FG_FALLIBLE_HELPERS;
     size_t i;
     for (i = 0; i < sizeof fallible / sizeof fallible[0]; i++)
         if (strstr(fg_op_table[op].derivatives, fallible[i]) != NULL)

@@ -118,6 +118,43 @@ static inline double fg_log(double x, fg_status *st)
     return NAN;
 }
 
+/* math.sqrt(x): below zero (not -0.0, whose root is -0.0) is outside the domain. */
+static inline double fg_sqrt(double x, fg_status *st)
+{
+    if (x < 0.0) {
+        fg_fail(st, FG_DOMAIN_ERROR);
+        return NAN;
+    }
+    return sqrt(x);
+}
+
+/* math.sin(x), math.cos(x): the infinities are outside the domain. */
+static inline double fg_sin(double x, fg_status *st)
+{
+    if (isinf(x)) {
+        fg_fail(st, FG_DOMAIN_ERROR);
+        return NAN;
+    }
+    return sin(x);
+}
+
+static inline double fg_cos(double x, fg_status *st)
+{
+    if (isinf(x)) {
+        fg_fail(st, FG_DOMAIN_ERROR);
+        return NAN;
+    }
+    return cos(x);
+}
+
+/* log(1 + exp(x)) in the form that cannot overflow: exp is only taken of x <= 0. */
+static inline double fg_softplus(double x)
+{
+    if (x > 0.0)
+        return x + log1p(exp(-x));
+    return log1p(exp(x));
+}
+
 /* The logistic function, in the form that cannot overflow for either sign of x. */
 static inline double fg_sigmoid(double x)
 {
@@ -143,8 +180,16 @@ static inline double fg_pow_db(double a, double b, double out)
 #define POW(x, y) fg_pow((x), (y), st)
 #define EXP(x) fg_exp((x), st)
 #define LOG(x) fg_log((x), st)
+#define SQRT(x) fg_sqrt((x), st)
+#define SIN(x) fg_sin((x), st)
+#define COS(x) fg_cos((x), st)
 #define SIGMOID(x) fg_sigmoid(x)
+#define SOFTPLUS(x) fg_softplus(x)
 #define POW_DB(a, b, out) fg_pow_db((a), (b), (out))
+
+/* The helpers above that can fail, by name: a derivative formula of ops.def that calls one is
+ * checked before backward adds anything (fg_derivative_may_fail reads the formulas' text). */
+#define FG_FALLIBLE_HELPERS {"DIV(", "POW(", "EXP(", "LOG(", "SQRT(", "SIN(", "COS("}
 
 /* Forward rule of a unary or binary op at operand values a, b; c is POWC's exponent. */
 static inline double fg_forward(fg_op op, double a, double b, double c, fg_status *st)
@@ -304,7 +349,11 @@ static inline void fg_nary_term_backward(fg_op op, uint32_t k, uint32_t terms, d
 #undef POW
 #undef EXP
 #undef LOG
+#undef SQRT
+#undef SIN
+#undef COS
 #undef SIGMOID
+#undef SOFTPLUS
 #undef POW_DB
 
 #endif /* FASTGRAD_OPS_H */

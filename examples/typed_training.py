@@ -45,10 +45,23 @@ def train(steps: int, tape: bool) -> list[float]:
     return losses
 
 
+def classifier_gradient(logits: list[float], target: int) -> list[float]:
+    """d cross_entropy / d logits at these numbers, with fastgrad.grad."""
+
+    def loss(scores: list[Value]) -> Value:
+        return fastgrad.cross_entropy(scores, target)
+
+    gradient: list[float] = fastgrad.grad(loss)(logits)
+    return gradient
+
+
 def main() -> None:
     eager, replayed = train(5, tape=False), train(5, tape=True)
     print(f"{fastgrad.BACKEND} backend, losses {[round(v, 6) for v in eager]}")
     print("the tape gives the same bits:", eager == replayed)
+    probabilities = [p.data for p in fastgrad.softmax([Value(1.0), Value(2.0), 1000.0])]
+    print("softmax of 1, 2 and 1000:", probabilities)
+    print("cross-entropy gradient:", classifier_gradient([1.0, 2.0, 3.0], target=0))
 
 
 if __name__ == "__main__":

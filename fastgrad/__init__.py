@@ -50,9 +50,42 @@ def install_as_micrograd() -> None:
     install()
 
 
-# after the implementation is chosen: fastgrad.nn, which _files uses, is written over it
-from ._files import load, save  # noqa: E402
+# after the implementation is chosen: these are written over it
 from ._gradcheck import GradcheckError, GradcheckReport, gradcheck  # noqa: E402
+from .functional import cross_entropy, grad, logsumexp, softmax, value_and_grad  # noqa: E402
+
+if TYPE_CHECKING:
+    from . import datasets, engine, functional, nn, optim, viz
+    from ._files import load, save
+
+# Loaded on first use (PEP 562), so that `import fastgrad` stays light: the submodules, as
+# torch.optim is an attribute of torch, and save/load with the nn they build on.
+_LAZY = {
+    "datasets": ("datasets", None),
+    "engine": ("engine", None),
+    "nn": ("nn", None),
+    "optim": ("optim", None),
+    "viz": ("viz", None),
+    "load": ("_files", "load"),
+    "save": ("_files", "save"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastgrad' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f".{module_name}", __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "BACKEND",
@@ -61,10 +94,21 @@ __all__ = [
     "Tape",
     "Value",
     "__version__",
+    "cross_entropy",
+    "datasets",
     "dot",
+    "engine",
+    "functional",
+    "grad",
     "gradcheck",
     "install_as_micrograd",
     "load",
+    "logsumexp",
+    "nn",
+    "optim",
     "save",
+    "softmax",
     "sum",
+    "value_and_grad",
+    "viz",
 ]

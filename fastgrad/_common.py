@@ -62,6 +62,25 @@ def with_row(error: Exception, row: int) -> Exception:
     return type(error)(f"row {row}: {error}")
 
 
+# The Value classes of both implementations (each registers itself when imported), and the
+# module each belongs to: a Value has __float__ but is never taken for a number operand.
+VALUE_CLASSES: dict[type, str] = {}
+_value_classes: tuple[type, ...] = ()
+
+
+def register_value_class(kind: type, module: str) -> None:
+    global _value_classes
+    VALUE_CLASSES[kind] = module
+    _value_classes = tuple(VALUE_CLASSES)
+
+
+def engine_of(x: object) -> str | None:
+    """The name of the implementation module whose Value x is, or None for anything else."""
+    if isinstance(x, _value_classes):
+        return next(module for kind, module in VALUE_CLASSES.items() if isinstance(x, kind))
+    return None
+
+
 def not_a_number(what: str, x: object) -> TypeError:
     return TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
 
@@ -74,6 +93,8 @@ def as_float(x: object, what: str) -> float:
         return float.__float__(x)
     if isinstance(x, int):
         return int.__float__(x)
+    if isinstance(x, _value_classes):  # float(v) is v.data, but a Value is not a number
+        raise not_a_number(what, x)
     kind = type(x)
     if not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
         raise not_a_number(what, x)

@@ -5,6 +5,7 @@ from libc.stdint cimport uint32_t
 cdef extern from "fastgrad.h" nogil:
     ctypedef enum fg_op:
         FG_LEAF, FG_NEG, FG_POWC, FG_RELU, FG_TANH, FG_EXP, FG_LOG, FG_SIGMOID,
+        FG_ABS, FG_SQRT, FG_SIN, FG_COS, FG_SOFTPLUS,
         FG_ADD, FG_SUB, FG_MUL, FG_DIV, FG_POW, FG_SUM, FG_DOT, FG_OPAQUE, FG_OP_COUNT
 
     ctypedef enum fg_status:

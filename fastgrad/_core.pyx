@@ -21,7 +21,8 @@ from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
-from ._common import as_float, exponent_text, not_a_number, op_error, with_row
+from ._common import (as_float, exponent_text, not_a_number, op_error, register_value_class,
+                      with_row)
 
 cdef fg_arena *ARENA = fg_arena_new()
 if ARENA is NULL:
@@ -93,6 +94,14 @@ cdef inline int _number(object x, double *out) except -1:
     except TypeError:
         return 0
     return 1
+
+
+cdef inline int _compared(object x, double *out) except -1:
+    """1 with what a comparison compares a Value with (a Value's data, a number) in *out."""
+    if isinstance(x, Value):
+        out[0] = _node_of(<Value>x).data
+        return 1
+    return _number(x, out)
 
 
 cdef inline double _as_double(object x, str what) except? -1.0:
@@ -334,6 +343,45 @@ cdef class Value:
     def sigmoid(self):
         return _unary(FG_SIGMOID, self)
 
+    def __abs__(self):  # abs(self)
+        return _unary(FG_ABS, self)
+
+    def sqrt(self):
+        return _unary(FG_SQRT, self)
+
+    def sin(self):
+        return _unary(FG_SIN, self)
+
+    def cos(self):
+        return _unary(FG_COS, self)
+
+    def softplus(self):
+        return _unary(FG_SOFTPLUS, self)
+
+    # ---- comparisons: on .data, so max() and min() pick a Value; == stays identity ----
+
+    def __lt__(self, other):
+        cdef double x
+        return _node_of(self).data < x if _compared(other, &x) else NotImplemented
+
+    def __le__(self, other):
+        cdef double x
+        return _node_of(self).data <= x if _compared(other, &x) else NotImplemented
+
+    def __gt__(self, other):
+        cdef double x
+        return _node_of(self).data > x if _compared(other, &x) else NotImplemented
+
+    def __ge__(self, other):
+        cdef double x
+        return _node_of(self).data >= x if _compared(other, &x) else NotImplemented
+
+    def __hash__(self):  # identity, as micrograd's (Values live in sets)
+        return object.__hash__(self)
+
+    def __float__(self):
+        return _node_of(self).data
+
     # ---- the chain rule ----
 
     def _backward(self):
@@ -353,6 +401,9 @@ cdef class Value:
 
     def __reduce__(self):
         return (_rebuild, (_records(_node_of(self)),))
+
+
+register_value_class(Value, __name__)
 
 
 cdef dict _op_of_rule = {("**c" if i == FG_POWC else _symbols[i]): i

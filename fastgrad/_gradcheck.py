@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .functional import _values
+
 __all__ = ["GradcheckError", "GradcheckReport", "gradcheck"]
 
 
@@ -65,10 +67,12 @@ def gradcheck(f: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6,
     """Compares the gradient backward() gives f(*inputs) with central differences
     (f(x + eps) - f(x - eps)) / 2 eps for every input. Returns the report (true when every
     input is within atol + rtol * |numeric|); raises GradcheckError with it when one is not,
-    unless raise_exception is False. The inputs' data and grads are left as they were."""
-    values = list(inputs)
-    if not values:
+    unless raise_exception is False. The inputs are Values, whose data and grads are left as
+    they were, or numbers, which become leaf Values (of the engine of the Values among them,
+    else fastgrad's)."""
+    if not inputs:
         raise ValueError("gradcheck needs at least one input")
+    values, _ = _values(inputs, "gradcheck")
     saved = [(v.data, v.grad) for v in values]
     try:
         for v in values:

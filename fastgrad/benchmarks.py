@@ -377,12 +377,19 @@ def best_time(run: Callable[[], object], budget: float = 0.25, repeats: int = 5)
     return best
 
 
-def compare(fastgrad: float, baseline: float, name: str, smaller: str) -> str:
-    """The ratio said the way the targets say it: a slower peer is `Nx slower`, the float
-    baseline (which fastgrad cannot beat) is `fastgrad takes Nx`."""
+OPPOSITES = {"faster": "slower", "smaller": "larger"}
+
+
+def compare(fastgrad: float, baseline: float, name: str, better: str) -> str:
+    """The ratio said the way the targets say it, always as a factor of at least 1: fastgrad
+    `Nx faster` than a slower peer and `Nx slower` than a faster one; against the float
+    baseline (which fastgrad cannot beat), `fastgrad takes Nx` the float op."""
     if name == "float":
         return f"fastgrad takes {_ratio(fastgrad / baseline)} the float op"
-    return f"fastgrad {_ratio(baseline / fastgrad)} {smaller}"
+    if baseline >= fastgrad:
+        return f"fastgrad {_ratio(baseline / fastgrad)} {better}"
+    worse = better.replace(better.split()[0], OPPOSITES.get(better.split()[0], "worse"), 1)
+    return f"fastgrad {_ratio(fastgrad / baseline)} {worse}"
 
 
 def subject(times: dict[str, float]) -> str:

@@ -17,6 +17,7 @@ from ._common import (
     exponent_text,
     not_a_number,
     op_error,
+    register_value_class,
     with_row,
 )
 
@@ -49,6 +50,13 @@ def _sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+def _softplus(x: float) -> float:
+    """log(1 + exp(x)) in the form that cannot overflow: exp is only taken of x <= 0."""
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
 def _pow_db(a: float, b: float, out: float) -> float:
     """d(a ** b)/db = a ** b * log(a): 0 where a == 0 and b >= 0, nan where log(a) is undefined."""
     if a == 0.0 and b >= 0.0:
@@ -68,6 +76,12 @@ UNARY: dict[str, UnaryRule] = {
     "exp":     (lambda a, c: math.exp(a),             lambda a, c, out: out),
     "log":     (lambda a, c: math.log(a),             lambda a, c, out: 1.0 / a),
     "sigmoid": (lambda a, c: _sigmoid(a),             lambda a, c, out: out * (1.0 - out)),
+    "abs":     (lambda a, c: math.fabs(a),            lambda a, c, out: 1.0 if a > 0.0 else
+                                                                        -1.0 if a < 0.0 else 0.0),
+    "sqrt":    (lambda a, c: math.sqrt(a),            lambda a, c, out: 0.5 / out),
+    "sin":     (lambda a, c: math.sin(a),             lambda a, c, out: math.cos(a)),
+    "cos":     (lambda a, c: math.cos(a),             lambda a, c, out: -math.sin(a)),
+    "softplus": (lambda a, c: _softplus(a),           lambda a, c, out: _sigmoid(a)),
 }  # fmt: skip
 
 BINARY: dict[str, BinaryRule] = {
@@ -135,6 +149,16 @@ def _term_contributions(rule: str, k: int, terms: int, g: float,
     term_grad = 0.0 + 1.0 * sum_grad  # the fresh product node's grad
     d_dv0, d_dv1 = term_derivatives(operands[first], operands[first + 1])
     return added + [(first, d_dv0 * term_grad), (first + 1, d_dv1 * term_grad)]
+
+
+def _compared(x: object) -> float | None:
+    """What a comparison compares a Value with: a Value's data, a number, else None."""
+    if isinstance(x, Value):
+        return x._data
+    try:
+        return as_float(x, "operand")
+    except TypeError:
+        return None
 
 
 def _operand(x: object) -> Value | None:
@@ -322,6 +346,44 @@ class Value:
     def sigmoid(self) -> Value:
         return self._unary("sigmoid")
 
+    def __abs__(self) -> Value:  # abs(self)
+        return self._unary("abs")
+
+    def sqrt(self) -> Value:
+        return self._unary("sqrt")
+
+    def sin(self) -> Value:
+        return self._unary("sin")
+
+    def cos(self) -> Value:
+        return self._unary("cos")
+
+    def softplus(self) -> Value:
+        return self._unary("softplus")
+
+    # ---- comparisons: on .data, so max() and min() pick a Value; == stays identity ----
+
+    def __lt__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data < x
+
+    def __le__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data <= x
+
+    def __gt__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data > x
+
+    def __ge__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data >= x
+
+    __hash__ = object.__hash__  # identity, as micrograd's (Values live in sets)
+
+    def __float__(self) -> float:
+        return self._data
+
     # ---- the chain rule ----
 
     def _local_derivatives(self) -> tuple[float, float]:
@@ -422,6 +484,8 @@ class Value:
             else:
                 v._term_backward(k)
 
+
+register_value_class(Value, __name__)
 
 Record: TypeAlias = tuple[str, float, float, str, tuple[int, ...], float, bool, str]
 

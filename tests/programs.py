@@ -20,7 +20,7 @@ EXPONENTS = [2, 3, -1, -2, 0, 1, 0.5, -0.5, 1 / 3, 2.5, INF, -INF, NAN]
 
 EXPONENT_STRATEGY = st.sampled_from(EXPONENTS)
 BINARY = ["+", "-", "*", "/", "**"]
-UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid"]
+UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid", "abs", "sqrt", "sin", "cos", "softplus"]
 ARITHMETIC = (ZeroDivisionError, ValueError, OverflowError)
 
 edge_floats = st.one_of(
@@ -105,7 +105,9 @@ def apply(impl: types.ModuleType, pool: list[Any], step: tuple[Any, ...]) -> Any
     if kind == "unary":
         _, op, i = step
         a = pool[i % len(pool)]
-        return -a if op == "neg" else getattr(a, op)()
+        if op == "neg":
+            return -a
+        return abs(a) if op == "abs" else getattr(a, op)()
     if kind == "powc":
         _, i, c = step
         return pool[i % len(pool)] ** c

@@ -99,3 +99,62 @@ def test_sum_and_dot_match_pytorch(impl: types.ModuleType, xs: list[float], b: f
     assert math.isclose(out.data, t_out.item(), rel_tol=1e-9, abs_tol=1e-12)
     for v, t in zip(w + x, [*tw.grad.tolist(), *tx.grad.tolist()]):
         assert math.isclose(v.grad, t, rel_tol=1e-12, abs_tol=1e-12)
+
+
+# ---- beyond micrograd: the new ops and helpers, within 1e-12 ----
+
+F = torch.nn.functional
+
+NEW_UNARY_CASES = {
+    "abs": (lambda v: abs(v), lambda t: t.abs(), (-5.0, 5.0)),
+    "sqrt": (lambda v: v.sqrt(), lambda t: t.sqrt(), (1e-3, 1e3)),
+    "sin": (lambda v: v.sin(), lambda t: t.sin(), (-10.0, 10.0)),
+    "cos": (lambda v: v.cos(), lambda t: t.cos(), (-10.0, 10.0)),
+    # PyTorch's softplus returns x itself above `threshold`; past 50 that is exact in float64
+    "softplus": (lambda v: v.softplus(), lambda t: F.softplus(t, threshold=50.0), (-40.0, 40.0)),
+}
+
+
+def _within_1e12(ours: float, theirs: float) -> bool:
+    return math.isclose(ours, theirs, rel_tol=1e-12, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(NEW_UNARY_CASES))
+@given(data=st.data())
+def test_new_ops_match_pytorch(impl: types.ModuleType, name: str, data: st.DataObject) -> None:
+    ours_fn, torch_fn, (lo, hi) = NEW_UNARY_CASES[name]
+    x, g = data.draw(st.floats(lo, hi)), data.draw(st.floats(-2.0, 2.0))
+    v, t = impl.Value(x), leaf(x)
+    out, t_out = ours_fn(v), torch_fn(t)
+    out.grad = g
+    out._backward()
+    t_out.backward(torch.tensor(g, dtype=torch.float64))
+    assert _within_1e12(out.data, t_out.item()) and _within_1e12(v.grad, t.grad.item())
+
+
+logit_lists = st.lists(st.one_of(st.floats(-30.0, 30.0), st.sampled_from([1000.0, -1000.0])),
+                       min_size=1, max_size=8)  # fmt: skip
+
+
+@given(logit_lists, st.data())
+def test_softmax_logsumexp_cross_entropy_match_pytorch(impl: types.ModuleType, xs: list[float],
+                                                       data: st.DataObject) -> None:  # fmt: skip
+    import fastgrad
+
+    weights = data.draw(st.lists(st.floats(-2.0, 2.0), min_size=len(xs), max_size=len(xs)))
+    target = data.draw(st.integers(0, len(xs) - 1))
+    cases = [
+        (lambda vs: impl.sum([p * w for p, w in zip(fastgrad.softmax(vs), weights)]),
+         lambda t: (torch.softmax(t, 0) * torch.tensor(weights, dtype=torch.float64)).sum()),
+        (fastgrad.logsumexp, lambda t: torch.logsumexp(t, 0)),
+        (lambda vs: fastgrad.cross_entropy(vs, target),
+         lambda t: F.cross_entropy(t[None], torch.tensor([target]))),
+    ]  # fmt: skip
+    for ours_fn, torch_fn in cases:
+        vs = [impl.Value(x) for x in xs]
+        t = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
+        out, t_out = ours_fn(vs), torch_fn(t)
+        out.backward()
+        t_out.backward()
+        assert _within_1e12(out.data, t_out.item())
+        assert all(_within_1e12(v.grad, g) for v, g in zip(vs, t.grad.tolist()))

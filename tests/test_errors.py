@@ -44,6 +44,13 @@ def live_nodes() -> int:
         (lambda V, a, z: z**-1, ValueError, "0.0 ** (-1.0): math domain error"),
         (lambda V, a, z: a ** V(1000.0), OverflowError, "3.0 ** 1000.0: math range error"),
         (lambda V, a, z: a ** 1e6, OverflowError, "3.0 ** 1000000.0: math range error"),
+        (lambda V, a, z: V(-1.0).sqrt(), ValueError, "sqrt(-1.0): math domain error"),
+        (lambda V, a, z: V(-1e-300).sqrt(), ValueError, "sqrt(-1e-300): math domain error"),
+        (lambda V, a, z: V(float("-inf")).sqrt(), ValueError, "sqrt(-inf): math domain error"),
+        (lambda V, a, z: V(float("inf")).sin(), ValueError, "sin(inf): math domain error"),
+        (lambda V, a, z: V(float("-inf")).sin(), ValueError, "sin(-inf): math domain error"),
+        (lambda V, a, z: V(float("inf")).cos(), ValueError, "cos(inf): math domain error"),
+        (lambda V, a, z: V(float("-inf")).cos(), ValueError, "cos(-inf): math domain error"),
     ],
 )  # fmt: skip
 def test_forward_errors_are_pythons_and_change_nothing(
@@ -114,6 +121,11 @@ def test_huge_ints_overflow_as_float_arithmetic_does(impl: types.ModuleType) -> 
         # and d/da of 0 ** 0 is 0 * math.pow(0, -1), where PyTorch would give 0
         (lambda V: V(0.0) ** V(0.0), ValueError,
          "in the backward pass of 0.0 ** 0.0: math domain error"),
+        # sqrt(0) is 0, and its derivative 0.5 / out divides by it, as `/` raises
+        (lambda V: V(0.0).sqrt(), ZeroDivisionError,
+         "in the backward pass of sqrt(0.0): float division by zero"),
+        (lambda V: V(-0.0).sqrt(), ZeroDivisionError,
+         "in the backward pass of sqrt(-0.0): float division by zero"),
     ],
 )  # fmt: skip
 def test_backward_errors_change_no_grad(
@@ -142,6 +154,23 @@ def test_backward_error_after_data_changed(impl: types.ModuleType) -> None:
     x.data = 0.0  # micrograd's closure would divide by the new data
     with pytest.raises(ZeroDivisionError, match=r"backward pass of log\(0.0\)"):
         y.backward()
+    assert (x.grad, y.grad) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [(lambda x: x.sin(), "in the backward pass of sin(inf): math domain error"),
+     (lambda x: x.cos(), "in the backward pass of cos(inf): math domain error")],
+)  # fmt: skip
+def test_sin_and_cos_derivatives_raise_where_the_math_module_does(
+    impl: types.ModuleType, build: Callable[..., Any], message: str
+) -> None:
+    x = impl.Value(1.0)
+    y = build(x)
+    x.data = float("inf")  # the derivative is taken at the operand's data now, as micrograd's
+    with pytest.raises(ValueError) as raised:
+        y.backward()
+    assert str(raised.value) == message
     assert (x.grad, y.grad) == (0.0, 0.0)
 
 

@@ -24,6 +24,11 @@ OPS: dict[str, tuple[int, Callable[..., Any]]] = {
     "log": (1, lambda x: x.log()),
     "sigmoid": (1, lambda x: x.sigmoid()),
     "**2.5": (1, lambda x: x**2.5),
+    "abs": (1, lambda x: abs(x)),
+    "sqrt": (1, lambda x: x.sqrt()),
+    "sin": (1, lambda x: x.sin()),
+    "cos": (1, lambda x: x.cos()),
+    "softplus": (1, lambda x: x.softplus()),
     "+": (2, lambda x, y: x + y),
     "-": (2, lambda x, y: x - y),
     "*": (2, lambda x, y: x * y),
@@ -38,7 +43,7 @@ positive = st.floats(0.2, 3.0)
 @given(data=st.data())
 def test_every_operator_passes(impl: types.ModuleType, name: str, data: st.DataObject) -> None:
     arity, f = OPS[name]
-    domain = positive if name in ("log", "**2.5", "**") else smooth
+    domain = positive if name in ("log", "**2.5", "**", "sqrt") else smooth
     inputs = [impl.Value(data.draw(domain)) for _ in range(arity)]
     report = fastgrad.gradcheck(f, inputs)
     assert report and report.passed and len(report.inputs) == arity

@@ -157,13 +157,15 @@ static void test_topological_order(void)
     fg_decref(A, y);
 }
 
-/* Only the ops whose derivatives divide, or call pow, exp or log, are checked in backward. */
+/* Only the ops whose derivatives divide, or call pow, exp, log, sqrt, sin or cos, are checked
+ * in backward. */
 static void test_fallible_derivatives(void)
 {
     int op, fallible = 0;
     for (op = 0; op < FG_OP_COUNT; op++)
         fallible |= fg_derivative_may_fail((fg_op)op) << op;
-    CHECK(fallible == (1 << FG_DIV | 1 << FG_POWC | 1 << FG_POW | 1 << FG_LOG));
+    CHECK(fallible == (1 << FG_DIV | 1 << FG_POWC | 1 << FG_POW | 1 << FG_LOG | 1 << FG_SQRT
+                       | 1 << FG_SIN | 1 << FG_COS));
 }
 
 /* SGD as PyTorch has it: weight decay into the gradient, then momentum, then the step. */
