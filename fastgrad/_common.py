@@ -8,6 +8,7 @@ the two cannot drift apart.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 # A Value's __array_priority__: above a numpy scalar's (-1e6), so np.float64(2) * v calls
 # v.__rmul__ at once instead of going through a 0-d object array; below an array's (0.0), so
@@ -99,3 +100,14 @@ def as_float(x: object, what: str) -> float:
     if not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):
         raise not_a_number(what, x)
     return float(x)  # type: ignore[arg-type]
+
+
+def rows_of(np: Any, array: Any, columns: int, name: str) -> Any:
+    """array as a float64 matrix of `columns` columns (a vector is one column)."""
+    matrix = np.asarray(array, dtype=np.float64)
+    if matrix.ndim == 1 and columns == 1:
+        matrix = matrix.reshape(-1, 1)
+    if matrix.ndim != 2 or matrix.shape[1] != columns:
+        raise ValueError(f"{name} must have {columns} column(s), one per leaf; its shape is "
+                         f"{matrix.shape}")  # fmt: skip
+    return matrix

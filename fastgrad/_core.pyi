@@ -1,5 +1,5 @@
 # Type stub of the C extension fastgrad._core (fastgrad/_core.pyx). The pure-Python twin,
-# fastgrad/reference.py, has the same API; mypy.stubtest checks this file against the module.
+# fastgrad/reference/, has the same API; mypy.stubtest checks this file against the module.
 
 from collections.abc import Iterable
 from typing import ClassVar, SupportsFloat, SupportsIndex

@@ -732,12 +732,12 @@ cdef class Tape:
         the Python loop doing this one row at a time would leave them. Returns the root's
         value for every row as a numpy array. A failing row raises and changes nothing."""
         import numpy as np
-        from .reference import _rows
+        from ._common import rows_of
 
         cdef list input_numbers = self._leaf_numbers(inputs, "input")
         cdef list target_numbers = self._leaf_numbers(targets, "target")
-        X_rows = np.ascontiguousarray(_rows(np, X, len(input_numbers), "X"))
-        y_rows = np.ascontiguousarray(_rows(np, y if y is not None else np.empty((len(X_rows), 0)),
+        X_rows = np.ascontiguousarray(rows_of(np, X, len(input_numbers), "X"))
+        y_rows = np.ascontiguousarray(rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
                                             len(target_numbers), "y"))
         if len(y_rows) != len(X_rows):
             raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")

@@ -1,0 +1,142 @@
+"""The op tables: the pure-Python twin of csrc/ops.def.
+
+Each op's forward rule sits beside its local derivatives, in the same formulas and the same
+order as the C table, so the two implementations give the same bits. Value (value.py) applies
+them as micrograd's closures do; Tape (tape.py) replays them over slots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TypeAlias
+
+from .._common import op_error
+
+UnaryRule: TypeAlias = tuple[
+    Callable[[float, float], float], Callable[[float, float, float], float]
+]
+BinaryRule: TypeAlias = tuple[
+    Callable[[float, float], float], Callable[[float, float, float], tuple[float, float]]
+]
+NaryRule: TypeAlias = tuple[
+    int, Callable[[float, float], float], Callable[[float, float], tuple[float, float]]
+]
+
+
+def _pow(x: float, y: float) -> float:
+    """math.pow as Python 3.11+ has it: 3.10 raised ValueError for 0 ** -inf."""
+    if x == 0.0 and y == -math.inf:
+        return math.inf
+    return math.pow(x, y)
+
+
+def _sigmoid(x: float) -> float:
+    """The logistic function, in the form that cannot overflow for either sign of x."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _softplus(x: float) -> float:
+    """log(1 + exp(x)) in the form that cannot overflow: exp is only taken of x <= 0."""
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+def _pow_db(a: float, b: float, out: float) -> float:
+    """d(a ** b)/db = a ** b * log(a): 0 where a == 0 and b >= 0, nan where log(a) is undefined."""
+    if a == 0.0 and b >= 0.0:
+        return 0.0
+    if a <= 0.0:
+        return math.nan
+    return out * math.log(a)
+
+
+# op: forward rule and local derivative side by side. `c` is the constant exponent of **c.
+UNARY: dict[str, UnaryRule] = {
+    #            forward(a, c)                          d out / d a  (a, c, out)
+    "neg":     (lambda a, c: -a,                      lambda a, c, out: -1.0),
+    "**c":     (lambda a, c: _pow(a, c),              lambda a, c, out: c * _pow(a, c - 1.0)),
+    "ReLU":    (lambda a, c: 0.0 if a < 0.0 else a,   lambda a, c, out: 1.0 if out > 0.0 else 0.0),
+    "tanh":    (lambda a, c: math.tanh(a),            lambda a, c, out: 1.0 - out * out),
+    "exp":     (lambda a, c: math.exp(a),             lambda a, c, out: out),
+    "log":     (lambda a, c: math.log(a),             lambda a, c, out: 1.0 / a),
+    "sigmoid": (lambda a, c: _sigmoid(a),             lambda a, c, out: out * (1.0 - out)),
+    "abs":     (lambda a, c: math.fabs(a),            lambda a, c, out: 1.0 if a > 0.0 else
+                                                                        -1.0 if a < 0.0 else 0.0),
+    "sqrt":    (lambda a, c: math.sqrt(a),            lambda a, c, out: 0.5 / out),
+    "sin":     (lambda a, c: math.sin(a),             lambda a, c, out: math.cos(a)),
+    "cos":     (lambda a, c: math.cos(a),             lambda a, c, out: -math.sin(a)),
+    "softplus": (lambda a, c: _softplus(a),           lambda a, c, out: _sigmoid(a)),
+}  # fmt: skip
+
+BINARY: dict[str, BinaryRule] = {
+    #       forward(a, b)             (d out / d a, d out / d b)  (a, b, out)
+    "+":  (lambda a, b: a + b,      lambda a, b, out: (1.0, 1.0)),
+    "-":  (lambda a, b: a - b,      lambda a, b, out: (1.0, -1.0)),
+    "*":  (lambda a, b: a * b,      lambda a, b, out: (b, a)),
+    "/":  (lambda a, b: a / b,      lambda a, b, out: (1.0 / b, -a / (b * b))),
+    "**": (lambda a, b: _pow(a, b), lambda a, b, out: (b * _pow(a, b - 1.0), _pow_db(a, b, out))),
+}  # fmt: skip
+
+# start + term + term + ...: operands per term, the term, and its derivatives.
+NARY: dict[str, NaryRule] = {
+    #       stride  term(v0, v1)              (d term / d v0, d term / d v1)
+    "sum": (1,      lambda v0, v1: v0,        lambda v0, v1: (1.0, 0.0)),
+    "dot": (2,      lambda v0, v1: v0 * v1,   lambda v0, v1: (v1, v0)),
+}  # fmt: skip
+
+_FAILURES = (ZeroDivisionError, ValueError, OverflowError)
+
+
+def _forward(rule: str, operands: tuple[float, ...], exponent: float = 0.0) -> float:
+    """A unary or binary op's forward rule, raising what Python raises, naming the op."""
+    try:
+        if rule in UNARY:
+            return UNARY[rule][0](operands[0], exponent)
+        return BINARY[rule][0](operands[0], operands[1])
+    except _FAILURES as e:
+        raise op_error(type(e), rule, operands, exponent) from None
+
+
+def _nary_forward(rule: str, operands: list[float]) -> float:
+    """start + term + term + ..., added left to right."""
+    stride, term, _ = NARY[rule]
+    acc = operands[0]
+    for i in range(1, len(operands), stride):
+        acc = acc + term(operands[i], operands[i + 1] if stride > 1 else 0.0)
+    return acc
+
+
+def _derivatives(rule: str, operands: tuple[float, ...], exponent: float,
+                 out: float) -> tuple[float, float]:  # fmt: skip
+    """d out / d operand of a unary or binary op (0.0 for a missing second operand)."""
+    try:
+        if rule in UNARY:
+            return UNARY[rule][1](operands[0], exponent, out), 0.0
+        return BINARY[rule][1](operands[0], operands[1], out)
+    except _FAILURES as e:
+        raise op_error(type(e), rule, operands, exponent, in_backward=True) from None
+
+
+def _term_contributions(rule: str, k: int, terms: int, g: float,
+                        operands: list[float]) -> list[tuple[int, float]]:  # fmt: skip
+    """Term k of an n-ary node's backward, g its grad, as (operand position, amount to add),
+    in the order they are added: what the chain of + (and * for dot) the node replaces does
+    between its partial sums s_k and s_k+1. Every partial sum but the last, and every
+    product term, is a fresh node whose grad is 0.0 plus one addition: 0.0 + g."""
+    stride, _, term_derivatives = NARY[rule]
+    sum_grad = g if k + 1 == terms else 0.0 + g  # the grad of s_k+1
+    first = 1 + k * stride
+    added = [(0, 1.0 * sum_grad)] if k == 0 else []  # s_1 = start + term 0
+    if stride == 1:
+        d_dv0, _ = term_derivatives(operands[first], 0.0)
+        return added + [(first, d_dv0 * (1.0 * sum_grad))]
+    term_grad = 0.0 + 1.0 * sum_grad  # the fresh product node's grad
+    d_dv0, d_dv1 = term_derivatives(operands[first], operands[first + 1])
+    return added + [(first, d_dv0 * term_grad), (first + 1, d_dv1 * term_grad)]
+
+

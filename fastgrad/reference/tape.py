@@ -1,0 +1,161 @@
+"""The compiled tape, readably: a graph recorded once into a program over slots and
+replayed, the twin of csrc/tape.c (whose fast paths give these bits)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .._common import rows_of, with_row
+from .ops import _FAILURES, BINARY, NARY, _derivatives, _forward, _nary_forward, _term_contributions
+from .value import Value
+
+__all__ = ["Tape"]
+
+
+class Tape:
+    """The graph below root compiled once into a program over slots, and replayed.
+
+    forward() recomputes every node from the leaves' current data; backward() is micrograd's
+    backward over that forward, as on a freshly built graph: interior grads from 0, the
+    root's 1, the leaves' added to what they hold. The results are the bits of building the
+    graph again and calling backward(). The leaves are the Values the program reads; the
+    constant leaves made for numbers in expressions are part of the program, read once.
+    Replay writes the root's data and grad and the leaves' grads into their Values; sync()
+    writes every other node. A call that fails raises what eager code raises and changes
+    nothing."""
+
+    def __init__(self, root: Value) -> None:
+        if not isinstance(root, Value):
+            raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
+        order = root._topo()
+        slot: dict[Value, int] = {}
+        for v, _ in order:
+            slot.setdefault(v, len(slot))
+        self.root = root
+        self._nodes = list(slot)
+        self._slot = slot
+        self._root = slot[root]
+        self._leaves = [i for i, v in enumerate(self._nodes) if not v._rule and not v._constant]
+        self._leaf_number = {slot: number for number, slot in enumerate(self._leaves)}
+        # one instruction per entry of the order but the leaves: an n-ary node once per term
+        self._code = [(v._rule, slot[v], tuple(slot[c] for c in v._children), v._exponent, k)
+                      for v, k in order if v._rule]  # fmt: skip
+        self._value = [v._data for v in self._nodes]
+        self._grad = [v._grad for v in self._nodes]
+
+    @property
+    def leaves(self) -> list[Value]:
+        return [self._nodes[i] for i in self._leaves]
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __repr__(self) -> str:
+        return f"Tape({len(self)} nodes, {len(self._leaves)} leaves, root={self.root!r})"
+
+    def _forward_values(self) -> list[float]:
+        value = list(self._value)  # constants keep the data they had when compiled
+        for i in self._leaves:
+            value[i] = self._nodes[i]._data
+        for rule, out, operands, exponent, k in self._code:
+            if rule in NARY:  # computed whole at its last term, when every operand is
+                if k + 1 == (len(operands) - 1) // NARY[rule][0]:
+                    value[out] = _nary_forward(rule, [value[i] for i in operands])
+            else:
+                value[out] = _forward(rule, tuple(value[i] for i in operands), exponent)
+        return value
+
+    def _backward_grads(self, value: list[float], grad: list[float]) -> None:
+        """Backward over `value` into `grad`, whose leaf entries hold the grads to add to."""
+        for rule, out, operands, exponent, _ in self._code:  # check first: change nothing
+            if rule not in NARY:
+                _derivatives(rule, tuple(value[i] for i in operands), exponent, value[out])
+        for _, out, _, _, _ in self._code:
+            grad[out] = 0.0
+        grad[self._root] = 1.0
+        for rule, out, operands, exponent, k in reversed(self._code):
+            values = [value[i] for i in operands]
+            if rule in NARY:
+                terms = (len(operands) - 1) // NARY[rule][0]
+                for position, amount in _term_contributions(rule, k, terms, grad[out], values):
+                    grad[operands[position]] += amount
+            else:
+                d_da, d_db = _derivatives(rule, tuple(values), exponent, value[out])
+                grad[operands[0]] += d_da * grad[out]
+                if rule in BINARY:
+                    grad[operands[1]] += d_db * grad[out]
+
+    def _leaf_grads(self) -> list[float]:
+        grad = list(self._grad)
+        for i in self._leaves:
+            grad[i] = self._nodes[i]._grad
+        return grad
+
+    def _commit_grads(self, grad: list[float]) -> None:
+        self._grad = grad
+        for i in self._leaves:
+            self._nodes[i]._grad = grad[i]
+        self.root._grad = grad[self._root]
+
+    def forward(self) -> float:
+        """Recomputes every node from the leaves' data; returns the root's new data."""
+        self._value = self._forward_values()
+        self.root._data = self._value[self._root]
+        return self.root._data
+
+    def backward(self) -> None:
+        grad = self._leaf_grads()
+        self._backward_grads(self._value, grad)
+        self._commit_grads(grad)
+
+    def _leaf_numbers(self, values: Iterable[Value], what: str) -> list[int]:
+        numbers = []
+        for v in values:
+            i = self._slot.get(v) if isinstance(v, Value) else None
+            if i not in self._leaf_number:
+                raise ValueError(f"{what} {v!r} is not a leaf of this tape")
+            numbers.append(self._leaf_number[i])
+        return numbers
+
+    def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
+            y: Any = None) -> Any:  # fmt: skip
+        """For each row of X (and of y): the input leaves take the row's values (the target
+        leaves y's), then forward and backward; the leaves' grads add up over the rows, as
+        the Python loop doing this one row at a time would leave them. Returns the root's
+        value for every row as a numpy array. A failing row raises and changes nothing."""
+        import numpy as np
+
+        leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]
+        target_leaves = [self._leaves[i] for i in self._leaf_numbers(targets, "target")]
+        X_rows = rows_of(np, X, len(leaves), "X")
+        y_rows = rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
+                       len(target_leaves), "y")  # fmt: skip
+        if len(y_rows) != len(X_rows):
+            raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
+        saved = [self._nodes[i]._data for i in leaves + target_leaves]
+        grad, value, out = self._leaf_grads(), self._value, np.empty(len(X_rows))
+        for row, (xs, ys) in enumerate(zip(X_rows.tolist(), y_rows.tolist())):
+            for i, x in zip(leaves + target_leaves, xs + ys):
+                self._nodes[i]._data = x
+            try:
+                value = self._forward_values()
+                self._backward_grads(value, grad)
+            except _FAILURES as e:
+                for i, x in zip(leaves + target_leaves, saved):
+                    self._nodes[i]._data = x
+                raise with_row(e, row) from None
+            out[row] = value[self._root]
+        if len(X_rows):
+            self._value = value
+            self._commit_grads(grad)
+            self.root._data = value[self._root]
+        return out
+
+    def sync(self) -> None:
+        """Writes the data and grad of every node but the leaves (whose data is the user's
+        and whose grads backward writes) from the tape: interior nodes and constants."""
+        leaves = set(self._leaves)
+        for i, v in enumerate(self._nodes):
+            if i not in leaves:
+                v._data, v._grad = self._value[i], self._grad[i]

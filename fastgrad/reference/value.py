@@ -1,0 +1,419 @@
+"""The pure-Python Value: micrograd's, over the op tables of ops.py, with sum and dot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeAlias
+
+from .._common import NUMPY_SCALAR_DEFERS, as_float, exponent_text, not_a_number
+from .ops import (
+    BINARY,
+    NARY,
+    UNARY,
+    _derivatives,
+    _forward,
+    _nary_forward,
+    _term_contributions,
+)
+
+__all__ = ["Value", "dot", "sum"]
+
+Operand: TypeAlias = "Value | float | int"
+
+
+def _compared(x: object) -> float | None:
+    """What a comparison compares a Value with: a Value's data, a number, else None."""
+    if isinstance(x, Value):
+        return x._data
+    try:
+        return as_float(x, "operand")
+    except TypeError:
+        return None
+
+
+def _operand(x: object) -> Value | None:
+    """A Value for an operator's operand: itself, a constant leaf for a number, else None."""
+    if isinstance(x, Value):
+        return x
+    try:
+        return Value._leaf(as_float(x, "operand"))
+    except TypeError:
+        return None
+
+
+class Value:
+    """stores a single scalar value and its gradient"""
+
+    __array_priority__ = NUMPY_SCALAR_DEFERS  # np.float64(2) * v calls v.__rmul__ directly
+
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_constant",
+        "_data",
+        "_exponent",
+        "_grad",
+        "_label",
+        "_opname",
+        "_rule",
+    )  # fmt: skip
+
+    _data: float
+    _grad: float
+    _label: str
+    _children: tuple[Value, ...]
+    _rule: str  # the row of the tables above; "" for leaves and opaque nodes
+    _opname: str
+    _exponent: float
+    _constant: bool  # a leaf made for a number operand: part of a Tape's program
+
+    def __init__(
+        self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = ""
+    ) -> None:
+        children = tuple(_children)
+        for child in children:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+        if not isinstance(_op, str):
+            raise TypeError(f"Value _op must be a str, not {type(_op).__name__!r}")
+        self._data = as_float(data, "Value data")
+        self._grad = 0.0
+        self.label = label
+        self._children = children
+        self._rule = ""
+        self._opname = _op
+        self._exponent = 0.0
+        self._constant = False
+
+    @classmethod
+    def _node(
+        cls, data: float, children: tuple[Value, ...], rule: str, exponent: float = 0.0
+    ) -> Value:
+        out = cls.__new__(cls)
+        out._data = data
+        out._grad = 0.0
+        out._label = ""
+        out._children = children
+        out._rule = rule
+        out._opname = rule if rule != "**c" else "**" + exponent_text(exponent)
+        out._exponent = exponent
+        out._constant = False
+        return out
+
+    @classmethod
+    def _leaf(cls, data: float) -> Value:
+        """The constant leaf for a number operand, micrograd's Value(other)."""
+        out = cls._node(data, (), "")
+        out._constant = True
+        return out
+
+    # ---- attributes ----
+
+    @property
+    def data(self) -> float:
+        return self._data
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self._data = as_float(value, "data")
+
+    @property
+    def grad(self) -> float:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = as_float(value, "grad")
+
+    @property
+    def label(self) -> str:
+        return self._label
+
+    @label.setter
+    def label(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"label must be a str, not {type(value).__name__!r}")
+        self._label = str(value)
+
+    @property
+    def _op(self) -> str:
+        return self._opname
+
+    @property
+    def _prev(self) -> set[Value]:
+        return set(self._children)
+
+    def __repr__(self) -> str:
+        return f"Value(data={self._data}, grad={self._grad})"
+
+    # ---- building the graph ----
+
+    def _unary(self, rule: str, exponent: float = 0.0) -> Value:
+        return Value._node(_forward(rule, (self._data,), exponent), (self,), rule, exponent)
+
+    @staticmethod
+    def _binary(rule: str, left: object, right: object) -> Value | None:
+        """left op right, or None (the operator then returns NotImplemented) for operands
+        that are neither Values nor numbers."""
+        a, b = _operand(left), _operand(right)
+        if a is None or b is None:
+            return None
+        return Value._node(_forward(rule, (a._data, b._data)), (a, b), rule)
+
+    def __add__(self, other: Operand) -> Value:  # self + other
+        return Value._binary("+", self, other) or NotImplemented
+
+    def __radd__(self, other: Operand) -> Value:  # other + self
+        return Value._binary("+", other, self) or NotImplemented
+
+    def __sub__(self, other: Operand) -> Value:  # self - other
+        return Value._binary("-", self, other) or NotImplemented
+
+    def __rsub__(self, other: Operand) -> Value:  # other - self
+        return Value._binary("-", other, self) or NotImplemented
+
+    def __mul__(self, other: Operand) -> Value:  # self * other
+        return Value._binary("*", self, other) or NotImplemented
+
+    def __rmul__(self, other: Operand) -> Value:  # other * self
+        return Value._binary("*", other, self) or NotImplemented
+
+    def __truediv__(self, other: Operand) -> Value:  # self / other
+        return Value._binary("/", self, other) or NotImplemented
+
+    def __rtruediv__(self, other: Operand) -> Value:  # other / self
+        return Value._binary("/", other, self) or NotImplemented
+
+    def __pow__(self, other: Operand, modulo: None = None) -> Value:  # self ** other
+        if modulo is not None:
+            return NotImplemented
+        if isinstance(other, Value):
+            return Value._binary("**", self, other) or NotImplemented
+        try:
+            exponent = as_float(other, "exponent")
+        except TypeError:
+            return NotImplemented
+        return self._unary("**c", exponent)
+
+    def __rpow__(self, other: Operand) -> Value:  # other ** self
+        return Value._binary("**", other, self) or NotImplemented
+
+    def __neg__(self) -> Value:  # -self
+        return self._unary("neg")
+
+    def relu(self) -> Value:
+        return self._unary("ReLU")
+
+    def tanh(self) -> Value:
+        return self._unary("tanh")
+
+    def exp(self) -> Value:
+        return self._unary("exp")
+
+    def log(self) -> Value:
+        return self._unary("log")
+
+    def sigmoid(self) -> Value:
+        return self._unary("sigmoid")
+
+    def __abs__(self) -> Value:  # abs(self)
+        return self._unary("abs")
+
+    def sqrt(self) -> Value:
+        return self._unary("sqrt")
+
+    def sin(self) -> Value:
+        return self._unary("sin")
+
+    def cos(self) -> Value:
+        return self._unary("cos")
+
+    def softplus(self) -> Value:
+        return self._unary("softplus")
+
+    # ---- comparisons: on .data, so max() and min() pick a Value; == stays identity ----
+
+    def __lt__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data < x
+
+    def __le__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data <= x
+
+    def __gt__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data > x
+
+    def __ge__(self, other: Operand) -> bool:
+        x = _compared(other)
+        return NotImplemented if x is None else self._data >= x
+
+    __hash__ = object.__hash__  # identity, as micrograd's (Values live in sets)
+
+    def __float__(self) -> float:
+        return self._data
+
+    # ---- the chain rule ----
+
+    def _local_derivatives(self) -> tuple[float, float]:
+        """d self / d operand for a unary or binary node, raising as its formulas do."""
+        operands = tuple(child._data for child in self._children)
+        return _derivatives(self._rule, operands, self._exponent, self._data)
+
+    def _backward(self) -> None:
+        """Runs this node's local chain rule once, as micrograd's closure does."""
+        rule, args = self._rule, self._children
+        if rule in UNARY:
+            d_da, _ = self._local_derivatives()
+            args[0]._grad += d_da * self._grad
+        elif rule in BINARY:
+            d_da, d_db = self._local_derivatives()
+            args[0]._grad += d_da * self._grad
+            args[1]._grad += d_db * self._grad
+        elif rule in NARY:
+            for k in reversed(range(self._terms())):
+                self._term_backward(k)
+
+    def _terms(self) -> int:
+        return (len(self._children) - 1) // NARY[self._rule][0]
+
+    def _term_backward(self, k: int) -> None:
+        args = self._children
+        operands = [child._data for child in args]
+        for position, amount in _term_contributions(self._rule, k, self._terms(), self._grad,
+                                                    operands):  # fmt: skip
+            args[position]._grad += amount
+
+    def _topo(self, check: bool = False) -> list[tuple[Value, int]]:
+        """Depth-first post-order below self, operands left to right, without recursion.
+        An n-ary node appears once per term (k), where its chain's partial sum would;
+        other nodes once, with k = -1. With check, first raises any backward failure."""
+        order: list[tuple[Value, int]] = []
+        visited = {self}
+        stack, done = [self], [0]  # the path from self, and how many operands each has done
+        while stack:
+            node, k = stack[-1], done[-1]
+            if k < len(node._children):
+                done[-1] = k + 1
+                child = node._children[k]
+                if child not in visited:
+                    visited.add(child)
+                    stack.append(child)
+                    done.append(0)
+                else:
+                    node._operand_done(k + 1, order)
+                continue
+            if check and (node._rule in UNARY or node._rule in BINARY):
+                node._local_derivatives()
+            if node._rule not in NARY:
+                order.append((node, -1))
+            stack.pop()
+            done.pop()
+            if stack:
+                stack[-1]._operand_done(done[-1], order)
+        return order
+
+    def _operand_done(self, done: int, order: list[tuple[Value, int]]) -> None:
+        """An n-ary node takes its place in the order after each complete term."""
+        if self._rule in NARY:
+            stride = NARY[self._rule][0]
+            if done >= 1 + stride and (done - 1) % stride == 0:
+                order.append((self, (done - 1) // stride - 1))
+
+    # ---- pickle and copy.deepcopy: the graph below this Value, as records ----
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._records(),))
+
+    def _records(self) -> list[Record]:
+        """The graph below self, operands before the nodes that use them, one record a node:
+        (rule, data, grad, label, operand numbers, exponent, constant, op name). Flat, so
+        that a deep graph pickles without recursion; _core.Value has the same format."""
+        order = self._topo()
+        last = {v: i for i, (v, _) in enumerate(order)}  # an n-ary node is there per term
+        number: dict[Value, int] = {}
+        records: list[Record] = []
+        for i, (v, _) in enumerate(order):
+            if last[v] == i:  # recorded at its last entry, once all its operands are
+                operands = tuple(number[child] for child in v._children)
+                records.append((v._rule, v._data, v._grad, v._label, operands, v._exponent,
+                                v._constant, "" if v._rule else v._opname))  # fmt: skip
+                number[v] = len(records) - 1
+        return records
+
+    def backward(self) -> None:
+        # topological order all of the children in the graph (checking every derivative
+        # first, so that a failure changes nothing)
+        topo = self._topo(check=True)
+        # go one variable at a time and apply the chain rule to get its gradient
+        self._grad = 1.0
+        for v, k in reversed(topo):
+            if k < 0:
+                v._backward()
+            else:
+                v._term_backward(k)
+
+
+Record: TypeAlias = tuple[str, float, float, str, tuple[int, ...], float, bool, str]
+
+
+def _rebuild(records: list[Record]) -> Value:
+    """The Value (and the graph below it) that Value._records described, data and grads as
+    stored: nothing is computed again."""
+    if not records:
+        raise ValueError("no records to rebuild a Value from")
+    made: list[Value] = []
+    for i, (rule, data, grad, label, operands, exponent, constant, opname) in enumerate(records):
+        if any(not (0 <= c < i) for c in operands):
+            raise ValueError(f"record {i} refers to a node not before it")
+        if rule and rule not in UNARY and rule not in BINARY and rule not in NARY:
+            raise ValueError(f"record {i}: unknown op {rule!r}")
+        stride = NARY[rule][0] if rule in NARY else 0
+        fits = (len(operands) == 1 if rule in UNARY else len(operands) == 2 if rule in BINARY
+                else len(operands) > stride and (len(operands) - 1) % stride == 0 if stride
+                else True)  # fmt: skip
+        if not fits:
+            raise ValueError(f"record {i}: {rule!r} does not take {len(operands)} operands")
+        v = Value._node(as_float(data, "data"), tuple(made[c] for c in operands), rule,
+                        as_float(exponent, "exponent"))  # fmt: skip
+        v._grad, v._label, v._constant = as_float(grad, "grad"), str(label), bool(constant)
+        if not rule:
+            v._opname = str(opname)
+        made.append(v)
+    return made[-1]
+
+
+def _nary(rule: str, operands: list[Value], start: object) -> Value:
+    if not operands:  # the chain of no terms is its start
+        return start if isinstance(start, Value) else Value(as_float(start, "start"))
+    first = start if isinstance(start, Value) else Value._leaf(as_float(start, "start"))
+    children = (first, *operands)
+    return Value._node(_nary_forward(rule, [v._data for v in children]), children, rule)
+
+
+def _operands(values: Sequence[object], what: str) -> list[Value]:
+    operands = []
+    for v in values:
+        operand = _operand(v)
+        if operand is None:
+            raise not_a_number(what, v)
+        operands.append(operand)
+    return operands
+
+
+def sum(values: Iterable[Operand], start: Operand = 0.0) -> Value:
+    """((start + v0) + v1) + ... as one node, bit for bit the chain of + it replaces."""
+    items = list(values)
+    return _nary("sum", _operands(items, "sum() term"), start)
+
+
+def dot(ws: Iterable[Operand], xs: Iterable[Operand], start: Operand = 0.0) -> Value:
+    """start + w0*x0 + w1*x1 + ... as one node, bit for bit the chain it replaces."""
+    w, x = list(ws), list(xs)
+    if len(w) != len(x):
+        raise ValueError(f"dot() of {len(w)} weights and {len(x)} inputs")
+    pairs = [item for pair in zip(w, x) for item in pair]
+    return _nary("dot", _operands(pairs, "dot() operand"), start)
+
+
