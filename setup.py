@@ -8,7 +8,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/optim.c", "csrc/tape.c"]
+C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/optim.c", "csrc/tape.c",
+             "csrc/plain.c", "csrc/schedule.c", "csrc/replay.c", "csrc/rows.c"]
 
 STRICT_FLOAT_FLAGS = {
     "msvc": ["/fp:precise"],
@@ -35,7 +36,7 @@ extensions = [
         "fastgrad._core",
         sources=["fastgrad/_core.pyx", *C_SOURCES],
         include_dirs=["csrc"],
-        depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h"],
+        depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h", "csrc/tape.h"],
     )
 ]
 

@@ -46,7 +46,8 @@ typedef enum fg_status {
     FG_DOMAIN_ERROR,    /* outside a math function's domain (Python: ValueError) */
     FG_RANGE_ERROR,     /* a math function overflowed (Python: OverflowError) */
     FG_NO_MEMORY,       /* an allocation failed (Python: MemoryError) */
-    FG_BAD_ARGUMENT     /* an op, operand count or kind the call does not take */
+    FG_BAD_ARGUMENT,    /* an op, operand count or kind the call does not take */
+    FG_INTERRUPTED      /* a run's interrupted callback asked it to stop */
 } fg_status;
 
 /* Node flags. */
@@ -151,36 +152,77 @@ fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed);
 
 /* ---- compiled tapes (tape.c) ---- */
 
-/* A graph compiled once into a program over dense value and grad slots, replayed in C. The
- * tape holds a reference to every node below its root. Its leaves are the LEAF nodes that
- * are not FG_CONSTANT, and OPAQUE nodes, numbered in slot order: forward reads their data,
- * backward adds to their grads. Constants are part of the program: their data is read when
- * the tape is made. Replay writes the root's data (forward), the root's and the leaves'
- * grads (backward) into their nodes; fg_tape_sync writes every other node. Every call
- * either succeeds or changes nothing, and names the failing node in *failed. */
+/* A graph compiled once into a program over dense slots, replayed in C. The tape holds a
+ * reference to every node below its root. Its leaves are the LEAF nodes that are not
+ * FG_CONSTANT, and OPAQUE nodes, numbered in slot order: forward reads their data, backward
+ * adds to their grads. Constants are part of the program: their data is read when the tape
+ * is made. Replay writes the root's data (forward), the root's and the leaves' grads
+ * (backward) into their nodes; fg_tape_sync writes every other node. Every call either
+ * succeeds or changes nothing, and names the failing node. */
 typedef struct fg_tape fg_tape;
 
-fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out);
+fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out);  /* compiled and fused */
+/* fuse = 0 keeps one step per node, as the eager order has them (to measure what fusing buys) */
+fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out);
 void fg_tape_free(fg_tape *T);                      /* drops the references */
 size_t fg_tape_size(const fg_tape *T);              /* nodes, one slot each */
+size_t fg_tape_steps(const fg_tape *T);             /* steps of its fused program */
 size_t fg_tape_leaf_count(const fg_tape *T);
 fg_node *fg_tape_leaf(const fg_tape *T, size_t i);
 fg_node *fg_tape_node(const fg_tape *T, size_t slot);
 fg_node *fg_tape_root(const fg_tape *T);
-long fg_tape_leaf_index(const fg_tape *T, const fg_node *n); /* its leaf number, or -1 */
-/* Recomputes every slot from the leaves' current data (as building the graph again would). */
+long fg_tape_leaf_index(const fg_tape *T, const fg_node *n); /* its leaf number, or -1; O(1) */
+
+/* Recomputes every node from the leaves' current data (as building the graph again would). */
 fg_status fg_tape_forward(fg_tape *T, fg_node **failed);
-/* micrograd's backward over the last forward: interior grads from 0, the root's 1, the
- * leaves' added to what their nodes hold. */
+/* micrograd's backward over the last forward: interior and constant grads from 0, the
+ * root's 1, the leaves' added to what their nodes hold. */
 fg_status fg_tape_backward(fg_tape *T, fg_node **failed);
-/* For each of `rows` rows: the given leaves take X's row (and Y's), then forward and
- * backward, leaf grads adding up over the rows; out[row] is the root's value. X and Y are
- * row-major with input_count and target_count columns. On failure, *failed_row. */
-fg_status fg_tape_run(fg_tape *T, size_t rows, const size_t *inputs, size_t input_count,
-                      const double *X, const size_t *targets, size_t target_count,
-                      const double *Y, double *out, fg_node **failed, size_t *failed_row);
-void fg_tape_sync(fg_tape *T);                      /* every node's data and grad from the tape */
-const double *fg_tape_failed_operands(const fg_tape *T); /* operand values at the last failure */
+
+/* The same in three parts, for a wrapper that must hold a lock whenever nodes are touched
+ * (a GIL): load reads the leaves' data or grads, compute touches only the tape, store writes
+ * the results. A leaf grad that changed between load and store (another tape's replay) gets
+ * this replay's contribution added to it. On failure, fg_tape_failed_node names the node. */
+void fg_tape_load_data(fg_tape *T);
+void fg_tape_load_grads(fg_tape *T);
+fg_status fg_tape_compute_forward(fg_tape *T);
+fg_status fg_tape_compute_backward(fg_tape *T);
+void fg_tape_store_forward(fg_tape *T);             /* the root's data */
+void fg_tape_store_grads(fg_tape *T);               /* the leaves' and the root's grads */
+fg_node *fg_tape_failed_node(const fg_tape *T);     /* NULL for FG_NO_MEMORY */
+const double *fg_tape_failed_operands(const fg_tape *T); /* its operands' values */
+size_t fg_tape_failed_row(const fg_tape *T);        /* run(): the row that failed */
+
+/* run(): the tape replayed once per row of X (and Y), the given leaves (by leaf number)
+ * taking each row's values. Each row's forward and backward are those of fg_tape_forward and
+ * fg_tape_backward at that row, its leaf gradients computed from zero (-0.0); each leaf's
+ * grad becomes its grad before the call plus the rows' gradients added one row at a time in
+ * row order, so the bits depend neither on `threads` nor on how the rows are cut into
+ * blocks. out[row] is the root's value. X and Y are row-major. */
+typedef struct fg_run {
+    size_t rows;
+    const size_t *inputs;           /* leaf numbers fed by X's columns */
+    size_t input_count;
+    const double *X;
+    const size_t *targets;          /* leaf numbers fed by Y's columns */
+    size_t target_count;
+    const double *Y;
+    double *out;                    /* rows doubles */
+    unsigned threads;               /* worker threads, the calling one included (>= 1) */
+    /* called by the calling thread between blocks; nonzero stops the run (FG_INTERRUPTED) */
+    int (*interrupted)(void *context);
+    void *context;
+} fg_run;
+
+fg_status fg_tape_run(fg_tape *T, const fg_run *job, fg_node **failed, size_t *failed_row);
+/* in three parts, as forward and backward: load reads every leaf's data and grad */
+void fg_tape_load_run(fg_tape *T);
+fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
+void fg_tape_store_run(fg_tape *T, const fg_run *job);   /* grads, fed leaves' data, root */
+
+/* Writes every node's data (but the leaves') from the last forward, and their grads from the
+ * backward over it if there was one, by the plain program. */
+fg_status fg_tape_sync(fg_tape *T);
 
 /* ---- optimisers (optim.c) ---- */
 

@@ -261,6 +261,36 @@ static inline double fg_forward_and_derivatives(fg_op op, double a, double b, do
     }
 }
 
+/* Each binary row's formulas as functions of their own, fg_forward_NAME, fg_d_da_NAME and
+ * fg_d_db_NAME, for the passes that fuse nodes of one op (replay.c's groups of divisions). */
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    static inline double fg_forward_##name(double a, double b, fg_status *st) \
+    { \
+        (void)a; (void)b; (void)st; \
+        return (forward); \
+    } \
+    static inline double fg_d_da_##name(double a, double b, double out, fg_status *st) \
+    { \
+        (void)a; (void)b; (void)out; (void)st; \
+        return (d_da); \
+    } \
+    static inline double fg_d_db_##name(double a, double b, double out, fg_status *st) \
+    { \
+        (void)a; (void)b; (void)out; (void)st; \
+        return (d_db); \
+    }
+#include "ops.def"
+
+/* a / b and d(a / b)/db, for a division whose d/da (which DIV's row computes from b alone)
+ * another division by the same b has computed already. */
+static inline double fg_div_and_db(double a, double b, double *db, fg_status *st,
+                                   fg_status *derivative_st)
+{
+    double out = fg_forward_DIV(a, b, st);
+    *db = fg_d_db_DIV(a, b, out, derivative_st);
+    return out;
+}
+
 /* n's local chain rule, for a unary or binary node whose derivatives backward has already
  * checked: one case per row of ops.def, each computing its derivatives and adding them in
  * place (a shared tail for all ops costs the loop a third of its speed on some CPUs). */

@@ -102,9 +102,22 @@ def as_float(x: object, what: str) -> float:
     return float(x)  # type: ignore[arg-type]
 
 
+def check_threads(threads: object) -> int:
+    """Tape.run's worker thread count: an int of at least 1."""
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int, not {type(threads).__name__!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    return threads
+
+
 def rows_of(np: Any, array: Any, columns: int, name: str) -> Any:
-    """array as a float64 matrix of `columns` columns (a vector is one column)."""
-    matrix = np.asarray(array, dtype=np.float64)
+    """array as a float64 matrix of `columns` columns (a vector is one column); refuses
+    anything that does not hold real numbers."""
+    matrix = np.asarray(array)
+    if matrix.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; its dtype is {matrix.dtype}")
+    matrix = matrix.astype(np.float64, copy=False)
     if matrix.ndim == 1 and columns == 1:
         matrix = matrix.reshape(-1, 1)
     if matrix.ndim != 2 or matrix.shape[1] != columns:

@@ -10,7 +10,7 @@ cdef extern from "fastgrad.h" nogil:
 
     ctypedef enum fg_status:
         FG_OK, FG_ZERO_DIVISION, FG_DOMAIN_ERROR, FG_RANGE_ERROR, FG_NO_MEMORY,
-        FG_BAD_ARGUMENT
+        FG_BAD_ARGUMENT, FG_INTERRUPTED
 
     enum:
         FG_EXTRA
@@ -53,20 +53,39 @@ cdef extern from "fastgrad.h" nogil:
 
     ctypedef struct fg_tape:
         pass
-    fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out)
+    ctypedef struct fg_run:
+        size_t rows
+        const size_t *inputs
+        size_t input_count
+        const double *X
+        const size_t *targets
+        size_t target_count
+        const double *Y
+        double *out
+        unsigned threads
+        int (*interrupted)(void *context) noexcept nogil
+        void *context
+    fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out)
     void fg_tape_free(fg_tape *T)
     size_t fg_tape_size(const fg_tape *T)
+    size_t fg_tape_steps(const fg_tape *T)
     size_t fg_tape_leaf_count(const fg_tape *T)
     fg_node *fg_tape_leaf(const fg_tape *T, size_t i)
     fg_node *fg_tape_root(const fg_tape *T)
     long fg_tape_leaf_index(const fg_tape *T, const fg_node *n)
-    fg_status fg_tape_forward(fg_tape *T, fg_node **failed)
-    fg_status fg_tape_backward(fg_tape *T, fg_node **failed)
-    fg_status fg_tape_run(fg_tape *T, size_t rows, const size_t *inputs, size_t input_count,
-                          const double *X, const size_t *targets, size_t target_count,
-                          const double *Y, double *out, fg_node **failed, size_t *failed_row)
-    void fg_tape_sync(fg_tape *T)
+    void fg_tape_load_data(fg_tape *T)
+    void fg_tape_load_grads(fg_tape *T)
+    fg_status fg_tape_compute_forward(fg_tape *T)
+    fg_status fg_tape_compute_backward(fg_tape *T)
+    void fg_tape_store_forward(fg_tape *T)
+    void fg_tape_store_grads(fg_tape *T)
+    fg_node *fg_tape_failed_node(const fg_tape *T)
     const double *fg_tape_failed_operands(const fg_tape *T)
+    size_t fg_tape_failed_row(const fg_tape *T)
+    void fg_tape_load_run(fg_tape *T)
+    fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
+    void fg_tape_store_run(fg_tape *T, const fg_run *job)
+    fg_status fg_tape_sync(fg_tape *T)
 
     void fg_sgd_step(fg_node **params, size_t count, double lr, double momentum,
                      double weight_decay, double *velocity, int first_step)

@@ -12,7 +12,7 @@ provides the reflected __radd__ etc. for a type with these slots.
 """
 
 cimport cython
-from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -21,8 +21,8 @@ from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
-from ._common import (as_float, exponent_text, not_a_number, op_error, register_value_class,
-                      with_row)
+from ._common import (as_float, check_threads, exponent_text, not_a_number, op_error,
+                      register_value_class, rows_of, with_row)
 
 cdef fg_arena *ARENA = fg_arena_new()
 if ARENA is NULL:
@@ -634,12 +634,14 @@ cdef class SGD:
         fg_zero_grad(self.nodes, self.count)
 
 
-cdef int _raise_tape(fg_status status, fg_tape *tape, fg_node *failed, bint in_backward,
-                     object row=None) except -1:
+cdef int _raise_tape(fg_status status, fg_tape *tape, bint in_backward, object row=None) except -1:
     """A replay's failure, worded as eager code words it (the operands' values are the
     tape's, which interior nodes do not hold until sync)."""
     cdef const double *values = fg_tape_failed_operands(tape)
+    cdef fg_node *failed = fg_tape_failed_node(tape)
     cdef uint32_t count
+    if status == FG_INTERRUPTED:
+        return -1   # the signal handler's exception (KeyboardInterrupt) is set already
     if status == FG_NO_MEMORY or failed is NULL:
         _raise(status, "tape", ())
     fg_operands(failed, &count)
@@ -649,32 +651,53 @@ cdef int _raise_tape(fg_status status, fg_tape *tape, fg_node *failed, bint in_b
     raise error if row is None else with_row(error, row)
 
 
+cdef int _check_signals(void *context) noexcept nogil:
+    """Between a run's blocks: whether a signal handler raised (Ctrl-C), the GIL taken."""
+    with gil:
+        return PyErr_CheckSignals() != 0
+
+
 cdef class Tape:
     """The graph below root compiled once into a C program over dense slots, and replayed.
 
     forward() recomputes every node from the leaves' current data; backward() is micrograd's
-    backward over that forward, as on a freshly built graph: interior grads from 0, the
-    root's 1, the leaves' added to what they hold. The results are the bits of building the
-    graph again and calling backward(), and no Python object is made per node. Replay writes
-    the root's data and grad and the leaves' grads into their Values; sync() writes every
-    interior Value too. A call that fails raises what eager code raises and changes nothing."""
+    backward over that forward, as on a freshly built graph: interior grads (and the
+    constants') from 0, the root's 1, the leaves' added to what they hold. The results are
+    the bits of building the graph again and calling backward(), and no Python object is
+    made per node. Replay writes the root's data and grad and the leaves' grads into their
+    Values; sync() writes every interior Value too. A call that fails raises what eager code
+    raises and changes nothing. forward, backward and run release the GIL while they
+    compute: the leaves are read before and written after, holding it. fuse=False keeps one
+    step per node, unfused, to measure what fusing buys (the bits are the same)."""
 
     cdef fg_tape *tape
     cdef readonly Value root
+    cdef bint busy
 
-    def __init__(self, root):
+    def __init__(self, root, *, fuse=True):
         cdef fg_status status
         if not isinstance(root, Value):
             raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
         if self.tape is not NULL:
             raise RuntimeError("a Tape records once; make another for another graph")
-        status = fg_tape_new(ARENA, _node_of(<Value>root), &self.tape)
+        status = fg_tape_compile(ARENA, _node_of(<Value>root), 1 if fuse else 0, &self.tape)
         if status != FG_OK:
             _raise(status, "tape", ())
         self.root = <Value>root
 
     def __dealloc__(self):
         fg_tape_free(self.tape)
+
+    cdef fg_tape *_claim(self) except NULL:
+        """The tape, marked busy for one replay: two threads replaying one tape at once
+        would share its state."""
+        if self.tape is NULL:
+            raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
+        if self.busy:
+            raise RuntimeError("this Tape is replaying in another thread; a Tape replays one "
+                               "call at a time (make a Tape per thread)")
+        self.busy = True
+        return self.tape
 
     cdef fg_tape *_recorded(self) except NULL:
         if self.tape is NULL:
@@ -689,6 +712,11 @@ cdef class Tape:
     def __len__(self):
         return fg_tape_size(self._recorded())
 
+    @property
+    def steps(self):
+        """How many steps its program runs (nodes fused into one step count once)."""
+        return fg_tape_steps(self._recorded())
+
     def __repr__(self):
         cdef fg_tape *tape = self._recorded()
         return (f"Tape({fg_tape_size(tape)} nodes, {fg_tape_leaf_count(tape)} leaves, "
@@ -696,24 +724,44 @@ cdef class Tape:
 
     def forward(self):
         """Recomputes every node from the leaves' data; returns the root's new data."""
-        cdef fg_node *failed = NULL
-        cdef fg_tape *tape = self._recorded()
-        cdef fg_status status = fg_tape_forward(tape, &failed)
-        if status != FG_OK:
-            _raise_tape(status, tape, failed, False)
+        cdef fg_tape *tape = self._claim()
+        cdef fg_status status
+        try:
+            fg_tape_load_data(tape)
+            with nogil:
+                status = fg_tape_compute_forward(tape)
+            if status != FG_OK:
+                _raise_tape(status, tape, False)
+            fg_tape_store_forward(tape)
+        finally:
+            self.busy = False
         return self.root.node.data
 
     def backward(self):
-        cdef fg_node *failed = NULL
-        cdef fg_tape *tape = self._recorded()
-        cdef fg_status status = fg_tape_backward(tape, &failed)
-        if status != FG_OK:
-            _raise_tape(status, tape, failed, True)
+        cdef fg_tape *tape = self._claim()
+        cdef fg_status status
+        try:
+            fg_tape_load_grads(tape)
+            with nogil:
+                status = fg_tape_compute_backward(tape)
+            if status != FG_OK:
+                _raise_tape(status, tape, True)
+            fg_tape_store_grads(tape)
+        finally:
+            self.busy = False
 
     def sync(self):
-        """Writes the data and grad of every node but the leaves (whose data is the user's
-        and whose grads backward writes) from the tape: interior nodes and constants."""
-        fg_tape_sync(self._recorded())
+        """Writes the data of every node but the leaves (whose data is the user's) from the
+        last forward, and their grads from the backward over it: interior nodes and
+        constants."""
+        cdef fg_tape *tape = self._claim()
+        cdef fg_status status
+        try:
+            status = fg_tape_sync(tape)
+        finally:
+            self.busy = False
+        if status != FG_OK:
+            _raise(status, "sync", ())
 
     cdef list _leaf_numbers(self, values, str what):
         numbers = []
@@ -726,44 +774,66 @@ cdef class Tape:
             numbers.append(number)
         return numbers
 
-    def run(self, inputs, X, targets=(), y=None):
-        """For each row of X (and of y): the input leaves take the row's values (the target
-        leaves y's), then forward and backward; the leaves' grads add up over the rows, as
-        the Python loop doing this one row at a time would leave them. Returns the root's
-        value for every row as a numpy array. A failing row raises and changes nothing."""
+    def run(self, inputs, X, targets=(), y=None, *, threads=1):
+        """Replays the tape once per row of X (and y), the input leaves taking the row's
+        values (the target leaves y's), and returns the root's value per row. Each row's
+        forward and backward are those of forward(); backward() at that row, its leaf
+        gradients computed from zero; each leaf's grad becomes its grad before the call plus
+        the rows' gradients, added one row at a time in row order. So the bits never depend
+        on `threads`, the worker threads (the calling one included) that share the rows.
+        A failing row raises what eager code raises, naming the row, and changes nothing."""
         import numpy as np
-        from ._common import rows_of
 
+        cdef unsigned workers = check_threads(threads)
         cdef list input_numbers = self._leaf_numbers(inputs, "input")
         cdef list target_numbers = self._leaf_numbers(targets, "target")
         X_rows = np.ascontiguousarray(rows_of(np, X, len(input_numbers), "X"))
         y_rows = np.ascontiguousarray(rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
-                                            len(target_numbers), "y"))
+                                              len(target_numbers), "y"))
         if len(y_rows) != len(X_rows):
             raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
+        fed = input_numbers + target_numbers
+        if len(set(fed)) != len(fed):
+            raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
         out = np.empty(len(X_rows))
         cdef double[:, ::1] xv = X_rows
         cdef double[:, ::1] yv = y_rows
         cdef double[::1] ov = out
-        cdef size_t rows = X_rows.shape[0], i, failed_row = 0
-        cdef size_t *numbers = <size_t *>PyMem_Malloc((len(input_numbers) + len(target_numbers) + 1)
-                                                       * sizeof(size_t))
-        cdef fg_node *failed = NULL
+        cdef fg_run job
         cdef fg_status status
+        cdef size_t i
+        cdef size_t *numbers = <size_t *>PyMem_Malloc((len(fed) + 1) * sizeof(size_t))
         if numbers is NULL:
             raise MemoryError()
+        cdef fg_tape *tape
         try:
-            for i, number in enumerate(input_numbers + target_numbers):
-                numbers[i] = number
-            status = fg_tape_run(self.tape, rows, numbers, len(input_numbers),
-                                 &xv[0, 0] if xv.shape[0] * xv.shape[1] else NULL,
-                                 numbers + len(input_numbers), len(target_numbers),
-                                 &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL,
-                                 &ov[0] if rows else NULL, &failed, &failed_row)
+            tape = self._claim()
+        except BaseException:
+            PyMem_Free(numbers)
+            raise
+        try:
+            for i in range(len(fed)):
+                numbers[i] = fed[i]
+            job.rows = X_rows.shape[0]
+            job.inputs = numbers
+            job.input_count = len(input_numbers)
+            job.X = &xv[0, 0] if xv.shape[0] * xv.shape[1] else NULL
+            job.targets = numbers + len(input_numbers)
+            job.target_count = len(target_numbers)
+            job.Y = &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL
+            job.out = &ov[0] if job.rows else NULL
+            job.threads = workers
+            job.interrupted = _check_signals
+            job.context = NULL
+            fg_tape_load_run(tape)
+            with nogil:
+                status = fg_tape_compute_run(tape, &job)
+            if status != FG_OK:
+                _raise_tape(status, tape, False, fg_tape_failed_row(tape))
+            fg_tape_store_run(tape, &job)
         finally:
             PyMem_Free(numbers)
-        if status != FG_OK:
-            _raise_tape(status, self.tape, failed, False, failed_row)
+            self.busy = False
         return out
 
 

@@ -224,9 +224,11 @@ static void test_tape(void)
     fg_node *x = leaf(0.3), *w = leaf(-1.7), *root = tape_graph(x, w), *failed = NULL;
     fg_node *x2 = leaf(0.0), *w2 = leaf(0.0), *fresh;
     fg_tape *T = NULL;
-    double xs[3] = {0.5, -2.0, 4.0}, outs[3], before;
+    double xs[3] = {0.5, -2.0, 4.0}, outs[3], before, totals[2];
     size_t inputs[1], row = 99, k;
+    fg_run job;
     int r;
+    memset(&job, 0, sizeof job);
     CHECK(fg_tape_new(A, root, &T) == FG_OK);
     CHECK(fg_tape_root(T) == root && fg_tape_leaf_count(T) == 2);   /* x, w; not the 1.0s */
     CHECK(fg_tape_size(T) == 11);
@@ -242,18 +244,27 @@ static void test_tape(void)
         CHECK(same_bits(x->grad, x2->grad) && same_bits(w->grad, w2->grad));
         fg_decref(A, fresh);
     }
-    /* run: the loop above in one call, grads adding up over the rows */
+    /* run: each row's grads from zero (-0.0), added to the leaves' row after row */
     x->grad = w->grad = 0.0;
     inputs[0] = (size_t)fg_tape_leaf_index(T, x);
-    CHECK(fg_tape_run(T, 3, inputs, 1, xs, NULL, 0, NULL, outs, &failed, &row) == FG_OK);
-    x2->grad = w2->grad = 0.0;
+    job.rows = 3;
+    job.inputs = inputs;
+    job.input_count = 1;
+    job.X = xs;
+    job.out = outs;
+    job.threads = 1;
+    CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK);
+    totals[0] = totals[1] = 0.0;
     for (r = 0; r < 3; r++) {
         x2->data = xs[r];
+        x2->grad = w2->grad = -0.0;
         fresh = tape_graph(x2, w2);
         CHECK(fg_backward(A, fresh, &failed) == FG_OK && same_bits(outs[r], fresh->data));
+        totals[0] = totals[0] + x2->grad;
+        totals[1] = totals[1] + w2->grad;
         fg_decref(A, fresh);
     }
-    CHECK(same_bits(x->grad, x2->grad) && same_bits(w->grad, w2->grad) && x->data == 4.0);
+    CHECK(same_bits(x->grad, totals[0]) && same_bits(w->grad, totals[1]) && x->data == 4.0);
     /* failures change nothing: w = -1 divides by zero forward; a bad row in run */
     before = root->data;
     w->data = -1.0;
@@ -264,7 +275,7 @@ static void test_tape(void)
     x->grad = 0.5;
     xs[1] = 1000.0;                                 /* exp(-1700) is fine, exp(1700) is not */
     w->data = 1.7;
-    CHECK(fg_tape_run(T, 3, inputs, 1, xs, NULL, 0, NULL, outs, &failed, &row) == FG_RANGE_ERROR);
+    CHECK(fg_tape_run(T, &job, &failed, &row) == FG_RANGE_ERROR);
     CHECK(row == 1 && failed != NULL && failed->op == FG_EXP);
     CHECK(x->data == 4.0 && x->grad == 0.5);
     CHECK(fg_tape_leaf_index(T, x2) == -1);

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .._common import rows_of, with_row
+from .._common import check_threads, rows_of, with_row
 from .ops import _FAILURES, BINARY, NARY, _derivatives, _forward, _nary_forward, _term_contributions
 from .value import Value
 
@@ -17,13 +17,13 @@ class Tape:
     """The graph below root compiled once into a program over slots, and replayed.
 
     forward() recomputes every node from the leaves' current data; backward() is micrograd's
-    backward over that forward, as on a freshly built graph: interior grads from 0, the
-    root's 1, the leaves' added to what they hold. The results are the bits of building the
-    graph again and calling backward(). The leaves are the Values the program reads; the
-    constant leaves made for numbers in expressions are part of the program, read once.
-    Replay writes the root's data and grad and the leaves' grads into their Values; sync()
-    writes every other node. A call that fails raises what eager code raises and changes
-    nothing."""
+    backward over that forward, as on a freshly built graph: interior grads (and the
+    constants') from 0, the root's 1, the leaves' added to what they hold. The results are
+    the bits of building the graph again and calling backward(). The leaves are the Values
+    the program reads; the constant leaves made for numbers in expressions are part of the
+    program, read once. Replay writes the root's data and grad and the leaves' grads into
+    their Values; sync() writes every other node. A call that fails raises what eager code
+    raises and changes nothing."""
 
     def __init__(self, root: Value) -> None:
         if not isinstance(root, Value):
@@ -38,6 +38,7 @@ class Tape:
         self._root = slot[root]
         self._leaves = [i for i, v in enumerate(self._nodes) if not v._rule and not v._constant]
         self._leaf_number = {slot: number for number, slot in enumerate(self._leaves)}
+        self._constants = [i for i, v in enumerate(self._nodes) if not v._rule and v._constant]
         # one instruction per entry of the order but the leaves: an n-ary node once per term
         self._code = [(v._rule, slot[v], tuple(slot[c] for c in v._children), v._exponent, k)
                       for v, k in order if v._rule]  # fmt: skip
@@ -73,6 +74,8 @@ class Tape:
                 _derivatives(rule, tuple(value[i] for i in operands), exponent, value[out])
         for _, out, _, _, _ in self._code:
             grad[out] = 0.0
+        for i in self._constants:  # fresh constant leaves, as a rebuilt graph has
+            grad[i] = 0.0
         grad[self._root] = 1.0
         for rule, out, operands, exponent, k in reversed(self._code):
             values = [value[i] for i in operands]
@@ -119,36 +122,49 @@ class Tape:
         return numbers
 
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
-            y: Any = None) -> Any:  # fmt: skip
-        """For each row of X (and of y): the input leaves take the row's values (the target
-        leaves y's), then forward and backward; the leaves' grads add up over the rows, as
-        the Python loop doing this one row at a time would leave them. Returns the root's
-        value for every row as a numpy array. A failing row raises and changes nothing."""
+            y: Any = None, *, threads: int = 1) -> Any:  # fmt: skip
+        """Replays the tape once per row of X (and y), the input leaves taking the row's
+        values (the target leaves y's), and returns the root's value per row. Each row's
+        forward and backward are those of forward(); backward() at that row, its leaf
+        gradients computed from zero; each leaf's grad becomes its grad before the call plus
+        the rows' gradients, added one row at a time in row order. So the bits never depend
+        on `threads` (the C engine's worker threads; here the rows run one after another).
+        A failing row raises what eager code raises, naming the row, and changes nothing."""
         import numpy as np
 
+        check_threads(threads)
         leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]
         target_leaves = [self._leaves[i] for i in self._leaf_numbers(targets, "target")]
         X_rows = rows_of(np, X, len(leaves), "X")
         y_rows = rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
-                       len(target_leaves), "y")  # fmt: skip
+                         len(target_leaves), "y")  # fmt: skip
         if len(y_rows) != len(X_rows):
             raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
-        saved = [self._nodes[i]._data for i in leaves + target_leaves]
-        grad, value, out = self._leaf_grads(), self._value, np.empty(len(X_rows))
+        fed = leaves + target_leaves
+        if len(set(fed)) != len(fed):
+            raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
+        saved = [self._nodes[i]._data for i in fed]
+        totals = {i: self._nodes[i]._grad for i in self._leaves}  # the grads before the call
+        grad, value, out = self._grad, self._value, np.empty(len(X_rows))
         for row, (xs, ys) in enumerate(zip(X_rows.tolist(), y_rows.tolist())):
-            for i, x in zip(leaves + target_leaves, xs + ys):
+            for i, x in zip(fed, xs + ys):
                 self._nodes[i]._data = x
+            grad = list(self._grad)
+            for i in self._leaves:  # the row's gradient, from zero: -0.0, the zero that
+                grad[i] = -0.0  # passes a single contribution on unchanged
             try:
                 value = self._forward_values()
                 self._backward_grads(value, grad)
             except _FAILURES as e:
-                for i, x in zip(leaves + target_leaves, saved):
+                for i, x in zip(fed, saved):
                     self._nodes[i]._data = x
                 raise with_row(e, row) from None
+            for i in self._leaves:
+                totals[i] = totals[i] + grad[i]
             out[row] = value[self._root]
         if len(X_rows):
             self._value = value
-            self._commit_grads(grad)
+            self._commit_grads([totals.get(i, g) for i, g in enumerate(grad)])
             self.root._data = value[self._root]
         return out
 

@@ -1,0 +1,135 @@
+/*
+ * plain.c: the plain program, replayed exactly as the eager backward's order has it.
+ *
+ * This is the definition the step program's executors are held to, and the path that every
+ * rare case takes: it names the rule that failed (the first in eager order, with its operand
+ * values), and it computes every node's data and grad for sync(). It touches no node: the
+ * leaves' values and grads come in as arrays.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tape.h"
+
+fg_status fg_plain_prepare(fg_tape *T)
+{
+    fg_plain_state *p;
+    size_t i;
+    if (T->plain != NULL)
+        return FG_OK;
+    if ((p = (fg_plain_state *)calloc(1, sizeof *p)) == NULL)
+        return FG_NO_MEMORY;
+    p->value = (double *)malloc((T->slots + 1) * sizeof(double));
+    p->grad = (double *)malloc((T->slots + 1) * sizeof(double));
+    p->deriv = (double *)malloc((2 * T->length + 1) * sizeof(double));
+    if (!p->value || !p->grad || !p->deriv) {
+        free(p->value);
+        free(p->grad);
+        free(p->deriv);
+        free(p);
+        return FG_NO_MEMORY;
+    }
+    for (i = 0; i < T->slots; i++)
+        p->value[i] = T->nodes[i]->data;    /* the constants keep the data they had */
+    p->value[T->slots] = 0.0;               /* the sink: a unary op's second operand */
+    T->plain = p;
+    return FG_OK;
+}
+
+static void note_failure(fg_failure *f, fg_status st, const fg_instr *ins, const double *v)
+{
+    f->status = st;
+    f->slot = ins->out;
+    f->operands[0] = v[ins->a];
+    f->operands[1] = ins->kind == FG_KIND_BINARY ? v[ins->b] : 0.0;
+}
+
+fg_status fg_plain_forward(fg_tape *T, const double *leaves)
+{
+    fg_plain_state *p = T->plain;
+    double *v = p->value, *dv = p->deriv;
+    size_t i;
+    memcpy(v, leaves, T->leaf_count * sizeof(double));
+    p->pending.status = FG_OK;
+    for (i = 0; i < T->length; i++) {
+        const fg_instr *ins = &T->code[i];
+        fg_op op = (fg_op)ins->op;
+        fg_status st = FG_OK, derivative_st = FG_OK;
+        if (ins->kind == FG_KIND_NARY) {
+            /* computed whole at its last term, when every operand is */
+            const uint32_t *args = &T->args[ins->a + 1];
+            uint32_t count = T->args[ins->a], stride = ins->stride, k;
+            double acc;
+            if (ins->u.run.last + 1 != ins->u.run.terms)
+                continue;
+            acc = v[args[0]];
+            for (k = 1; k < count; k += stride)
+                acc = acc + fg_term(op, v[args[k]], stride > 1 ? v[args[k + 1]] : 0.0);
+            v[ins->out] = acc;
+            continue;
+        }
+        v[ins->out] = fg_forward_and_derivatives(op, v[ins->a], v[ins->b], ins->u.c, &dv[2 * i],
+                                                 &dv[2 * i + 1], &st, &derivative_st);
+        if (FG_UNLIKELY((st | derivative_st) != FG_OK)) {
+            if (st != FG_OK) {
+                note_failure(&T->failed, st, ins, v);
+                return st;
+            }
+            if (p->pending.status == FG_OK)
+                note_failure(&p->pending, derivative_st, ins, v);
+        }
+    }
+    return FG_OK;
+}
+
+/* Terms b..last of an NARY node, last first: ops.h's fg_nary_term_backward, called with
+ * the op as a constant in one loop per NARY row of ops.def, so that each loop is compiled
+ * for its own row (the op's switch once per run, not once per term). */
+static inline void nary_run_backward(const fg_tape *T, const fg_instr *ins, const double *v,
+                                     double *g, double gout)
+{
+    const uint32_t *args = &T->args[ins->a + 1];
+    uint32_t k = ins->u.run.last + 1, terms = ins->u.run.terms;
+    switch ((fg_op)ins->op) {
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    case FG_##name: \
+        while (k-- > ins->b) { \
+            uint32_t v0 = args[1 + k * (stride)], v1 = args[(stride) > 1 ? 2 + k * (stride) : 1 + k]; \
+            fg_nary_term_backward(FG_##name, k, terms, gout, v[v0], v[v1], &g[args[0]], &g[v0], \
+                                  &g[v1]); \
+        } \
+        return;
+#include "ops.def"
+    default:
+        return;
+    }
+}
+
+fg_status fg_plain_backward(fg_tape *T, const double *leaf_grads)
+{
+    fg_plain_state *p = T->plain;
+    const double *v = p->value, *dv = p->deriv;
+    double *g = p->grad;
+    size_t i;
+    if (p->pending.status != FG_OK) {
+        T->failed = p->pending;
+        return T->failed.status;
+    }
+    memcpy(g, leaf_grads, T->leaf_count * sizeof(double));
+    /* interior nodes and constants from 0, as on a graph built afresh */
+    memset(g + T->leaf_count, 0, (T->slots + 1 - T->leaf_count) * sizeof(double));
+    g[T->root] = 1.0;
+    for (i = T->length; i-- > 0;) {
+        const fg_instr *ins = &T->code[i];
+        double gout = g[ins->out];
+        if (ins->kind == FG_KIND_BINARY) {
+            g[ins->a] += dv[2 * i] * gout;
+            g[ins->b] += dv[2 * i + 1] * gout;
+        } else if (ins->kind == FG_KIND_UNARY) {
+            g[ins->a] += dv[2 * i] * gout;
+        } else {
+            nary_run_backward(T, ins, v, g, gout);
+        }
+    }
+    return FG_OK;
+}
