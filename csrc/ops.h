@@ -176,6 +176,8 @@ static inline double fg_pow_db(double a, double b, double out)
     return out * log(a);
 }
 
+/* The vocabulary of ops.def's formulas: a pass that expands them has a `fg_status *st` in
+ * scope, where a failing helper records why. */
 #define DIV(x, y) fg_div((x), (y), st)
 #define POW(x, y) fg_pow((x), (y), st)
 #define EXP(x) fg_exp((x), st)
@@ -351,6 +353,18 @@ static inline void fg_term_derivatives(fg_op op, double v0, double v1, double *d
     }
 }
 
+/* Operands per term of an NARY op: a constant wherever op is one. */
+static inline uint32_t fg_stride(fg_op op)
+{
+    switch (op) {
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    case FG_##name: return (stride);
+#include "ops.def"
+    default:
+        return 0;
+    }
+}
+
 /* Term k (of `terms`) of an NARY node's backward, g being the node's grad: what the chain of
  * + (and * for stride 2) that the node replaces does between its partial sums s_k and
  * s_k+1. The chain's last partial sum is the node itself; every earlier one, and every
@@ -366,7 +380,7 @@ static inline void fg_nary_term_backward(fg_op op, uint32_t k, uint32_t terms, d
     if (k == 0)
         *start_grad += 1.0 * sum_grad;
     fg_term_derivatives(op, v0, v1, &d_dv0, &d_dv1);
-    if (fg_op_table[op].stride == 1) {
+    if (fg_stride(op) == 1) {
         *g0 += d_dv0 * (1.0 * sum_grad);
     } else {
         double term_grad = 0.0 + 1.0 * sum_grad;      /* the fresh product node's grad */
@@ -374,16 +388,5 @@ static inline void fg_nary_term_backward(fg_op op, uint32_t k, uint32_t terms, d
         *g1 += d_dv1 * term_grad;
     }
 }
-
-#undef DIV
-#undef POW
-#undef EXP
-#undef LOG
-#undef SQRT
-#undef SIN
-#undef COS
-#undef SIGMOID
-#undef SOFTPLUS
-#undef POW_DB
 
 #endif /* FASTGRAD_OPS_H */

@@ -11,92 +11,124 @@
 
 #include "tape.h"
 
-/* A tail op on x: its result, and d result / d x into *d. */
-static inline double micro_forward(const fg_micro *m, double x, double *d, fg_status *st,
-                                   fg_status *derivative_st)
-{
-    double da, db, out;
-    switch (m->form) {
-    case FG_MICRO_NUMBER_RIGHT:
-        out = fg_forward_and_derivatives((fg_op)m->op, x, m->c, 0.0, &da, &db, st, derivative_st);
-        *d = da;
-        return out;
-    case FG_MICRO_NUMBER_LEFT:
-        out = fg_forward_and_derivatives((fg_op)m->op, m->c, x, 0.0, &da, &db, st, derivative_st);
-        *d = db;
-        return out;
-    default:
-        out = fg_forward_and_derivatives((fg_op)m->op, x, 0.0, m->c, &da, &db, st, derivative_st);
-        *d = da;
-        return out;
-    }
-}
-
-/* A group of divisions by v[s->b]: 1 / b and b * b are the same for every member, so the
- * first member's d/da (DIV's row reads only b there) serves them all. */
-static inline fg_status divs_forward(const fg_program *P, const fg_step *s, double *v, double *d,
-                                     fg_status *derivative_st)
+/* A group of divisions by v[s->b]: 1 / b (DIV's d/da, which its row computes from b alone)
+ * is computed by the first member and serves them all. */
+static inline void divs_forward(const fg_program *P, const fg_step *s, double *v, double *d,
+                                fg_status *forward_st, fg_status *derivative_st)
 {
     const uint32_t *numerators = P->args + s->terms;
     double b = v[s->b], db;
-    fg_status st = FG_OK;
     uint32_t j;
-    v[s->out] = fg_forward_and_derivatives(FG_DIV, v[numerators[0]], b, 0.0, &d[0], &d[1], &st,
-                                           derivative_st);
-    if (st != FG_OK)
-        return st;
+    v[s->out] = fg_forward_and_derivatives(FG_DIV, v[numerators[0]], b, 0.0, &d[0], &d[1],
+                                           forward_st, derivative_st);
     for (j = 1; j < s->count; j++) {
-        v[s->out + j] = fg_div_and_db(v[numerators[j]], b, &db, &st, derivative_st);
+        v[s->out + j] = fg_div_and_db(v[numerators[j]], b, &db, forward_st, derivative_st);
         d[1 + j] = db;
     }
-    return st;
 }
+
+/* The rules of ops.def, expanded in place: a, b and c are the operands and POWC's exponent,
+ * `out` the result; a failing forward rule records its status in forward_st, a failing
+ * local derivative in derivative_st (the helpers write to *st). */
+#define FORWARD(forward) (st = &forward_st, (forward))
+#define DERIVATIVE(d) (st = &derivative_st, (d))
 
 fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
 {
-    double *v = state->value, *d = state->deriv, x = 0.0, unused;
+    double *v = state->value, *d = state->deriv;
     const fg_step *s = P->steps, *end = P->steps + P->length;
     const fg_micro *m = P->micro;
-    fg_status st = FG_OK, derivative_st = FG_OK;
-    uint16_t t;
+    fg_status forward_st = FG_OK, derivative_st = FG_OK, *st;
     for (; s < end; s++) {
-        switch (s->kind) {
-        case FG_STEP_UNARY:
-            x = fg_forward_and_derivatives((fg_op)s->op, v[s->a], 0.0, s->c, d, &unused, &st,
-                                           &derivative_st);
-            d += 1;
-            break;
-        case FG_STEP_BINARY:
-            x = fg_forward_and_derivatives((fg_op)s->op, v[s->a], v[s->b], 0.0, d, d + 1, &st,
-                                           &derivative_st);
-            d += 2;
-            break;
-        case FG_STEP_NARY: {
-            const uint32_t *args = P->args + s->a;
-            uint32_t stride = fg_op_table[s->op].stride, k, count = 1 + s->terms * stride;
-            if (s->count + 1 != s->terms)
-                continue;   /* the node's value is made by its last run */
-            x = v[args[0]];
-            for (k = 1; k < count; k += stride)
-                x = x + fg_term((fg_op)s->op, v[args[k]], stride > 1 ? v[args[k + 1]] : 0.0);
-            break;
+        double x;
+        uint8_t t;
+        switch (s->code) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+        case FG_##name: { \
+            double a = v[s->a], b = 0.0, c = P->numbers[s->terms], out = FORWARD(forward); \
+            (void)b; \
+            (void)c; \
+            if (s->kind & FG_STEP_STORED) { \
+                d[0] = DERIVATIVE(d_da); \
+                d += 1; \
+            } \
+            x = out; \
+            break; \
         }
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+        case FG_##name: { \
+            double a = v[s->a], b = v[s->b], c = 0.0, out = FORWARD(forward); \
+            (void)c; \
+            if (s->kind & FG_STEP_STORED) { \
+                d[0] = DERIVATIVE(d_da); \
+                d[1] = DERIVATIVE(d_db); \
+                d += 2; \
+            } \
+            x = out; \
+            break; \
+        }
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+        case FG_##name: { \
+            const uint32_t *args = P->args + s->a; \
+            uint32_t k; \
+            if (s->count + 1 != s->terms) \
+                continue;   /* the node's value is made by its last run */ \
+            x = v[args[0]]; \
+            for (k = 0; k < s->terms; k++) { \
+                double v0 = v[args[1 + k * (stride)]]; \
+                double v1 = (stride) > 1 ? v[args[(stride) > 1 ? 2 + k * (stride) : 0]] : 0.0; \
+                (void)v1; \
+                x = x + (term); \
+            } \
+            break; \
+        }
+#include "ops.def"
         default:
-            st = divs_forward(P, s, v, d, &derivative_st);
+            divs_forward(P, s, v, d, &forward_st, &derivative_st);
             d += 1 + s->count;
-            if (st != FG_OK)
-                return st;
             continue;
         }
-        for (t = 0; t < s->tail; t++, m++, d++)
-            x = micro_forward(m, x, d, &st, &derivative_st);
-        if (FG_UNLIKELY(st != FG_OK))
-            return st;
+        for (t = s->tail; t > 0; t--, m++, d++) {
+            switch (m->code) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+            case FG_MICRO_CODE(FG_##name, FG_MICRO_UNARY): { \
+                double a = x, b = 0.0, c = m->c, out = FORWARD(forward); \
+                (void)b; \
+                (void)c; \
+                *d = DERIVATIVE(d_da); \
+                x = out; \
+                break; \
+            }
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+            case FG_MICRO_CODE(FG_##name, FG_MICRO_NUMBER_RIGHT): { \
+                double a = x, b = m->c, c = 0.0, out = FORWARD(forward); \
+                (void)c; \
+                *d = DERIVATIVE(d_da); \
+                (void)DERIVATIVE(d_db); /* a failure of the number's own is the node's */ \
+                x = out; \
+                break; \
+            } \
+            case FG_MICRO_CODE(FG_##name, FG_MICRO_NUMBER_LEFT): { \
+                double a = m->c, b = x, c = 0.0, out = FORWARD(forward); \
+                (void)c; \
+                (void)DERIVATIVE(d_da); \
+                *d = DERIVATIVE(d_db); \
+                x = out; \
+                break; \
+            }
+#include "ops.def"
+            default:
+                break;
+            }
+        }
         v[s->out] = x;
     }
     state->pending = derivative_st != FG_OK;
-    return FG_OK;
+    return forward_st;
 }
+
+#undef FORWARD
+#undef DERIVATIVE
 
 /* Terms s->b..s->count of an NARY node whose grad is g, last first (ops.h's rule), with the op
  * a constant in one loop per NARY row of ops.def. */
@@ -105,7 +137,7 @@ static inline void nary_backward(const fg_program *P, const fg_step *s, const do
 {
     const uint32_t *args = P->args + s->a;
     uint32_t k = s->count + 1;
-    switch ((fg_op)s->op) {
+    switch ((fg_op)s->code) {
 #define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
     case FG_##name: \
         while (k-- > s->b) { \
@@ -120,18 +152,72 @@ static inline void nary_backward(const fg_program *P, const fg_step *s, const do
     }
 }
 
+/* The grad of a tail's first node, from the grad g of its last: each node of a tail has one
+ * consumer, so its grad is 0.0 plus one contribution. d holds the tail's derivatives. */
+static inline double tail_backward(const double *d, uint8_t tail, double g)
+{
+    while (tail-- > 0)
+        g = 0.0 + d[tail] * g;
+    return g;
+}
+
 void fg_replay_backward(const fg_program *P, const fg_row_state *state, size_t leaf_count,
                         double *grad)
 {
     const double *v = state->value, *d = state->deriv + P->derivs;
-    const fg_micro *m = P->micro + P->micro_length;
     const fg_step *s = P->steps + P->length;
+    fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
     memset(grad + leaf_count, 0, (P->slots + 1 - leaf_count) * sizeof(double));
     grad[P->root] = 1.0;
     while (s-- > P->steps) {
         double g;
-        uint16_t t;
-        if (s->kind == FG_STEP_DIVS) {
+        switch (s->back) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+        case FG_BACK_##name: { \
+            double a = v[s->a], b = 0.0, c = P->numbers[s->terms], out = v[s->out]; \
+            (void)a; (void)b; (void)c; (void)out; \
+            grad[s->a] += (d_da) * grad[s->out]; \
+            break; \
+        }
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+        case FG_BACK_##name: { \
+            double a = v[s->a], b = v[s->b], c = 0.0, out = v[s->out], da = (d_da), db = (d_db); \
+            (void)a; (void)b; (void)c; (void)out; \
+            g = grad[s->out]; \
+            grad[s->a] += da * g; \
+            grad[s->b] += db * g; \
+            break; \
+        }
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+        case FG_BACK_##name: \
+            nary_backward(P, s, v, grad, grad[s->out]); \
+            break; \
+        case FG_BACK_TAILED_##name: \
+            d -= s->tail; \
+            nary_backward(P, s, v, grad, tail_backward(d, s->tail, grad[s->out])); \
+            break;
+#include "ops.def"
+        case FG_BACK_UNARY_STORED:
+            d -= 1;
+            grad[s->a] += d[0] * grad[s->out];
+            break;
+        case FG_BACK_UNARY_TAILED:
+            d -= 1 + s->tail;
+            grad[s->a] += d[0] * tail_backward(d + 1, s->tail, grad[s->out]);
+            break;
+        case FG_BACK_BINARY_STORED:
+            d -= 2;
+            g = grad[s->out];
+            grad[s->a] += d[0] * g;
+            grad[s->b] += d[1] * g;
+            break;
+        case FG_BACK_BINARY_TAILED:
+            d -= 2 + s->tail;
+            g = tail_backward(d + 2, s->tail, grad[s->out]);
+            grad[s->a] += d[0] * g;
+            grad[s->b] += d[1] * g;
+            break;
+        default: {  /* a group of divisions: the denominator's grad gathered in a register */
             const uint32_t *numerators = P->args + s->terms;
             double inv, gb = grad[s->b];
             uint32_t j = s->count;
@@ -143,25 +229,8 @@ void fg_replay_backward(const fg_program *P, const fg_row_state *state, size_t l
                 gb += d[1 + j] * go;
             }
             grad[s->b] = gb;
-            continue;
         }
-        g = grad[s->out];
-        d -= s->tail;
-        m -= s->tail;
-        for (t = s->tail; t-- > 0;)
-            g = 0.0 + d[t] * g;     /* a node of the tail: its grad from 0, one contribution */
-        switch (s->kind) {
-        case FG_STEP_UNARY:
-            d -= 1;
-            grad[s->a] += d[0] * g;
-            break;
-        case FG_STEP_BINARY:
-            d -= 2;
-            grad[s->a] += d[0] * g;
-            grad[s->b] += d[1] * g;
-            break;
-        default:
-            nary_backward(P, s, v, grad, g);
         }
     }
+    (void)st;
 }

@@ -309,14 +309,15 @@ static uint32_t tail_op_on(const scheduler *S, uint32_t slot)
 static void form_tails(scheduler *S)
 {
     fg_tape *T = S->T;
-    uint32_t e, next, at;
+    uint32_t e, next, at, length;
     for (e = 0; e < T->length; e++) {
         const fg_instr *ins = &T->code[e];
         if (S->gone[e] || S->grouped[e])
             continue;
         if (ins->kind == FG_KIND_NARY && !(S->first[e] == 0 && ins->u.run.last + 1 == ins->u.run.terms))
             continue;   /* a node split over entries keeps its grad in a slot */
-        for (at = e; (next = tail_op_on(S, T->code[at].out)) != NONE; at = next) {
+        for (at = e, length = 0; length < 255 && (next = tail_op_on(S, T->code[at].out)) != NONE;
+             at = next, length++) {
             S->tail_next[at] = next;
             S->gone[next] = 1;
         }
@@ -343,7 +344,7 @@ static fg_status reserve(void **items, size_t *capacity, size_t need, size_t siz
 typedef struct layout {
     uint32_t *slot;                 /* plain slot -> step slot, or NONE */
     uint32_t next;                  /* the next result slot */
-    size_t steps_capacity, args_capacity, micro_capacity;
+    size_t steps_capacity, args_capacity, micro_capacity, numbers_capacity;
     uint32_t *nary_args;            /* plain slot of an NARY node -> its operand list, or NONE */
 } layout;
 
@@ -357,6 +358,7 @@ static fg_micro micro_of(const fg_instr *ins, uint32_t from, const fg_tape *T)
         m.form = ins->a == from ? FG_MICRO_NUMBER_RIGHT : FG_MICRO_NUMBER_LEFT;
         m.c = T->nodes[ins->a == from ? ins->b : ins->a]->data;
     }
+    m.code = (uint16_t)FG_MICRO_CODE(m.op, m.form);
     return m;
 }
 
@@ -405,6 +407,37 @@ static uint32_t number_constants(scheduler *S, layout *L)
     return next;
 }
 
+/* The case of replay.c's backward that runs this step. */
+static uint8_t back_case(const fg_step *s)
+{
+    int tailed = (s->kind & FG_STEP_TAILED) != 0, stored = (s->kind & FG_STEP_STORED) != 0;
+    switch (FG_STEP_KIND(s)) {
+    case FG_STEP_UNARY:
+        if (stored)
+            return tailed ? FG_BACK_UNARY_TAILED : FG_BACK_UNARY_STORED;
+        break;
+    case FG_STEP_BINARY:
+        if (stored)
+            return tailed ? FG_BACK_BINARY_TAILED : FG_BACK_BINARY_STORED;
+        break;
+    case FG_STEP_DIVS:
+        return FG_BACK_DIVS;
+    default:
+        break;
+    }
+    switch ((fg_op)s->code) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+    case FG_##name: return FG_BACK_##name;
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    case FG_##name: return FG_BACK_##name;
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+    case FG_##name: return tailed ? FG_BACK_TAILED_##name : FG_BACK_##name;
+#include "ops.def"
+    default:
+        return FG_BACK_DIVS;
+    }
+}
+
 /* Emits the step program in the order of the entries that remain. */
 static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
 {
@@ -413,6 +446,9 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
     fg_status st;
     P->constant_end = number_constants(S, L);
     L->next = (uint32_t)P->constant_end;
+    if ((st = reserve((void **)&P->numbers, &L->numbers_capacity, 1, sizeof(double))) != FG_OK)
+        return st;
+    P->numbers[P->numbers_length++] = 0.0;      /* what the other unary heads read as c */
     P->constants = (double *)malloc((P->constant_end - T->leaf_count + 1) * sizeof(double));
     if (P->constants == NULL)
         return FG_NO_MEMORY;
@@ -426,7 +462,7 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
         if (S->gone[e])
             continue;
         memset(&step, 0, sizeof step);
-        step.op = ins->op;
+        step.code = ins->op;
         if (ins->kind == FG_KIND_NARY) {
             step.kind = FG_STEP_NARY;
             step.b = S->first[e];
@@ -441,6 +477,7 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
             step.a = L->nary_args[ins->out];
         } else if (S->grouped[e]) {
             step.kind = FG_STEP_DIVS;
+            step.code = FG_DIVS_CODE;
             step.b = L->slot[ins->b];
             for (m = e; m != NONE; m = S->group_next[m])
                 step.count++;
@@ -453,7 +490,13 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
             step.kind = ins->kind == FG_KIND_UNARY ? FG_STEP_UNARY : FG_STEP_BINARY;
             step.a = L->slot[ins->a];
             step.b = ins->kind == FG_KIND_BINARY ? L->slot[ins->b] : (uint32_t)0;
-            step.c = ins->op == FG_POWC ? ins->u.c : 0.0;
+            if (ins->op == FG_POWC) {
+                if ((st = reserve((void **)&P->numbers, &L->numbers_capacity,
+                                  P->numbers_length + 1, sizeof(double))) != FG_OK)
+                    return st;
+                step.terms = (uint32_t)P->numbers_length;
+                P->numbers[P->numbers_length++] = ins->u.c;
+            }
         }
         for (at = e; S->tail_next[at] != NONE; at = S->tail_next[at]) {
             if ((st = reserve((void **)&P->micro, &L->micro_capacity, P->micro_length + 1,
@@ -462,7 +505,12 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
             P->micro[P->micro_length++] = micro_of(&T->code[S->tail_next[at]], T->code[at].out, T);
             tail++;
         }
-        step.tail = (uint16_t)tail;
+        step.tail = (uint8_t)tail;
+        if (tail > 0)
+            step.kind |= FG_STEP_TAILED;
+        if ((step.kind & 3) <= FG_STEP_BINARY && (tail > 0 || fg_derivative_may_fail((fg_op)step.code)))
+            step.kind |= FG_STEP_STORED;
+        step.back = back_case(&step);
         if (step.kind == FG_STEP_DIVS) {
             step.out = L->next;
             for (m = e; m != NONE; m = S->group_next[m])
@@ -473,9 +521,10 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
         } else {
             step.out = NONE;        /* the slot its node's last run makes, set below */
         }
-        P->derivs += (size_t)tail + (step.kind == FG_STEP_UNARY ? 1u
-                                     : step.kind == FG_STEP_BINARY ? 2u
-                                     : step.kind == FG_STEP_DIVS ? 1u + step.count : 0u);
+        P->derivs += (size_t)tail + (!(step.kind & FG_STEP_STORED) ? 0u
+                                     : (step.kind & 3) == FG_STEP_UNARY ? 1u
+                                     : (step.kind & 3) == FG_STEP_BINARY ? 2u : 0u)
+                     + ((step.kind & 3) == FG_STEP_DIVS ? 1u + step.count : 0u);
         if ((st = push_step(P, L, &step)) != FG_OK)
             return st;
     }
@@ -493,11 +542,11 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
             return FG_NO_MEMORY;
         for (i = 0; i < P->length; i++) {   /* operand list -> the slot of its node */
             const fg_step *step = &P->steps[i];
-            if (step->kind == FG_STEP_NARY && step->count + 1 == step->terms)
+            if ((step->kind & 3) == FG_STEP_NARY && step->count + 1 == step->terms)
                 made[step->a] = step->out;
         }
         for (i = 0; i < P->length; i++)
-            if (P->steps[i].kind == FG_STEP_NARY && P->steps[i].out == NONE)
+            if ((P->steps[i].kind & 3) == FG_STEP_NARY && P->steps[i].out == NONE)
                 P->steps[i].out = made[P->steps[i].a];
         free(made);
     }
@@ -512,6 +561,7 @@ void fg_program_free(fg_program *P)
     free(P->args);
     free(P->micro);
     free(P->constants);
+    free(P->numbers);
     free(P->uses);
     memset(P, 0, sizeof *P);
 }

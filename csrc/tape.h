@@ -57,7 +57,28 @@ enum {
     FG_STEP_BINARY,                 /* op(a, b) */
     FG_STEP_NARY,                   /* terms first..last of an n-ary node (all of them, once
                                      * gathered); its value is made by the step with the last */
-    FG_STEP_DIVS                    /* count divisions by the denominator b */
+    FG_STEP_DIVS,                   /* count divisions by the denominator b */
+    FG_STEP_TAILED = 4,             /* added to the kind of a step that has a tail */
+    FG_STEP_STORED = 8              /* added to the kind of a unary or binary step whose head's
+                                     * derivatives forward stores: those that can fail (they
+                                     * must be checked as forward runs) and a tailed head's (its
+                                     * result is in no slot); the others are taken again from
+                                     * the operands and the result, as eager backward does */
+};
+#define FG_STEP_KIND(s) ((s)->kind & 3)
+
+/* What replay.c's backward switches on: a stored derivatives' case by kind, or an op's own
+ * case for a head whose derivatives it computes again. */
+enum {
+#define FG_UNARY(name, symbol, forward, d_da) FG_BACK_##name,
+#define FG_BINARY(name, symbol, forward, d_da, d_db) FG_BACK_##name,
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) FG_BACK_##name, FG_BACK_TAILED_##name,
+#include "ops.def"
+    FG_BACK_UNARY_STORED,
+    FG_BACK_UNARY_TAILED,
+    FG_BACK_BINARY_STORED,
+    FG_BACK_BINARY_TAILED,
+    FG_BACK_DIVS
 };
 
 /* How a tail op takes its operand: alone, or with a number on its right or left. */
@@ -66,21 +87,31 @@ enum { FG_MICRO_UNARY, FG_MICRO_NUMBER_RIGHT, FG_MICRO_NUMBER_LEFT };
 typedef struct fg_micro {
     uint8_t op;                     /* a unary or binary fg_op */
     uint8_t form;                   /* FG_MICRO_* */
+    uint16_t code;                  /* FG_MICRO_CODE(op, form): what replay.c switches on */
     double c;                       /* POWC's exponent, or the number operand */
 } fg_micro;
 
+#define FG_MICRO_CODE(op, form) ((op) * 3 + (form))
+
+/* A step's code, what the executors switch on: the head's op, or FG_DIVS_CODE for a group. */
+#define FG_DIVS_CODE FG_OP_COUNT
+
+/* The op of a step's head (a group's is DIV). */
+#define FG_STEP_OP(s) ((fg_op)((s)->code == FG_DIVS_CODE ? FG_DIV : (s)->code))
+
 typedef struct fg_step {
-    uint8_t kind;                   /* FG_STEP_* */
-    uint8_t op;                     /* the head's op */
-    uint16_t tail;                  /* tail ops, the next ones of fg_program.micro */
+    uint8_t code;                   /* the head's op, or FG_DIVS_CODE */
+    uint8_t kind;                   /* FG_STEP_*, and FG_STEP_TAILED, FG_STEP_STORED */
+    uint8_t back;                   /* FG_BACK_*: backward's case */
+    uint8_t tail;                   /* tail ops, the next ones of fg_program.micro */
     uint32_t out;                   /* the slot of the step's result, after its tail; DIVS:
                                      * the first of count consecutive slots */
     uint32_t a, b;                  /* operand slots; NARY: a indexes fg_program.args (the
                                      * operand slots, start first), b is the first term run */
     uint32_t count;                 /* NARY: the last term run; DIVS: divisions */
     uint32_t terms;                 /* NARY: the node's terms; DIVS: offset of the numerator
-                                     * slots in fg_program.args */
-    double c;                       /* POWC's exponent */
+                                     * slots in fg_program.args; POWC: its exponent's index in
+                                     * fg_program.numbers */
 } fg_step;
 
 /* The step program over compact slots: the leaves in the tape's leaf order, then the
@@ -95,6 +126,8 @@ typedef struct fg_program {
     size_t slots;                   /* leaves, constants and results; the sink is slot `slots` */
     size_t constant_end;            /* constants in [leaf_count, constant_end) */
     double *constants;              /* their values, constant_end - leaf_count of them */
+    double *numbers;                /* POWC heads' exponents; numbers[0] is 0.0 */
+    size_t numbers_length;
     size_t derivs;                  /* doubles of local derivatives a forward stores */
     uint32_t root;                  /* the root's slot */
     uint32_t *uses;                 /* slot -> how many operand places read it (the root one
