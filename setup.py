@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/optim.c", "csrc/tape.c",
-             "csrc/plain.c", "csrc/schedule.c", "csrc/replay.c", "csrc/rows.c"]
+             "csrc/plain.c", "csrc/schedule.c", "csrc/replay.c", "csrc/rows.c", "csrc/threads.c"]
 
 STRICT_FLOAT_FLAGS = {
     "msvc": ["/fp:precise"],
@@ -26,8 +26,9 @@ class StrictFloatBuildExt(build_ext):
             extension.extra_compile_args = [*flags, *extension.extra_compile_args]
             if compiler != "msvc":
                 # libm by name, so that exp and log bind to the versions Python's math module
-                # uses (on glibc, 2.29's, without the legacy errno wrapper): the same bits
-                extension.libraries = [*extension.libraries, "m"]
+                # uses (on glibc, 2.29's, without the legacy errno wrapper): the same bits;
+                # POSIX threads for run()'s workers (csrc/threads.c; Win32 threads on Windows)
+                extension.libraries = [*extension.libraries, "m", "pthread"]
         super().build_extensions()
 
 
@@ -36,7 +37,8 @@ extensions = [
         "fastgrad._core",
         sources=["fastgrad/_core.pyx", *C_SOURCES],
         include_dirs=["csrc"],
-        depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h", "csrc/tape.h"],
+        depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h", "csrc/tape.h",
+                 "csrc/threads.h"],
     )
 ]
 

@@ -192,6 +192,7 @@ void fg_tape_store_grads(fg_tape *T);               /* the leaves' and the root'
 fg_node *fg_tape_failed_node(const fg_tape *T);     /* NULL for FG_NO_MEMORY */
 const double *fg_tape_failed_operands(const fg_tape *T); /* its operands' values */
 size_t fg_tape_failed_row(const fg_tape *T);        /* run(): the row that failed */
+int fg_tape_failed_in_backward(const fg_tape *T);   /* a local derivative failed, not a rule */
 
 /* run(): the tape replayed once per row of X (and Y), the given leaves (by leaf number)
  * taking each row's values. Each row's forward and backward are those of fg_tape_forward and

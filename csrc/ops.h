@@ -369,24 +369,38 @@ static inline uint32_t fg_stride(fg_op op)
  * + (and * for stride 2) that the node replaces does between its partial sums s_k and
  * s_k+1. The chain's last partial sum is the node itself; every earlier one, and every
  * product term, is a fresh node whose grad starts at 0.0 and receives one addition, so it
- * holds 0.0 + g. v0, v1 are the term's operands' data, g0, g1 their grads; start_grad is
- * the start's grad, added to by term 0 (s_1 = start + term 0) before the term's operands. */
+ * holds 0.0 + g. v0, v1 are the term's operands' data. The amounts it adds: to the start's
+ * grad (term 0 only: s_1 = start + term 0), then to v0's and v1's. */
+static inline void fg_nary_term_amounts(fg_op op, uint32_t k, uint32_t terms, double g,
+                                        double v0, double v1, double *to_start, double *to_v0,
+                                        double *to_v1)
+{
+    double sum_grad = k + 1 == terms ? g : 0.0 + g;   /* the grad of s_k+1 */
+    double d_dv0, d_dv1;
+    *to_start = 1.0 * sum_grad;
+    fg_term_derivatives(op, v0, v1, &d_dv0, &d_dv1);
+    if (fg_stride(op) == 1) {
+        *to_v0 = d_dv0 * (1.0 * sum_grad);
+        *to_v1 = 0.0;
+    } else {
+        double term_grad = 0.0 + 1.0 * sum_grad;      /* the fresh product node's grad */
+        *to_v0 = d_dv0 * term_grad;
+        *to_v1 = d_dv1 * term_grad;
+    }
+}
+
+/* The same term's backward, added in that order into the grads given. */
 static inline void fg_nary_term_backward(fg_op op, uint32_t k, uint32_t terms, double g,
                                          double v0, double v1, double *start_grad,
                                          double *g0, double *g1)
 {
-    double sum_grad = k + 1 == terms ? g : 0.0 + g;   /* the grad of s_k+1 */
-    double d_dv0, d_dv1;
+    double to_start, to_v0, to_v1;
+    fg_nary_term_amounts(op, k, terms, g, v0, v1, &to_start, &to_v0, &to_v1);
     if (k == 0)
-        *start_grad += 1.0 * sum_grad;
-    fg_term_derivatives(op, v0, v1, &d_dv0, &d_dv1);
-    if (fg_stride(op) == 1) {
-        *g0 += d_dv0 * (1.0 * sum_grad);
-    } else {
-        double term_grad = 0.0 + 1.0 * sum_grad;      /* the fresh product node's grad */
-        *g0 += d_dv0 * term_grad;
-        *g1 += d_dv1 * term_grad;
-    }
+        *start_grad += to_start;
+    *g0 += to_v0;
+    if (fg_stride(op) > 1)
+        *g1 += to_v1;
 }
 
 #endif /* FASTGRAD_OPS_H */

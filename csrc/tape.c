@@ -338,8 +338,10 @@ static fg_status name_failure(fg_tape *T, const double *leaves, int in_backward)
     if (st != FG_OK)
         return st;
     st = fg_plain_forward(T, leaves);
+    T->failed_in_backward = 0;
     if (st == FG_OK && in_backward) {
         T->failed = T->plain->pending;
+        T->failed_in_backward = 1;
         st = T->failed.status;
     }
     return st == FG_OK ? FG_BAD_ARGUMENT : st;  /* (the two programs disagreeing: a bug) */
@@ -431,6 +433,11 @@ const double *fg_tape_failed_operands(const fg_tape *T)
 size_t fg_tape_failed_row(const fg_tape *T)
 {
     return T->failed_row;
+}
+
+int fg_tape_failed_in_backward(const fg_tape *T)
+{
+    return T->failed_in_backward;
 }
 
 /* ---- sync ---- */

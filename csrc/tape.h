@@ -181,6 +181,7 @@ struct fg_tape {
     /* the last failure */
     fg_failure failed;
     size_t failed_row;
+    int failed_in_backward;         /* the failure was a local derivative's */
 };
 
 /* schedule.c: compiles the plain program into T->program (fuse = 0: one step per entry). */

@@ -82,6 +82,7 @@ cdef extern from "fastgrad.h" nogil:
     fg_node *fg_tape_failed_node(const fg_tape *T)
     const double *fg_tape_failed_operands(const fg_tape *T)
     size_t fg_tape_failed_row(const fg_tape *T)
+    int fg_tape_failed_in_backward(const fg_tape *T)
     void fg_tape_load_run(fg_tape *T)
     fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
     void fg_tape_store_run(fg_tape *T, const fg_run *job)

@@ -12,7 +12,7 @@ provides the reflected __radd__ etc. for a type with these slots.
 """
 
 cimport cython
-from cpython.exc cimport PyErr_CheckSignals, PyErr_Fetch, PyErr_Restore
+from cpython.exc cimport PyErr_Fetch, PyErr_Restore
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -651,10 +651,16 @@ cdef int _raise_tape(fg_status status, fg_tape *tape, bint in_backward, object r
     raise error if row is None else with_row(error, row)
 
 
+cdef extern from "Python.h":
+    # declared without Cython's `except -1`: the exception a signal handler raised (Ctrl-C's
+    # KeyboardInterrupt) stays set for run() to raise once the C work has stopped
+    int _signal_handler_raised "PyErr_CheckSignals" ()
+
+
 cdef int _check_signals(void *context) noexcept nogil:
-    """Between a run's blocks: whether a signal handler raised (Ctrl-C), the GIL taken."""
+    """Between a run's blocks: whether a signal handler raised, the GIL taken."""
     with gil:
-        return PyErr_CheckSignals() != 0
+        return _signal_handler_raised() != 0
 
 
 cdef class Tape:
@@ -829,7 +835,8 @@ cdef class Tape:
             with nogil:
                 status = fg_tape_compute_run(tape, &job)
             if status != FG_OK:
-                _raise_tape(status, tape, False, fg_tape_failed_row(tape))
+                _raise_tape(status, tape, fg_tape_failed_in_backward(tape),
+                            fg_tape_failed_row(tape))
             fg_tape_store_run(tape, &job)
         finally:
             PyMem_Free(numbers)

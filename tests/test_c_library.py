@@ -13,7 +13,7 @@ import pytest
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c", "optim.c", "tape.c", "plain.c",
-           "schedule.c", "replay.c", "rows.c"]
+           "schedule.c", "replay.c", "rows.c", "threads.c"]
 COMPILER = os.environ.get("CC") or next(
     filter(None, (shutil.which(name) for name in ("cc", "gcc", "clang"))), None
 )
@@ -29,7 +29,8 @@ pytestmark = [
 
 def build_and_run(tmp_path: Path, flags: list[str], chain: int) -> str:
     binary = tmp_path / "test_fastgrad"
-    build = subprocess.run([COMPILER, *STRICT, *flags, "-o", str(binary), *SOURCES, "-lm"],
+    build = subprocess.run([COMPILER, *STRICT, *flags, "-o", str(binary), *SOURCES, "-lm",
+                            "-lpthread"],
                            cwd=CSRC, capture_output=True, text=True)  # fmt: skip
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(binary), str(chain)], capture_output=True, text=True, timeout=600)
@@ -45,3 +46,11 @@ def test_c_library_under_sanitizers(tmp_path: Path) -> None:
     flags = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
              "-fno-sanitize-recover=all"]  # fmt: skip
     assert "all C checks passed" in build_and_run(tmp_path, flags, chain=10**6)
+
+
+def test_c_library_threads_under_thread_sanitizer(tmp_path: Path) -> None:
+    """run()'s worker threads (test_run_threads, threads 1 to 4) under ThreadSanitizer: any data
+    race between the blocks of phase 1 and the leaf sums of phase 2 stops the run."""
+    flags = ["-O1", "-g", "-fsanitize=thread"]
+    out = build_and_run(tmp_path, flags, chain=10**4)
+    assert "all C checks passed" in out and "ThreadSanitizer" not in out

@@ -512,6 +512,105 @@ static void test_opaque(void)
     fg_decref(A, x);
 }
 
+/* A two-layer network of dots for one row, its inputs fed by run(). */
+static fg_node *network(fg_node **inputs, size_t count, fg_node **params, size_t *made)
+{
+    fg_node *hidden[6], *args[64], *start, *t, *root;
+    size_t h, i, p = 0;
+    for (h = 0; h < 6; h++) {
+        fg_new_constant(A, 0.0, &start);
+        args[0] = params[p++];
+        for (i = 0; i < count; i++) {
+            args[1 + 2 * i] = params[p++];
+            args[2 + 2 * i] = inputs[i];
+        }
+        CHECK(fg_new_nary(A, FG_DOT, args, (uint32_t)(1 + 2 * count), &t) == FG_OK);
+        fg_decref(A, start);
+        CHECK(fg_new_unary(A, h % 2 ? FG_TANH : FG_RELU, t, &hidden[h]) == FG_OK);
+        fg_decref(A, t);
+    }
+    args[0] = params[p++];
+    for (h = 0; h < 6; h++) {
+        args[1 + 2 * h] = params[p++];
+        args[2 + 2 * h] = hidden[h];
+    }
+    CHECK(fg_new_nary(A, FG_DOT, args, 13, &t) == FG_OK);
+    for (h = 0; h < 6; h++)
+        fg_decref(A, hidden[h]);
+    /* a parameter used twice, so that some row grads gather in lanes */
+    CHECK(fg_new_binary(A, FG_MUL, t, params[0], &root) == FG_OK);
+    fg_decref(A, t);
+    *made = p;
+    return root;
+}
+
+/* run(): any number of threads gives the bits of one, which are the row-by-row definition. */
+static void test_run_threads(void)
+{
+    enum { IN = 5, ROWS = 203 };
+    fg_node *inputs[IN], *params[64], *root, *failed = NULL;
+    static double X[ROWS * IN], out[4][ROWS], grads[4][64];
+    size_t fed[IN], i, made, row = 0;
+    unsigned threads;
+    fg_tape *T = NULL;
+    fg_run job;
+    for (i = 0; i < IN; i++)
+        CHECK(fg_new_leaf(A, 0.0, &inputs[i]) == FG_OK);
+    for (i = 0; i < 64; i++)
+        CHECK(fg_new_leaf(A, sin(1.0 + (double)i), &params[i]) == FG_OK);
+    root = network(inputs, IN, params, &made);
+    for (i = 0; i < ROWS * IN; i++)
+        X[i] = cos((double)i * 0.37);
+    CHECK(fg_tape_new(A, root, &T) == FG_OK);
+    for (i = 0; i < IN; i++)
+        fed[i] = (size_t)fg_tape_leaf_index(T, inputs[i]);
+    memset(&job, 0, sizeof job);
+    job.rows = ROWS;
+    job.inputs = fed;
+    job.input_count = IN;
+    job.X = X;
+    for (threads = 1; threads <= 4; threads++) {
+        for (i = 0; i < made; i++)
+            params[i]->grad = 0.5;
+        job.out = out[threads - 1];
+        job.threads = threads;
+        CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK);
+        for (i = 0; i < made; i++)
+            grads[threads - 1][i] = params[i]->grad;
+        if (threads > 1) {
+            CHECK(memcmp(out[threads - 1], out[0], sizeof out[0]) == 0);
+            CHECK(memcmp(grads[threads - 1], grads[0], made * sizeof(double)) == 0);
+        }
+    }
+    /* the definition, one row at a time: row grads from -0.0, added in row order */
+    for (i = 0; i < made; i++)
+        params[i]->grad = 0.5;
+    {
+        double totals[64];
+        size_t r, j;
+        for (i = 0; i < made; i++)
+            totals[i] = 0.5;
+        for (r = 0; r < ROWS; r++) {
+            for (j = 0; j < IN; j++)
+                inputs[j]->data = X[r * IN + j];
+            for (i = 0; i < made; i++)
+                params[i]->grad = -0.0;
+            CHECK(fg_tape_forward(T, &failed) == FG_OK && fg_tape_backward(T, &failed) == FG_OK);
+            CHECK(same_bits(root->data, out[0][r]));
+            for (i = 0; i < made; i++)
+                totals[i] = totals[i] + params[i]->grad;
+        }
+        for (i = 0; i < made; i++)
+            CHECK(same_bits(totals[i], grads[0][i]));
+    }
+    fg_tape_free(T);
+    fg_decref(A, root);
+    for (i = 0; i < IN; i++)
+        fg_decref(A, inputs[i]);
+    for (i = 0; i < 64; i++)
+        fg_decref(A, params[i]);
+}
+
 int main(int argc, char **argv)
 {
     long chain = argc > 1 ? atol(argv[1]) : 1000000;
@@ -528,6 +627,7 @@ int main(int argc, char **argv)
     test_fallible_derivatives();
     test_sgd();
     test_tape();
+    test_run_threads();
     test_rebuilt_node();
     test_long_chain(chain);
     CHECK(fg_arena_live(A) == 0);

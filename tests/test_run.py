@@ -1,0 +1,344 @@
+"""Tape.run over rows (SPEC section 6), on both implementations: each row's forward and
+backward are those of forward(); backward() at that row, its leaf gradients computed from zero,
+added to the leaves' grads one row at a time in row order. So the bits depend neither on the
+thread count nor on how the C engine cuts the rows into blocks; a failing row raises naming the
+row and changes nothing; bad arguments raise before any work; the GIL is released."""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from programs import ARITHMETIC, Program, apply, bits, edge_floats, programs
+
+import fastgrad
+import fastgrad._core
+from fastgrad import nn
+
+run_programs = programs(sets=False, max_steps=40)
+
+
+def build(impl: types.ModuleType, program: Program, leaves: list[float]) -> tuple[Any, list[Any]]:
+    """The program's graph over these leaf values, rooted at the sum of every value in it."""
+    pool = [impl.Value(x) for x in leaves]
+    for step in program.steps:
+        value = apply(impl, pool, step)
+        if value is not None:
+            pool.append(value)
+    return impl.sum(pool), pool[: len(leaves)]
+
+
+def definition(impl: types.ModuleType, program: Program, fed: list[int], X: np.ndarray,
+               before: list[float]) -> tuple[Any, ...]:  # fmt: skip
+    """run's result by its definition, computed eagerly: a fresh graph per row, its leaves'
+    grads from -0.0, added to the leaves' totals row after row. ("failed", row, error) for the
+    first row that raises, forward or backward."""
+    totals, out = list(before), []
+    for row, xs in enumerate(X.tolist()):
+        leaves = list(program.leaves)
+        for i, x in zip(fed, xs):
+            leaves[i] = x
+        try:
+            root, values = build(impl, program, leaves)
+            for v in values:
+                v.grad = -0.0
+            root.backward()
+        except ARITHMETIC as e:
+            return ("failed", row, type(e), str(e))
+        out.append(bits(root.data))
+        totals = [total + v.grad for total, v in zip(totals, values)]
+    return ("ok", out, [bits(t) for t in totals])
+
+
+def outcome(tape: Any, inputs: list[Any], X: np.ndarray, threads: int) -> tuple[Any, ...]:
+    try:
+        out = tape.run(inputs, X, threads=threads)
+    except ARITHMETIC as e:
+        return ("failed", type(e), str(e))
+    return ("ok", [bits(x) for x in out.tolist()])
+
+
+@settings(max_examples=150)
+@given(run_programs, st.data())
+def test_run_follows_its_definition(impl: types.ModuleType, program: Program,
+                                    data: st.DataObject) -> None:  # fmt: skip
+    try:
+        root, leaves = build(impl, program, program.leaves)
+    except ARITHMETIC:
+        return  # nothing to record
+    tape = impl.Tape(root)
+    held = [i for i, v in enumerate(leaves) if any(v is w for w in tape.leaves)]
+    if not held:
+        return
+    fed = data.draw(st.lists(st.sampled_from(held), min_size=1, max_size=len(held), unique=True))
+    rows = data.draw(st.integers(0, 20))
+    X = np.array(data.draw(st.lists(st.lists(edge_floats, min_size=len(fed), max_size=len(fed)),
+                                    min_size=rows, max_size=rows)), dtype=float).reshape(rows, len(fed))  # fmt: skip
+    before = data.draw(st.lists(st.sampled_from([0.0, -0.0, 0.5, -1e17]), min_size=len(leaves),
+                                max_size=len(leaves)))  # fmt: skip
+    expected = definition(impl, program, fed, X, before)
+    for threads in ([1, 2, 3] if impl is fastgrad._core else [1]):
+        for leaf, grad in zip(leaves, before):
+            leaf.grad = grad
+        state = [(bits(v.data), bits(v.grad)) for v in leaves] + [bits(root.data)]
+        got = outcome(tape, [leaves[i] for i in fed], X, threads)
+        if expected[0] == "failed":
+            _, row, kind, message = expected
+            assert got == ("failed", kind, f"row {row}: {message}")
+            assert [(bits(v.data), bits(v.grad)) for v in leaves] + [bits(root.data)] == state
+        else:
+            assert got == ("ok", expected[1])
+            held_grads = [bits(v.grad) for i, v in enumerate(leaves) if i in held]
+            assert held_grads == [g for i, g in enumerate(expected[2]) if i in held]
+            if rows:
+                assert [bits(leaves[i].data) for i in fed] == [bits(x) for x in X[-1].tolist()]
+
+
+def per_sample_classifier(impl: types.ModuleType, inputs: int, hidden: int, classes: int,
+                          seed: int = 0) -> tuple[Any, Any, list[Any], Any]:  # fmt: skip
+    """An MLP with softmax cross-entropy for one sample: the input leaves, the target's one-hot
+    leaves (so the loss is a dot of them with the log-probabilities)."""
+    random.seed(seed)
+    model = nn.MLP(inputs, [hidden, classes], engine=impl)
+    xs = [impl.Value(0.0) for _ in range(inputs)]
+    onehot = [impl.Value(0.0) for _ in range(classes)]
+    logits = model(xs)
+    lse = fastgrad.functional.logsumexp(logits)
+    loss = lse - impl.dot(onehot, logits)
+    return impl.Tape(loss), model, xs, onehot
+
+
+def classifier_data(rows: int, inputs: int, classes: int, seed: int = 1) -> tuple[Any, Any]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, inputs))
+    y = np.eye(classes)[rng.integers(0, classes, size=rows)]
+    return X, y
+
+
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 63, 64, 65, 131])
+def test_threads_and_blocks_give_the_same_bits(rows: int) -> None:
+    impl = fastgrad._core
+    X, y = classifier_data(rows, 12, 4)
+    results = []
+    for threads in (1, 2, 3, 5):
+        tape, model, xs, onehot = per_sample_classifier(impl, 12, 9, 4)
+        out = tape.run(xs, X, onehot, y, threads=threads)
+        results.append(([bits(v) for v in out.tolist()],
+                        [bits(p.grad) for p in model.parameters()],
+                        [bits(x.grad) for x in xs + onehot]))  # fmt: skip
+    assert all(r == results[0] for r in results[1:])
+    reference_tape, model, xs, onehot = per_sample_classifier(fastgrad.reference, 12, 9, 4)
+    out = reference_tape.run(xs, X, onehot, y)
+    assert results[0] == ([bits(v) for v in out.tolist()], [bits(p.grad) for p in model.parameters()],
+                          [bits(x.grad) for x in xs + onehot])  # fmt: skip
+
+
+def test_run_equals_the_loop_where_each_leaf_gets_one_contribution(impl: types.ModuleType) -> None:
+    """The parameters of a classifier get one contribution per row: run gives the loop's bits."""
+    X, y = classifier_data(37, 6, 3)
+    tape, model, xs, onehot = per_sample_classifier(impl, 6, 5, 3)
+    for p in model.parameters():
+        p.grad = 0.25
+    out = tape.run(xs, X, onehot, y)
+    run_grads = [bits(p.grad) for p in model.parameters()]
+    tape, model, xs, onehot = per_sample_classifier(impl, 6, 5, 3)
+    for p in model.parameters():
+        p.grad = 0.25
+    loop = []
+    for row, target in zip(X.tolist(), y.tolist()):
+        for v, x in zip(xs + onehot, row + target):
+            v.data = x
+        loop.append(bits(tape.forward()))
+        tape.backward()
+    assert [bits(v) for v in out.tolist()] == loop
+    assert run_grads == [bits(p.grad) for p in model.parameters()]
+
+
+def test_a_failing_row_is_named_and_changes_nothing(impl: types.ModuleType) -> None:
+    x, w = impl.Value(0.5), impl.Value(2.0)
+    root = (x * w).log() * w + (x * 3.0).sqrt()
+    tape = impl.Tape(root)
+    x.grad, w.grad = 0.125, -0.5
+    X = np.full(200, 0.25)
+    X[150] = -1.0   # log(-2.0) forward
+    for threads in ([1, 2] if impl is fastgrad._core else [1]):
+        with pytest.raises(ValueError, match=r"^row 150: log\(-2.0\): math domain error$"):
+            tape.run([x], X, threads=threads)
+        assert (x.data, w.data, x.grad, w.grad) == (0.5, 2.0, 0.125, -0.5)
+    tape2 = impl.Tape((x * 3.0).sqrt() + w)
+    X2 = np.full(50, 1.0)
+    X2[33] = 0.0
+    with pytest.raises(ZeroDivisionError,
+                       match=r"^row 33: in the backward pass of sqrt\(0.0\): float division by zero$"):
+        tape2.run([x], X2)
+    assert (x.data, x.grad, w.grad) == (0.5, 0.125, -0.5)
+    assert tape.forward() == root.data
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [({"threads": 0}, ValueError, "threads must be at least 1, not 0"),
+     ({"threads": -2}, ValueError, "threads must be at least 1"),
+     ({"threads": 1.5}, TypeError, "threads must be an int, not 'float'"),
+     ({"threads": "2"}, TypeError, "threads must be an int, not 'str'"),
+     ({"threads": True}, TypeError, "threads must be an int, not 'bool'"),
+     ({"X": [[1.0, 2.0]]}, ValueError, r"X must have 1 column\(s\), one per leaf"),
+     ({"X": np.ones((2, 1, 1))}, ValueError, r"X must have 1 column\(s\)"),
+     ({"X": np.array([["a"]])}, TypeError, "X must hold real numbers; its dtype is <U1"),
+     ({"X": np.array([[1j]])}, TypeError, "X must hold real numbers; its dtype is complex128"),
+     ({"X": np.array([[object()]])}, TypeError, "its dtype is object"),
+     ({"y": [1.0, 2.0, 3.0]}, ValueError, "X has 2 rows and y 3"),
+     ({"inputs": "w"}, ValueError, "is not a leaf of this tape"),
+     ({"inputs": "h"}, ValueError, "is not a leaf of this tape"),
+     ({"inputs": "twice"}, ValueError, "a leaf is fed twice")],
+)  # fmt: skip
+def test_bad_arguments_raise_before_any_work(impl: types.ModuleType, kwargs: dict[str, Any],
+                                             error: type[Exception], message: str) -> None:  # fmt: skip
+    x, w, t, other = impl.Value(1.0), impl.Value(2.0), impl.Value(3.0), impl.Value(4.0)
+    h = x * w
+    tape = impl.Tape(h * t)
+    x.grad, w.grad, t.grad = 0.5, 0.25, 0.125
+    call: dict[str, Any] = {"inputs": [x], "X": [[1.0], [2.0]], "targets": [t], "y": [1.0, 2.0]}
+    chosen = kwargs.get("inputs")
+    call.update(kwargs)
+    if chosen == "w":
+        call["inputs"] = [other]
+    elif chosen == "h":
+        call["inputs"] = [h]
+    elif chosen == "twice":
+        call["inputs"] = [t]
+    state = [(v.data, v.grad) for v in (x, w, t, h)] + [tape.root.data, tape.root.grad]
+    with pytest.raises(error, match=message):
+        tape.run(call.pop("inputs"), call.pop("X"), call.pop("targets"), call.pop("y"), **call)
+    assert [(v.data, v.grad) for v in (x, w, t, h)] + [tape.root.data, tape.root.grad] == state
+
+
+def mnist_size_tape(rows: int) -> tuple[Any, list[Any], Any, Any, Any]:
+    impl = fastgrad._core
+    tape, model, xs, onehot = per_sample_classifier(impl, 784, 32, 10)
+    X, y = classifier_data(rows, 784, 10)
+    return tape, xs, onehot, X, y
+
+
+def count_while(action: Any) -> tuple[int, float]:
+    """How far a Python thread counts while `action` runs in this one, and how long it took."""
+    counted, stop = [0], threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counted[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    time.sleep(0.02)
+    start, at_start = time.perf_counter(), counted[0]
+    action()
+    seconds, during = time.perf_counter() - start, counted[0] - at_start
+    stop.set()
+    counter.join()
+    return during, seconds
+
+
+def test_run_forward_and_backward_release_the_gil() -> None:
+    """A Python thread keeps counting while replay works: with the GIL held through a call,
+    it could count only between switch intervals. Counting alone gives its rate."""
+    tape, xs, onehot, X, y = mnist_size_tape(200)
+    alone, seconds = count_while(lambda: time.sleep(0.2))
+    rate = alone / seconds
+    during, seconds = count_while(lambda: tape.run(xs, X, onehot, y))
+    assert seconds > 0.02 and during > 0.3 * rate * seconds, (during, rate * seconds)
+    x = fastgrad._core.Value(0.5)
+    y_ = x
+    for _ in range(300_000):
+        y_ = (y_ * 1.0000001).tanh()
+    long_tape = fastgrad._core.Tape(y_)
+    for call in (long_tape.forward, long_tape.backward):
+        during, seconds = count_while(call)
+        assert during > 0.3 * rate * seconds, (call, during, rate * seconds)
+
+
+def test_one_tape_replays_one_call_at_a_time() -> None:
+    tape, xs, onehot, X, y = mnist_size_tape(400)
+    errors: list[Exception] = []
+    worker = threading.Thread(target=lambda: tape.run(xs, X, onehot, y))
+    worker.start()
+    deadline = time.perf_counter() + 5.0
+    while worker.is_alive() and time.perf_counter() < deadline and not errors:
+        try:
+            tape.forward()
+        except RuntimeError as e:
+            errors.append(e)
+    worker.join()
+    assert errors and "replaying in another thread" in str(errors[0])
+    tape.forward()  # free again
+
+
+def test_two_tapes_sharing_parameters_from_two_threads() -> None:
+    """Many concurrent runs of two tapes over the same parameters: no crash, and every run's
+    contribution lands (each tape adds into the grads after it computes, holding the GIL)."""
+    impl = fastgrad._core
+    random.seed(3)
+    model = nn.MLP(8, [16, 3], engine=impl)
+    tapes = []
+    for _ in range(2):
+        xs = [impl.Value(0.0) for _ in range(8)]
+        tapes.append((impl.Tape(impl.sum(model(xs))), xs))
+    X = np.random.default_rng(0).normal(size=(300, 8))
+    rounds = 40
+
+    def replay(tape: Any, xs: list[Any]) -> None:
+        for _ in range(rounds):
+            tape.run(xs, X, threads=2)
+
+    workers = [threading.Thread(target=replay, args=pair) for pair in tapes]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    together = [p.grad for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = 0.0
+    tapes[0][0].run(tapes[0][1], X)
+    once = [p.grad for p in model.parameters()]
+    assert all(math.isfinite(g) for g in together)
+    assert all(math.isclose(g, 2 * rounds * o, rel_tol=1e-9, abs_tol=1e-9)
+               for g, o in zip(together, once))  # fmt: skip
+
+
+def test_ctrl_c_stops_a_run_and_changes_nothing(tmp_path: Any) -> None:
+    script = tmp_path / "interrupted.py"
+    script.write_text(textwrap.dedent("""
+        import sys, numpy as np, fastgrad._core as impl
+        xs = [impl.Value(0.0) for _ in range(400)]
+        ws = [impl.Value(0.001 * i) for i in range(400)]
+        root = impl.sum([impl.dot(ws, xs).tanh() * (k + 1.0) for k in range(64)])
+        tape = impl.Tape(root)
+        X = np.ones((200_000, 400))
+        before = [w.grad for w in ws] + [x.data for x in xs]
+        print("started", flush=True)
+        try:
+            tape.run(xs, X)
+        except KeyboardInterrupt:
+            same = before == [w.grad for w in ws] + [x.data for x in xs]
+            print("KeyboardInterrupt", "unchanged" if same else "CHANGED", flush=True)
+            sys.exit(0)
+        print("finished without interruption", flush=True)
+    """))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    child.send_signal(2)  # SIGINT, as Ctrl-C sends
+    out, _ = child.communicate(timeout=60)
+    assert out.strip() == "KeyboardInterrupt unchanged"
