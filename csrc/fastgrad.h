@@ -221,6 +221,10 @@ void fg_tape_load_run(fg_tape *T);
 fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
 void fg_tape_store_run(fg_tape *T, const fg_run *job);   /* grads, fed leaves' data, root */
 
+/* Whether run() may use its AVX2 copy where the CPU has AVX2 (the default): the bits are the
+ * same either way; tests compare the two. Returns whether it will use it now. */
+int fg_blocks_allow_avx2(int allow);
+
 /* Writes every node's data (but the leaves') from the last forward, and their grads from the
  * backward over it if there was one, by the plain program. */
 fg_status fg_tape_sync(fg_tape *T);

@@ -21,46 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tape.h"
+#include "rows.h"
 #include "threads.h"
-
-#define NONE UINT32_MAX
-#define BLOCK_BYTES (384 * 1024)    /* a block's lanes: about half of a core's L2 */
-#define MAX_LANES 64
-
-/* A parameter whose row gradients phase 2 computes: term k's operand `side` (2: the start). */
-typedef struct deferred_term {
-    uint32_t leaf;
-    uint32_t k;
-    uint32_t side;
-} deferred_term;
-
-/* An n-ary step with such terms: the block keeps its node's grad in head row `head`. */
-typedef struct deferred_step {
-    uint32_t step;
-    uint32_t head;
-    uint32_t first, count;          /* its terms in fg_plan.terms */
-    int dot_fast;                   /* every term is (parameter, lanes): the 8-chain loop */
-} deferred_step;
-
-/* What a run that feeds a given list of leaves needs to know about the step program. */
-typedef struct fg_plan {
-    size_t *fed;                    /* the leaf numbers fed by X then Y, as given */
-    size_t fed_count;
-    uint32_t *lane;                 /* step slot -> its row of lanes, or NONE: a single number */
-    size_t lanes;
-    uint32_t *summed;               /* leaves whose row gradients sit in lanes: their leaf */
-    size_t summed_count;            /* numbers (their lane is lane[leaf]) */
-    deferred_step *deferred;
-    size_t deferred_count;
-    deferred_term *terms;
-    size_t terms_count;
-    uint8_t *on_lanes;              /* step -> how its n-ary operands lie (NARY_*) */
-    uint32_t *head_of;              /* step -> its head row, or NONE */
-} fg_plan;
-
-/* How an n-ary step's operands lie, for its fast loops. */
-enum { NARY_GENERIC, NARY_DOT_PARAMS_LANES, NARY_SUM_LANES };
 
 struct fg_rows_cache {
     fg_plan plan;
@@ -91,6 +53,38 @@ static int is_leaf(const fg_tape *T, uint32_t slot)
 }
 
 /* ---- the plan ---- */
+
+static int grow_terms(fg_plan *p)
+{
+    if (p->terms_count == p->terms_capacity) {
+        size_t capacity = p->terms_capacity ? 2 * p->terms_capacity : 64;
+        void *grown = realloc(p->terms, capacity * sizeof(deferred_term));
+        if (grown == NULL)
+            return 0;
+        p->terms = (deferred_term *)grown;
+        p->terms_capacity = capacity;
+    }
+    return 1;
+}
+
+/* The column of X that a DOT's first term's second operand comes from, if every term's comes
+ * from the next column (a neuron over the inputs in order), so that X's rows are the
+ * partners' values row-major; else NONE. */
+static size_t fed_columns(const fg_tape *T, const fg_run *job, const uint32_t *args,
+                          uint32_t terms)
+{
+    size_t j, column = NONE;
+    uint32_t k;
+    for (j = 0; j < job->input_count; j++)
+        if (job->inputs[j] == args[2])
+            column = j;
+    if (column == NONE || column + terms > job->input_count || !is_leaf(T, args[2]))
+        return NONE;
+    for (k = 1; k < terms; k++)
+        if (job->inputs[column + k] != args[2 + 2 * k])
+            return NONE;
+    return column;
+}
 
 static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
 {
@@ -166,10 +160,8 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
                 uint32_t slot = args[1 + k * stride + side];
                 if (p->lane[slot] == NONE && is_leaf(T, slot)) {
                     deferred_term t;
-                    void *grown = realloc(p->terms, (p->terms_count + 1) * sizeof(deferred_term));
-                    if (grown == NULL)
+                    if (!grow_terms(p))
                         goto done;
-                    p->terms = (deferred_term *)grown;
                     t.leaf = slot;
                     t.k = k;
                     t.side = side;
@@ -184,17 +176,15 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
         }
         if (s->b == 0 && p->lane[args[0]] == NONE && is_leaf(T, args[0])) {
             deferred_term t;
-            void *grown = realloc(p->terms, (p->terms_count + 1) * sizeof(deferred_term));
-            if (grown == NULL)
+            if (!grow_terms(p))
                 goto done;
-            p->terms = (deferred_term *)grown;
             t.leaf = args[0];
             t.k = 0;
             t.side = 2;
             p->terms[p->terms_count++] = t;
             count++;
         }
-        if (stride == 2 && all_dot)
+        if (stride == 2 && all_dot && s->b == 0 && s->count + 1 == s->terms)
             p->on_lanes[i] = NARY_DOT_PARAMS_LANES;
         else if (stride == 1 && all_sum_lanes)
             p->on_lanes[i] = NARY_SUM_LANES;
@@ -204,7 +194,22 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             d->head = (uint32_t)p->deferred_count;
             d->first = first_term;
             d->count = count;
-            d->dot_fast = p->on_lanes[i] == NARY_DOT_PARAMS_LANES;
+            d->dot_fast = p->on_lanes[i] == NARY_DOT_PARAMS_LANES && count >= s->terms
+                          && p->terms[first_term + s->terms - 1].side == 0;
+            d->column = d->dot_fast ? fed_columns(T, job, args, s->terms) : NONE;
+            d->partners = (uint32_t)p->deferred_count;
+            if (d->dot_fast && p->deferred_count > 0) {
+                const deferred_step *prev = &p->deferred[p->deferred_count - 1];
+                const fg_step *ps = &P->steps[prev->step];
+                if (prev->dot_fast && ps->terms == s->terms) {
+                    const uint32_t *pargs = P->args + ps->a;
+                    uint32_t q;
+                    for (q = 0; q < s->terms && pargs[2 + 2 * q] == args[2 + 2 * q]; q++)
+                        ;
+                    if (q == s->terms)
+                        d->partners = prev->partners;
+                }
+            }
             p->head_of[i] = d->head;
             p->deferred_count++;
         }
@@ -247,510 +252,6 @@ static fg_status plan_for(fg_tape *T, const fg_run *job, const fg_plan **out)
     return FG_OK;
 }
 
-/* ---- a block ---- */
-
-typedef struct block {
-    double *value;                  /* lanes: row lane[slot] holds the slot's lanes */
-    double *grad;                   /* the same rows, their grads */
-    double *deriv;                  /* the stored derivatives, a row each, in step order */
-    double *head;                   /* the deferred steps' node grads, a row each */
-    double *scratch;                /* three rows */
-    size_t row0, rows;              /* its first row and how many are real (the rest repeat
-                                     * the last real row) */
-} block;
-
-typedef struct run_context {
-    const fg_tape *T;
-    const fg_program *P;
-    const fg_plan *plan;
-    const fg_run *job;
-    const double *scalars;          /* step slot -> value, for those without lanes */
-    double *totals;                 /* leaf -> grad: before the call, then the rows added */
-    size_t n;                       /* lanes per block (a multiple of 8) */
-    size_t blocks;
-    unsigned threads;
-    block *buffers;                 /* one per thread */
-    fg_barrier *barrier;
-    fg_gate *gate;
-    uint32_t *work;                 /* phase 2's items: a summed leaf (its index in
-                                     * plan->summed), or NONE - deferred step index */
-    size_t *split;                  /* thread t's items: work[split[t], split[t + 1]) */
-    size_t failed_chunk;
-    int failed, interrupted;
-} run_context;
-
-#define ROW(blk, base, slot) ((blk)->base + (size_t)ctx->plan->lane[slot] * ctx->n)
-#define HAS_LANES(slot) (ctx->plan->lane[slot] != NONE)
-
-/* The fed leaves' lanes from X and Y: row row0 + r, and the last real row again past the end. */
-static void feed(const run_context *ctx, block *blk)
-{
-    const fg_run *job = ctx->job;
-    size_t j, r, n = ctx->n;
-    for (j = 0; j < job->input_count; j++) {
-        double *lanes = ROW(blk, value, job->inputs[j]);
-        for (r = 0; r < n; r++)
-            lanes[r] = job->X[(blk->row0 + (r < blk->rows ? r : blk->rows - 1)) * job->input_count + j];
-    }
-    for (j = 0; j < job->target_count; j++) {
-        double *lanes = ROW(blk, value, job->targets[j]);
-        for (r = 0; r < n; r++)
-            lanes[r] = job->Y[(blk->row0 + (r < blk->rows ? r : blk->rows - 1)) * job->target_count + j];
-    }
-}
-
-/* The lanes of the leaves and constants that have them and are not fed: one number each. */
-static void broadcast(const run_context *ctx, block *blk)
-{
-    size_t i, r;
-    for (i = 0; i < ctx->P->constant_end; i++)
-        if (HAS_LANES(i)) {
-            double *lanes = ROW(blk, value, i);
-            for (r = 0; r < ctx->n; r++)
-                lanes[r] = ctx->scalars[i];
-        }
-}
-
-/* An n-ary node's value, from all its terms, into the lanes O. */
-static void nary_forward(const run_context *ctx, block *blk, size_t i, double *O)
-{
-    const fg_step *s = &ctx->P->steps[i];
-    const uint32_t *args = ctx->P->args + s->a;
-    fg_op op = (fg_op)s->code;
-    uint32_t stride = fg_stride(op), k;
-    size_t n = ctx->n, r, j;
-    const double *start = HAS_LANES(args[0]) ? ROW(blk, value, args[0]) : NULL;
-    double start_value = ctx->scalars[args[0]];
-    if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
-        /* ((start + w0 * x0) + w1 * x1) + ...: 8 rows' sums in registers at once */
-        for (r = 0; r < n; r += 8) {
-            double acc[8];
-            for (j = 0; j < 8; j++)
-                acc[j] = start != NULL ? start[r + j] : start_value;
-            for (k = 0; k < s->terms; k++) {
-                double w = ctx->scalars[args[1 + 2 * k]];
-                const double *x = ROW(blk, value, args[2 + 2 * k]) + r;
-                for (j = 0; j < 8; j++)
-                    acc[j] = acc[j] + fg_term(FG_DOT, w, x[j]);
-            }
-            for (j = 0; j < 8; j++)
-                O[r + j] = acc[j];
-        }
-        return;
-    }
-    for (r = 0; r < n; r++)
-        O[r] = start != NULL ? start[r] : start_value;
-    for (k = 0; k < s->terms; k++) {
-        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
-        const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
-        const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
-        double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1];
-        for (r = 0; r < n; r++)
-            O[r] = O[r] + fg_term(op, v0 != NULL ? v0[r] : u0, v1 != NULL ? v1[r] : u1);
-    }
-}
-
-#define FORWARD(forward) (st = &forward_st, (forward))
-#define DERIVATIVE(d) (st = &derivative_st, (d))
-
-/* Forward over a block: nonzero if a rule or a local derivative failed in some row. */
-static int block_forward(const run_context *ctx, block *blk)
-{
-    const fg_program *P = ctx->P;
-    const fg_micro *m = P->micro;
-    double *D = blk->deriv;
-    size_t n = ctx->n, r, i;
-    fg_status forward_st = FG_OK, derivative_st = FG_OK, *st = &forward_st;
-    for (i = 0; i < P->length; i++) {
-        const fg_step *s = &P->steps[i];
-        double *O;
-        uint8_t t;
-        if (FG_STEP_KIND(s) == FG_STEP_NARY && s->count + 1 != s->terms)
-            continue;   /* the node's value is made by its last run */
-        O = s->code == FG_DIVS_CODE ? NULL : ROW(blk, value, s->out);
-        switch (s->code) {
-#define FG_UNARY(name, symbol, forward, d_da) \
-        case FG_##name: { \
-            const double *A = ROW(blk, value, s->a); \
-            double b = 0.0, c = P->numbers[s->terms]; \
-            (void)b; \
-            (void)c; \
-            if (s->kind & FG_STEP_STORED) { \
-                for (r = 0; r < n; r++) { \
-                    double a = A[r], out = FORWARD(forward); \
-                    D[r] = DERIVATIVE(d_da); \
-                    O[r] = out; \
-                } \
-                D += n; \
-            } else { \
-                for (r = 0; r < n; r++) { \
-                    double a = A[r]; \
-                    O[r] = FORWARD(forward); \
-                } \
-            } \
-            break; \
-        }
-#define FG_BINARY(name, symbol, forward, d_da, d_db) \
-        case FG_##name: { \
-            const double *A = ROW(blk, value, s->a), *Bv = ROW(blk, value, s->b); \
-            double c = 0.0; \
-            (void)c; \
-            if (s->kind & FG_STEP_STORED) { \
-                for (r = 0; r < n; r++) { \
-                    double a = A[r], b = Bv[r], out = FORWARD(forward); \
-                    D[r] = DERIVATIVE(d_da); \
-                    D[n + r] = DERIVATIVE(d_db); \
-                    O[r] = out; \
-                } \
-                D += 2 * n; \
-            } else { \
-                for (r = 0; r < n; r++) { \
-                    double a = A[r], b = Bv[r]; \
-                    O[r] = FORWARD(forward); \
-                } \
-            } \
-            break; \
-        }
-#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
-        case FG_##name: \
-            nary_forward(ctx, blk, i, O); \
-            break;
-#include "ops.def"
-        default: {  /* a group of divisions by one denominator */
-            const uint32_t *numerators = P->args + s->terms;
-            const double *den = ROW(blk, value, s->b);
-            uint32_t j;
-            for (j = 0; j < s->count; j++) {
-                const double *num = ROW(blk, value, numerators[j]);
-                double *Oj = ROW(blk, value, s->out + j), db;
-                for (r = 0; r < n; r++) {
-                    if (j == 0)
-                        Oj[r] = fg_forward_and_derivatives(FG_DIV, num[r], den[r], 0.0, &D[r],
-                                                           &D[n + r], &forward_st, &derivative_st);
-                    else
-                        Oj[r] = fg_div_and_db(num[r], den[r], &db, &forward_st, &derivative_st);
-                    if (j > 0)
-                        D[(1 + j) * n + r] = db;
-                }
-            }
-            D += (1 + s->count) * n;
-            continue;
-        }
-        }
-        for (t = 0; t < s->tail; t++, m++, D += n) {
-            switch (m->code) {
-#define FG_UNARY(name, symbol, forward, d_da) \
-            case FG_MICRO_CODE(FG_##name, FG_MICRO_UNARY): { \
-                double b = 0.0, c = m->c; \
-                (void)b; \
-                (void)c; \
-                for (r = 0; r < n; r++) { \
-                    double a = O[r], out = FORWARD(forward); \
-                    D[r] = DERIVATIVE(d_da); \
-                    O[r] = out; \
-                } \
-                break; \
-            }
-#define FG_BINARY(name, symbol, forward, d_da, d_db) \
-            case FG_MICRO_CODE(FG_##name, FG_MICRO_NUMBER_RIGHT): { \
-                double b = m->c, c = 0.0; \
-                (void)c; \
-                for (r = 0; r < n; r++) { \
-                    double a = O[r], out = FORWARD(forward); \
-                    D[r] = DERIVATIVE(d_da); \
-                    (void)DERIVATIVE(d_db); \
-                    O[r] = out; \
-                } \
-                break; \
-            } \
-            case FG_MICRO_CODE(FG_##name, FG_MICRO_NUMBER_LEFT): { \
-                double a = m->c, c = 0.0; \
-                (void)c; \
-                for (r = 0; r < n; r++) { \
-                    double b = O[r], out = FORWARD(forward); \
-                    (void)DERIVATIVE(d_da); \
-                    D[r] = DERIVATIVE(d_db); \
-                    O[r] = out; \
-                } \
-                break; \
-            }
-#include "ops.def"
-            default:
-                break;
-            }
-        }
-    }
-    (void)st;
-    return forward_st != FG_OK || derivative_st != FG_OK;
-}
-
-#undef FORWARD
-#undef DERIVATIVE
-
-/* The grad of a tail's first node into the lanes S, from its last node's grads G: each node
- * of a tail has one consumer, so its grad is 0.0 plus one contribution. */
-static const double *tail_backward(const run_context *ctx, const double *D, uint8_t tail,
-                                   const double *G, double *S)
-{
-    size_t n = ctx->n, r;
-    for (r = 0; r < n; r++)
-        S[r] = G[r];
-    while (tail-- > 0) {
-        const double *Dt = D + (size_t)tail * n;
-        for (r = 0; r < n; r++)
-            S[r] = 0.0 + Dt[r] * S[r];
-    }
-    return S;
-}
-
-/* Terms s->count down to s->b of an n-ary node whose grads are G: into the operands that have
- * lanes, in the order ops.h's rule adds them; a parameter without lanes waits for phase 2. */
-static void nary_backward(const run_context *ctx, block *blk, size_t i, const double *G)
-{
-    const fg_step *s = &ctx->P->steps[i];
-    const uint32_t *args = ctx->P->args + s->a;
-    fg_op op = (fg_op)s->code;
-    uint32_t stride = fg_stride(op), k = s->count + 1;
-    size_t n = ctx->n, r;
-    double *start = HAS_LANES(args[0]) ? ROW(blk, grad, args[0]) : NULL;
-    if (ctx->plan->head_of[i] != NONE)
-        memcpy(blk->head + (size_t)ctx->plan->head_of[i] * n, G, n * sizeof(double));
-    if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
-        /* d(w x)/dx = w: each x's grads take w times the term's grad, which is 0.0 + g */
-        double *last = blk->scratch + n, *rest = blk->scratch + 2 * n;
-        for (r = 0; r < n; r++) {
-            double to_start, to_w, to_x;
-            fg_nary_term_amounts(op, s->terms - 1, s->terms, G[r], 0.0, 0.0, &to_start, &to_w,
-                                 &to_x);
-            last[r] = to_start;         /* 1.0 * g */
-            fg_nary_term_amounts(op, 0, s->terms + 1, G[r], 0.0, 0.0, &to_start, &to_w, &to_x);
-            rest[r] = to_start;         /* 1.0 * (0.0 + g) */
-        }
-        while (k-- > s->b) {
-            const double *sum_grad = k + 1 == s->terms ? last : rest;
-            double w = ctx->scalars[args[1 + 2 * k]];
-            double *gx = ROW(blk, grad, args[2 + 2 * k]);
-            if (k == 0 && start != NULL)
-                for (r = 0; r < n; r++)
-                    start[r] += sum_grad[r];
-            for (r = 0; r < n; r++) {
-                double d_dw, d_dx;
-                fg_term_derivatives(FG_DOT, w, 0.0, &d_dw, &d_dx);
-                gx[r] += d_dx * (0.0 + 1.0 * sum_grad[r]);
-            }
-        }
-        return;
-    }
-    while (k-- > s->b) {
-        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
-        const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
-        const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
-        double *g0 = v0 != NULL ? ROW(blk, grad, slot0) : NULL;
-        double *g1 = v1 != NULL && stride > 1 ? ROW(blk, grad, slot1) : NULL;
-        double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1];
-        for (r = 0; r < n; r++) {
-            double to_start, to_v0, to_v1;
-            fg_nary_term_amounts(op, k, s->terms, G[r], v0 != NULL ? v0[r] : u0,
-                                 v1 != NULL ? v1[r] : u1, &to_start, &to_v0, &to_v1);
-            if (k == 0 && start != NULL)
-                start[r] += to_start;
-            if (g0 != NULL)
-                g0[r] += to_v0;
-            if (g1 != NULL)
-                g1[r] += to_v1;
-        }
-    }
-}
-
-/* Backward over a block: the rows' grads, from 0 for interior nodes and from -0.0 (the zero
- * that passes a single contribution on unchanged) for the leaves with lanes. */
-static void block_backward(const run_context *ctx, block *blk)
-{
-    const fg_program *P = ctx->P;
-    const double *D = blk->deriv + P->derivs * ctx->n;
-    size_t n = ctx->n, r, i, j;
-    fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
-    memset(blk->grad, 0, ctx->plan->lanes * n * sizeof(double));
-    for (j = 0; j < ctx->plan->summed_count; j++) {
-        double *g = ROW(blk, grad, ctx->plan->summed[j]);
-        for (r = 0; r < n; r++)
-            g[r] = -0.0;
-    }
-    {
-        double *g = ROW(blk, grad, P->root);
-        for (r = 0; r < n; r++)
-            g[r] = 1.0;
-    }
-    for (i = P->length; i-- > 0;) {
-        const fg_step *s = &P->steps[i];
-        const double *GO = s->code == FG_DIVS_CODE ? NULL : ROW(blk, grad, s->out);
-        const double *S;
-        switch (s->back) {
-#define FG_UNARY(name, symbol, forward, d_da) \
-        case FG_BACK_##name: { \
-            const double *A = ROW(blk, value, s->a), *O = ROW(blk, value, s->out); \
-            double *GA = ROW(blk, grad, s->a), b = 0.0, c = P->numbers[s->terms]; \
-            (void)b; \
-            (void)c; \
-            for (r = 0; r < n; r++) { \
-                double a = A[r], out = O[r]; \
-                (void)a; \
-                (void)out; \
-                GA[r] += (d_da) * GO[r]; \
-            } \
-            break; \
-        }
-#define FG_BINARY(name, symbol, forward, d_da, d_db) \
-        case FG_BACK_##name: { \
-            const double *A = ROW(blk, value, s->a), *Bv = ROW(blk, value, s->b); \
-            const double *O = ROW(blk, value, s->out); \
-            double *GA = ROW(blk, grad, s->a), *GB = ROW(blk, grad, s->b), c = 0.0; \
-            (void)c; \
-            for (r = 0; r < n; r++) { \
-                double a = A[r], b = Bv[r], out = O[r], da = (d_da), db = (d_db), g = GO[r]; \
-                (void)a; \
-                (void)b; \
-                (void)out; \
-                GA[r] += da * g; \
-                GB[r] += db * g; \
-            } \
-            break; \
-        }
-#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
-        case FG_BACK_##name: \
-            nary_backward(ctx, blk, i, GO); \
-            break; \
-        case FG_BACK_TAILED_##name: \
-            D -= (size_t)s->tail * n; \
-            nary_backward(ctx, blk, i, tail_backward(ctx, D, s->tail, GO, blk->scratch)); \
-            break;
-#include "ops.def"
-        case FG_BACK_UNARY_STORED:
-        case FG_BACK_UNARY_TAILED: {
-            double *GA = ROW(blk, grad, s->a);
-            D -= (1 + (size_t)s->tail) * n;
-            S = s->tail ? tail_backward(ctx, D + n, s->tail, GO, blk->scratch) : GO;
-            for (r = 0; r < n; r++)
-                GA[r] += D[r] * S[r];
-            break;
-        }
-        case FG_BACK_BINARY_STORED:
-        case FG_BACK_BINARY_TAILED: {
-            double *GA = ROW(blk, grad, s->a), *GB = ROW(blk, grad, s->b);
-            D -= (2 + (size_t)s->tail) * n;
-            S = s->tail ? tail_backward(ctx, D + 2 * n, s->tail, GO, blk->scratch) : GO;
-            for (r = 0; r < n; r++) {
-                GA[r] += D[r] * S[r];
-                GB[r] += D[n + r] * S[r];
-            }
-            break;
-        }
-        default: {  /* a group of divisions, members last first as the plain program has them */
-            const uint32_t *numerators = P->args + s->terms;
-            double *GB = ROW(blk, grad, s->b);
-            uint32_t member = s->count;
-            D -= (1 + (size_t)s->count) * n;
-            while (member-- > 0) {
-                double *GN = ROW(blk, grad, numerators[member]);
-                const double *GM = ROW(blk, grad, s->out + member), *db = D + (1 + member) * n;
-                for (r = 0; r < n; r++) {
-                    GN[r] += D[r] * GM[r];
-                    GB[r] += db[r] * GM[r];
-                }
-            }
-        }
-        }
-    }
-    (void)st;
-}
-
-/* ---- phase 2: the rows' gradients added into the leaves, in row order ---- */
-
-/* A deferred step's parameters, for the blocks from `first` on of this chunk: what phase 1
- * left out, computed from the node's grads and each term's other operand. */
-static void add_deferred(run_context *ctx, const deferred_step *ds, size_t chunk)
-{
-    const fg_step *s = &ctx->P->steps[ds->step];
-    const uint32_t *args = ctx->P->args + s->a;
-    const deferred_term *terms = ctx->plan->terms + ds->first;
-    fg_op op = (fg_op)s->code;
-    uint32_t stride = fg_stride(op);
-    size_t n = ctx->n, t, j, r, b;
-    for (b = 0; b < ctx->threads; b++) {
-        size_t index = chunk * ctx->threads + b;
-        block *blk;
-        const double *G;
-        if (index >= ctx->blocks)
-            break;
-        blk = &ctx->buffers[b];
-        G = blk->head + (size_t)ds->head * n;
-        t = 0;
-        if (ds->dot_fast) {
-            /* w's row gradients, x * (0.0 + g): eight weights' sums in registers at once */
-            for (; t + 8 <= ds->count && terms[t + 7].side == 0; t += 8) {
-                double acc[8];
-                const double *x[8];
-                int last[8];
-                for (j = 0; j < 8; j++) {
-                    acc[j] = ctx->totals[terms[t + j].leaf];
-                    x[j] = ROW(blk, value, args[2 + 2 * terms[t + j].k]);
-                    last[j] = terms[t + j].k + 1 == s->terms;
-                }
-                for (r = 0; r < blk->rows; r++) {
-                    double to_start, to_w, to_x, g_rest, g_last;
-                    fg_nary_term_amounts(FG_DOT, 0, 2, G[r], 0.0, 1.0, &to_start, &to_w, &to_x);
-                    g_rest = to_w;          /* d(w x)/dw * term grad, at x = 1.0 */
-                    fg_nary_term_amounts(FG_DOT, 0, 1, G[r], 0.0, 1.0, &to_start, &to_w, &to_x);
-                    g_last = to_w;
-                    for (j = 0; j < 8; j++)
-                        acc[j] = acc[j] + x[j][r] * (last[j] ? g_last : g_rest);
-                }
-                for (j = 0; j < 8; j++)
-                    ctx->totals[terms[t + j].leaf] = acc[j];
-            }
-        }
-        for (; t < ds->count; t++) {
-            const deferred_term *term = &terms[t];
-            uint32_t k = term->k, slot0, slot1;
-            const double *v0, *v1;
-            double u0, u1, total = ctx->totals[term->leaf];
-            slot0 = term->side == 2 ? args[0] : args[1 + k * stride];
-            slot1 = term->side == 2 ? args[0] : stride > 1 ? args[2 + k * stride] : slot0;
-            if (term->side == 2) {  /* the start: its amount needs no operand */
-                slot0 = args[1];
-                slot1 = stride > 1 ? args[2] : slot0;
-            }
-            v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
-            v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
-            u0 = ctx->scalars[slot0];
-            u1 = ctx->scalars[slot1];
-            for (r = 0; r < blk->rows; r++) {
-                double to_start, to_v0, to_v1;
-                fg_nary_term_amounts(op, k, s->terms, G[r], v0 != NULL ? v0[r] : u0,
-                                     v1 != NULL ? v1[r] : u1, &to_start, &to_v0, &to_v1);
-                total = total + (term->side == 2 ? to_start : term->side == 1 ? to_v1 : to_v0);
-            }
-            ctx->totals[term->leaf] = total;
-        }
-    }
-}
-
-static void add_summed(run_context *ctx, uint32_t leaf, size_t chunk)
-{
-    size_t b, r;
-    double total = ctx->totals[leaf];
-    for (b = 0; b < ctx->threads; b++) {
-        size_t index = chunk * ctx->threads + b;
-        const double *g;
-        if (index >= ctx->blocks)
-            break;
-        g = ROW(&ctx->buffers[b], grad, leaf);
-        for (r = 0; r < ctx->buffers[b].rows; r++)
-            total = total + g[r];
-    }
-    ctx->totals[leaf] = total;
-}
-
 /* ---- the run ---- */
 
 typedef struct worker {
@@ -758,52 +259,13 @@ typedef struct worker {
     unsigned index;
 } worker;
 
+/* The block executor this CPU runs best. */
 static void work(run_context *ctx, unsigned t)
 {
-    const fg_run *job = ctx->job;
-    block *blk = &ctx->buffers[t];
-    size_t chunk, chunks = (ctx->blocks + ctx->threads - 1) / ctx->threads, w;
-    broadcast(ctx, blk);
-    for (chunk = 0; chunk < chunks; chunk++) {
-        size_t index = chunk * ctx->threads + t;
-        int flag = 0;
-        if (index < ctx->blocks) {
-            blk->row0 = index * ctx->n;
-            blk->rows = job->rows - blk->row0 < ctx->n ? job->rows - blk->row0 : ctx->n;
-            feed(ctx, blk);
-            flag = block_forward(ctx, blk);
-            if (!flag) {
-                const double *root = ROW(blk, value, ctx->P->root);
-                memcpy(job->out + blk->row0, root, blk->rows * sizeof(double));
-                block_backward(ctx, blk);
-            }
-        }
-        if (ctx->threads > 1)
-            flag = fg_barrier_wait(ctx->barrier, flag);
-        if (flag) {
-            if (t == 0) {
-                ctx->failed = 1;
-                ctx->failed_chunk = chunk;
-            }
-            return;
-        }
-        for (w = ctx->split[t]; w < ctx->split[t + 1]; w++) {
-            uint32_t item = ctx->work[w];
-            if (item < ctx->plan->summed_count)
-                add_summed(ctx, ctx->plan->summed[item], chunk);
-            else
-                add_deferred(ctx, &ctx->plan->deferred[item - ctx->plan->summed_count], chunk);
-        }
-        flag = t == 0 && chunk + 1 < chunks && job->interrupted != NULL
-               && job->interrupted(job->context);
-        if (ctx->threads > 1)
-            flag = fg_barrier_wait(ctx->barrier, flag);
-        if (flag) {
-            if (t == 0)
-                ctx->interrupted = 1;
-            return;
-        }
-    }
+    if (fg_blocks_have_avx2())
+        fg_blocks_work_avx2(ctx, t);
+    else
+        fg_blocks_work(ctx, t);
 }
 
 static void work_on_thread(void *p)
@@ -837,20 +299,51 @@ static fg_status split_work(run_context *ctx)
     return FG_OK;
 }
 
-/* Lanes per block: as many as fit the block's rows in BLOCK_BYTES, a multiple of 8 from 8 to
- * MAX_LANES, and no more than it takes to give every thread a block. */
+/* The fast DOT steps' weights and input rows, laid out contiguously for their loops. */
+static fg_status fast_dots(run_context *ctx)
+{
+    const fg_program *P = ctx->P;
+    size_t i, total = 0, at = 0;
+    uint32_t k;
+    for (i = 0; i < P->length; i++)
+        if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES)
+            total += P->steps[i].terms;
+    ctx->fast_w = (double *)malloc((total + 1) * sizeof(double));
+    ctx->fast_x = (size_t *)malloc((total + 1) * sizeof(size_t));
+    ctx->fast_at = (size_t *)malloc((P->length + 1) * sizeof(size_t));
+    if (ctx->fast_w == NULL || ctx->fast_x == NULL || ctx->fast_at == NULL)
+        return FG_NO_MEMORY;
+    for (i = 0; i < P->length; i++) {
+        const fg_step *s = &P->steps[i];
+        const uint32_t *args = P->args + s->a;
+        ctx->fast_at[i] = at;
+        if (ctx->plan->on_lanes[i] != NARY_DOT_PARAMS_LANES)
+            continue;
+        for (k = 0; k < s->terms; k++, at++) {
+            ctx->fast_w[at] = ctx->scalars[args[1 + 2 * k]];
+            ctx->fast_x[at] = (size_t)ctx->plan->lane[args[2 + 2 * k]] * ctx->n;
+        }
+    }
+    return FG_OK;
+}
+
+/* Lanes per block: no more than fit its rows in BLOCK_BYTES (8 to MAX_LANES), then as few as
+ * cut the rows into that many blocks (at least one per thread) with the least padding; a
+ * multiple of 8, for the loops that take 8 rows at a time. */
 static size_t lanes_per_block(const fg_tape *T, const fg_plan *plan, size_t rows,
                               unsigned threads)
 {
     size_t per_lane = (2 * plan->lanes + T->program.derivs + plan->deferred_count + 3)
                       * sizeof(double);
-    size_t n = BLOCK_BYTES / (per_lane ? per_lane : 1), share = (rows + threads - 1) / threads;
-    n = n / 8 * 8;
-    if (n > MAX_LANES)
-        n = MAX_LANES;
-    if (n > (share + 7) / 8 * 8)
-        n = (share + 7) / 8 * 8;
-    return n < 8 ? 8 : n;
+    size_t most = BLOCK_BYTES / per_lane / 8 * 8, blocks;
+    if (most > MAX_LANES)
+        most = MAX_LANES;
+    if (most < 8)
+        most = 8;
+    blocks = (rows + most - 1) / most;
+    if (blocks < threads)
+        blocks = threads < (rows + 7) / 8 ? threads : (rows + 7) / 8;
+    return ((rows + blocks - 1) / blocks + 7) / 8 * 8;
 }
 
 static void free_buffers(run_context *ctx)
@@ -940,6 +433,26 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
            (P->constant_end - T->leaf_count) * sizeof(double));
     ctx.scalars = scalars;
     memcpy(ctx.totals, T->leaf_grad_before, T->leaf_count * sizeof(double));
+    ctx.accumulators = (double *)malloc((ctx.plan->terms_count + 1) * sizeof(double));
+    ctx.partners = (double **)calloc(ctx.threads, sizeof(double *));
+    ctx.partners_tag = (size_t *)malloc(ctx.threads * sizeof(size_t));
+    if (ctx.accumulators == NULL || ctx.partners == NULL || ctx.partners_tag == NULL)
+        goto done;
+    for (t = 0; t < ctx.threads; t++)
+        ctx.partners_tag[t] = (size_t)-1;
+    for (i = 0; i < ctx.plan->terms_count; i++)
+        ctx.accumulators[i] = ctx.totals[ctx.plan->terms[i].leaf];
+    for (i = 0; i < ctx.plan->deferred_count; i++) {
+        const deferred_step *ds = &ctx.plan->deferred[i];
+        if (ds->dot_fast && ds->column == NONE && P->steps[ds->step].terms > ctx.partners_width)
+            ctx.partners_width = P->steps[ds->step].terms;
+    }
+    for (t = 0; t < ctx.threads; t++)
+        if ((ctx.partners[t] = (double *)malloc((ctx.partners_width * ctx.n + 1)
+                                                * sizeof(double))) == NULL)
+            goto done;
+    if (fast_dots(&ctx) != FG_OK)
+        goto done;
     for (t = 0; t < ctx.threads; t++) {
         block *blk = &ctx.buffers[t];
         blk->value = (double *)calloc(ctx.plan->lanes * ctx.n + 1, sizeof(double));
@@ -985,6 +498,8 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
             fg_row_state s = T->now;
             T->now = T->spare;
             T->spare = s;
+            for (i = 0; i < ctx.plan->terms_count; i++)
+                ctx.totals[ctx.plan->terms[i].leaf] = ctx.accumulators[i];
             memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
             for (i = T->leaf_count; i < fg_program_values(P); i++)
                 T->grad[i] = 0.0;
@@ -998,6 +513,15 @@ done:
     fg_gate_free(ctx.gate);
     free(threads);
     free(workers);
+    if (ctx.partners != NULL)
+        for (t = 0; t < ctx.threads; t++)
+            free(ctx.partners[t]);
+    free(ctx.partners);
+    free(ctx.partners_tag);
+    free(ctx.accumulators);
+    free(ctx.fast_w);
+    free(ctx.fast_x);
+    free(ctx.fast_at);
     free(ctx.work);
     free(ctx.split);
     free(ctx.totals);

@@ -25,6 +25,15 @@
 #include "arena.h"
 #include "ops.h"
 
+/* A pointer that nothing else aliases, for the loops the compiler should vectorise. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FG_RESTRICT __restrict__
+#elif defined(_MSC_VER)
+#define FG_RESTRICT __restrict
+#else
+#define FG_RESTRICT restrict
+#endif
+
 /* ---- the plain program ---- */
 
 typedef struct fg_instr {

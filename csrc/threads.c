@@ -204,22 +204,34 @@ void fg_barrier_free(fg_barrier *b)
     free(b);
 }
 
+/* Threads arriving early spin a little on the generation before they sleep: a block's work
+ * is often shorter than waking a sleeping thread takes. */
+#define SPINS 20000
+
 int fg_barrier_wait(fg_barrier *b, int flag)
 {
     int result;
+    unsigned generation, spin;
     pthread_mutex_lock(&b->lock);
     b->flags |= flag;
     if (++b->waiting == b->count) {
         b->result = b->flags;
         b->flags = 0;
         b->waiting = 0;
-        b->generation++;
+        __atomic_store_n(&b->generation, b->generation + 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&b->changed);
-    } else {
-        unsigned generation = b->generation;
-        while (generation == b->generation)
-            pthread_cond_wait(&b->changed, &b->lock);
+        result = b->result;
+        pthread_mutex_unlock(&b->lock);
+        return result;
     }
+    generation = b->generation;
+    pthread_mutex_unlock(&b->lock);
+    for (spin = 0; spin < SPINS; spin++)
+        if (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) != generation)
+            return b->result;   /* stable until every thread reaches the next barrier */
+    pthread_mutex_lock(&b->lock);
+    while (generation == b->generation)
+        pthread_cond_wait(&b->changed, &b->lock);
     result = b->result;
     pthread_mutex_unlock(&b->lock);
     return result;

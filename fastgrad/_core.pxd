@@ -87,6 +87,7 @@ cdef extern from "fastgrad.h" nogil:
     fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
     void fg_tape_store_run(fg_tape *T, const fg_run *job)
     fg_status fg_tape_sync(fg_tape *T)
+    int fg_blocks_allow_avx2(int allow)
 
     void fg_sgd_step(fg_node **params, size_t count, double lr, double momentum,
                      double weight_decay, double *velocity, int first_step)

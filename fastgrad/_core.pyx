@@ -844,6 +844,12 @@ cdef class Tape:
         return out
 
 
+def _allow_avx2(allow):
+    """Whether Tape.run may use its AVX2 code where the CPU has it (for tests: the bits are
+    the same); returns whether it will."""
+    return bool(fg_blocks_allow_avx2(1 if allow else 0))
+
+
 def _arena_stats():
     """Live nodes, node capacity and bytes held by the arena (for tests and benchmarks)."""
     return fg_arena_live(ARENA), fg_arena_capacity(ARENA), fg_arena_bytes(ARENA)

@@ -342,3 +342,20 @@ def test_ctrl_c_stops_a_run_and_changes_nothing(tmp_path: Any) -> None:
     child.send_signal(2)  # SIGINT, as Ctrl-C sends
     out, _ = child.communicate(timeout=60)
     assert out.strip() == "KeyboardInterrupt unchanged"
+
+
+def test_the_avx2_and_baseline_vector_code_give_the_same_bits() -> None:
+    """run()'s blocks are compiled for the platform's baseline vectors and again for AVX2,
+    chosen at run time: both copies compute each lane's IEEE operations, so the same bits."""
+    X, y = classifier_data(150, 20, 5)
+    results = []
+    try:
+        for allow in (True, False):
+            fastgrad._core._allow_avx2(allow)
+            tape, model, xs, onehot = per_sample_classifier(fastgrad._core, 20, 17, 5)
+            out = tape.run(xs, X, onehot, y)
+            results.append(([bits(v) for v in out.tolist()],
+                            [bits(p.grad) for p in model.parameters() + xs + onehot]))  # fmt: skip
+    finally:
+        fastgrad._core._allow_avx2(True)
+    assert results[0] == results[1]

@@ -1,0 +1,585 @@
+/*
+ * blocks.c: what a thread of run() does: replays its blocks of rows (phase 1) and adds its
+ * share of the rows' gradients into the leaves in row order (phase 2). rows.c has the plan
+ * and explains the two phases.
+ *
+ * The loops over a block's lanes are written with simd.h's vectors where they carry the work
+ * (a neuron's terms, the inputs' grads, the weights' row sums); blocks_avx2.c compiles this
+ * file again with AVX2's wider vectors, chosen at run time.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rows.h"
+#include "simd.h"
+
+#ifndef FG_BLOCKS_WORK
+#define FG_BLOCKS_WORK fg_blocks_work
+#endif
+
+/* The fed leaves' lanes from X and Y: row row0 + r, and the last real row again past the end. */
+static void feed(const run_context *ctx, block *blk)
+{
+    const fg_run *job = ctx->job;
+    size_t j, r, n = ctx->n;
+    for (j = 0; j < job->input_count; j++) {
+        double *lanes = ROW(blk, value, job->inputs[j]);
+        for (r = 0; r < n; r++)
+            lanes[r] = job->X[(blk->row0 + (r < blk->rows ? r : blk->rows - 1)) * job->input_count + j];
+    }
+    for (j = 0; j < job->target_count; j++) {
+        double *lanes = ROW(blk, value, job->targets[j]);
+        for (r = 0; r < n; r++)
+            lanes[r] = job->Y[(blk->row0 + (r < blk->rows ? r : blk->rows - 1)) * job->target_count + j];
+    }
+}
+
+/* The lanes of the leaves and constants that have them and are not fed: one number each. */
+static void broadcast(const run_context *ctx, block *blk)
+{
+    size_t i, r;
+    for (i = 0; i < ctx->P->constant_end; i++)
+        if (HAS_LANES(i)) {
+            double *lanes = ROW(blk, value, i);
+            for (r = 0; r < ctx->n; r++)
+                lanes[r] = ctx->scalars[i];
+        }
+}
+
+/* An n-ary node's value, from all its terms, into the lanes O. */
+static void nary_forward(const run_context *ctx, block *blk, size_t i, double *O)
+{
+    const fg_step *s = &ctx->P->steps[i];
+    const uint32_t *args = ctx->P->args + s->a;
+    fg_op op = (fg_op)s->code;
+    uint32_t stride = fg_stride(op), k;
+    size_t n = ctx->n, r, j;
+    const double *start = HAS_LANES(args[0]) ? ROW(blk, value, args[0]) : NULL;
+    double start_value = ctx->scalars[args[0]];
+    if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
+        /* ((start + w0 * x0) + w1 * x1) + ...: 8 rows' sums in registers at once, each term
+         * DOT's v0 * v1 as ops.def has it */
+        const double *FG_RESTRICT w = ctx->fast_w + ctx->fast_at[i];
+        const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
+        const double *FG_RESTRICT value = blk->value;
+        for (r = 0; r < n; r += 8) {
+            fg_simd acc[FG_VECS];
+            for (j = 0; j < FG_VECS; j++)
+                acc[j] = start != NULL ? fg_load(start + r + j * FG_WIDTH) : fg_splat(start_value);
+            for (k = 0; k < s->terms; k++) {
+                const double *FG_RESTRICT xk = value + x[k] + r;
+                const fg_simd wk = fg_splat(w[k]);
+                for (j = 0; j < FG_VECS; j++)
+                    acc[j] = fg_add(acc[j], fg_mul(wk, fg_load(xk + j * FG_WIDTH)));
+            }
+            for (j = 0; j < FG_VECS; j++)
+                fg_store(O + r + j * FG_WIDTH, acc[j]);
+        }
+        return;
+    }
+    for (r = 0; r < n; r++)
+        O[r] = start != NULL ? start[r] : start_value;
+    for (k = 0; k < s->terms; k++) {
+        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
+        const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
+        const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
+        double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1];
+        for (r = 0; r < n; r++)
+            O[r] = O[r] + fg_term(op, v0 != NULL ? v0[r] : u0, v1 != NULL ? v1[r] : u1);
+    }
+}
+
+#define FORWARD(forward) (st = &forward_st, (forward))
+#define DERIVATIVE(d) (st = &derivative_st, (d))
+
+/* Forward over a block: nonzero if a rule or a local derivative failed in some row. */
+static int block_forward(const run_context *ctx, block *blk)
+{
+    const fg_program *P = ctx->P;
+    const fg_micro *m = P->micro;
+    double *D = blk->deriv;
+    size_t n = ctx->n, r, i;
+    fg_status forward_st = FG_OK, derivative_st = FG_OK, *st = &forward_st;
+    for (i = 0; i < P->length; i++) {
+        const fg_step *s = &P->steps[i];
+        double *O;
+        uint8_t t;
+        if (FG_STEP_KIND(s) == FG_STEP_NARY && s->count + 1 != s->terms)
+            continue;   /* the node's value is made by its last run */
+        O = s->code == FG_DIVS_CODE ? NULL : ROW(blk, value, s->out);
+        switch (s->code) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+        case FG_##name: { \
+            const double *A = ROW(blk, value, s->a); \
+            double b = 0.0, c = P->numbers[s->terms]; \
+            (void)b; \
+            (void)c; \
+            if (s->kind & FG_STEP_STORED) { \
+                for (r = 0; r < n; r++) { \
+                    double a = A[r], out = FORWARD(forward); \
+                    D[r] = DERIVATIVE(d_da); \
+                    O[r] = out; \
+                } \
+                D += n; \
+            } else { \
+                for (r = 0; r < n; r++) { \
+                    double a = A[r]; \
+                    O[r] = FORWARD(forward); \
+                } \
+            } \
+            break; \
+        }
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+        case FG_##name: { \
+            const double *A = ROW(blk, value, s->a), *Bv = ROW(blk, value, s->b); \
+            double c = 0.0; \
+            (void)c; \
+            if (s->kind & FG_STEP_STORED) { \
+                for (r = 0; r < n; r++) { \
+                    double a = A[r], b = Bv[r], out = FORWARD(forward); \
+                    D[r] = DERIVATIVE(d_da); \
+                    D[n + r] = DERIVATIVE(d_db); \
+                    O[r] = out; \
+                } \
+                D += 2 * n; \
+            } else { \
+                for (r = 0; r < n; r++) { \
+                    double a = A[r], b = Bv[r]; \
+                    O[r] = FORWARD(forward); \
+                } \
+            } \
+            break; \
+        }
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+        case FG_##name: \
+            nary_forward(ctx, blk, i, O); \
+            break;
+#include "ops.def"
+        default: {  /* a group of divisions by one denominator */
+            const uint32_t *numerators = P->args + s->terms;
+            const double *den = ROW(blk, value, s->b);
+            uint32_t j;
+            for (j = 0; j < s->count; j++) {
+                const double *num = ROW(blk, value, numerators[j]);
+                double *Oj = ROW(blk, value, s->out + j), db;
+                for (r = 0; r < n; r++) {
+                    if (j == 0)
+                        Oj[r] = fg_forward_and_derivatives(FG_DIV, num[r], den[r], 0.0, &D[r],
+                                                           &D[n + r], &forward_st, &derivative_st);
+                    else
+                        Oj[r] = fg_div_and_db(num[r], den[r], &db, &forward_st, &derivative_st);
+                    if (j > 0)
+                        D[(1 + j) * n + r] = db;
+                }
+            }
+            D += (1 + s->count) * n;
+            continue;
+        }
+        }
+        for (t = 0; t < s->tail; t++, m++, D += n) {
+            switch (m->code) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+            case FG_MICRO_CODE(FG_##name, FG_MICRO_UNARY): { \
+                double b = 0.0, c = m->c; \
+                (void)b; \
+                (void)c; \
+                for (r = 0; r < n; r++) { \
+                    double a = O[r], out = FORWARD(forward); \
+                    D[r] = DERIVATIVE(d_da); \
+                    O[r] = out; \
+                } \
+                break; \
+            }
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+            case FG_MICRO_CODE(FG_##name, FG_MICRO_NUMBER_RIGHT): { \
+                double b = m->c, c = 0.0; \
+                (void)c; \
+                for (r = 0; r < n; r++) { \
+                    double a = O[r], out = FORWARD(forward); \
+                    D[r] = DERIVATIVE(d_da); \
+                    (void)DERIVATIVE(d_db); \
+                    O[r] = out; \
+                } \
+                break; \
+            } \
+            case FG_MICRO_CODE(FG_##name, FG_MICRO_NUMBER_LEFT): { \
+                double a = m->c, c = 0.0; \
+                (void)c; \
+                for (r = 0; r < n; r++) { \
+                    double b = O[r], out = FORWARD(forward); \
+                    (void)DERIVATIVE(d_da); \
+                    D[r] = DERIVATIVE(d_db); \
+                    O[r] = out; \
+                } \
+                break; \
+            }
+#include "ops.def"
+            default:
+                break;
+            }
+        }
+    }
+    (void)st;
+    return forward_st != FG_OK || derivative_st != FG_OK;
+}
+
+#undef FORWARD
+#undef DERIVATIVE
+
+/* The grad of a tail's first node into the lanes S, from its last node's grads G: each node
+ * of a tail has one consumer, so its grad is 0.0 plus one contribution. */
+static const double *tail_backward(const run_context *ctx, const double *D, uint8_t tail,
+                                   const double *G, double *S)
+{
+    size_t n = ctx->n, r;
+    for (r = 0; r < n; r++)
+        S[r] = G[r];
+    while (tail-- > 0) {
+        const double *Dt = D + (size_t)tail * n;
+        for (r = 0; r < n; r++)
+            S[r] = 0.0 + Dt[r] * S[r];
+    }
+    return S;
+}
+
+/* Terms s->count down to s->b of an n-ary node whose grads are G: into the operands that have
+ * lanes, in the order ops.h's rule adds them; a parameter without lanes waits for phase 2. */
+static void nary_backward(const run_context *ctx, block *blk, size_t i, const double *G)
+{
+    const fg_step *s = &ctx->P->steps[i];
+    const uint32_t *args = ctx->P->args + s->a;
+    fg_op op = (fg_op)s->code;
+    uint32_t stride = fg_stride(op), k = s->count + 1;
+    size_t n = ctx->n, r, j;
+    double *start = HAS_LANES(args[0]) ? ROW(blk, grad, args[0]) : NULL;
+    if (ctx->plan->head_of[i] != NONE)
+        memcpy(blk->head + (size_t)ctx->plan->head_of[i] * n, G, n * sizeof(double));
+    if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
+        /* d(w x)/dx = w: each x's grads take w times its term grad, which is the same for
+         * every term but the last (ops.h's rule at v0 = 1.0 gives the term grad itself);
+         * 8 rows at a time, terms last first as the rule runs them */
+        const double *FG_RESTRICT w = ctx->fast_w + ctx->fast_at[i];
+        const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
+        double *FG_RESTRICT grad = blk->grad;
+        for (r = 0; r < n; r += 8) {
+            double last[8], rest[8], first[8], d_dw, d_dx;
+            fg_simd last_v[FG_VECS], rest_v[FG_VECS];
+            for (j = 0; j < 8; j++) {
+                double to_start, to_w, to_x;
+                fg_nary_term_amounts(op, s->terms - 1, s->terms, G[r + j], 1.0, 0.0, &to_start,
+                                     &to_w, &to_x);
+                last[j] = to_x;
+                fg_nary_term_amounts(op, 0, s->terms + 1, G[r + j], 1.0, 0.0, &to_start, &to_w,
+                                     &to_x);
+                rest[j] = to_x;
+                fg_nary_term_amounts(op, 0, s->terms, G[r + j], 1.0, 0.0, &to_start, &to_w,
+                                     &to_x);
+                first[j] = to_start;
+            }
+            for (j = 0; j < FG_VECS; j++) {
+                last_v[j] = fg_load(last + j * FG_WIDTH);
+                rest_v[j] = fg_load(rest + j * FG_WIDTH);
+            }
+            for (k = s->terms; k-- > 0;) {
+                const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
+                double *FG_RESTRICT gx = grad + x[k] + r;
+                fg_simd dx;
+                fg_term_derivatives(op, w[k], 0.0, &d_dw, &d_dx);
+                dx = fg_splat(d_dx);
+                if (k == 0 && start != NULL)
+                    for (j = 0; j < 8; j++)
+                        start[r + j] += first[j];
+                for (j = 0; j < FG_VECS; j++)
+                    fg_store(gx + j * FG_WIDTH, fg_add(fg_load(gx + j * FG_WIDTH),
+                                                       fg_mul(dx, term_grad[j])));
+            }
+        }
+        return;
+    }
+    while (k-- > s->b) {
+        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
+        const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
+        const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
+        double *g0 = v0 != NULL ? ROW(blk, grad, slot0) : NULL;
+        double *g1 = v1 != NULL && stride > 1 ? ROW(blk, grad, slot1) : NULL;
+        double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1];
+        for (r = 0; r < n; r++) {
+            double to_start, to_v0, to_v1;
+            fg_nary_term_amounts(op, k, s->terms, G[r], v0 != NULL ? v0[r] : u0,
+                                 v1 != NULL ? v1[r] : u1, &to_start, &to_v0, &to_v1);
+            if (k == 0 && start != NULL)
+                start[r] += to_start;
+            if (g0 != NULL)
+                g0[r] += to_v0;
+            if (g1 != NULL)
+                g1[r] += to_v1;
+        }
+    }
+}
+
+/* Backward over a block: the rows' grads, from 0 for interior nodes and from -0.0 (the zero
+ * that passes a single contribution on unchanged) for the leaves with lanes. */
+static void block_backward(const run_context *ctx, block *blk)
+{
+    const fg_program *P = ctx->P;
+    const double *D = blk->deriv + P->derivs * ctx->n;
+    size_t n = ctx->n, r, i, j;
+    fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
+    memset(blk->grad, 0, ctx->plan->lanes * n * sizeof(double));
+    for (j = 0; j < ctx->plan->summed_count; j++) {
+        double *g = ROW(blk, grad, ctx->plan->summed[j]);
+        for (r = 0; r < n; r++)
+            g[r] = -0.0;
+    }
+    {
+        double *g = ROW(blk, grad, P->root);
+        for (r = 0; r < n; r++)
+            g[r] = 1.0;
+    }
+    for (i = P->length; i-- > 0;) {
+        const fg_step *s = &P->steps[i];
+        const double *GO = s->code == FG_DIVS_CODE ? NULL : ROW(blk, grad, s->out);
+        const double *S;
+        switch (s->back) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+        case FG_BACK_##name: { \
+            const double *A = ROW(blk, value, s->a), *O = ROW(blk, value, s->out); \
+            double *GA = ROW(blk, grad, s->a), b = 0.0, c = P->numbers[s->terms]; \
+            (void)b; \
+            (void)c; \
+            for (r = 0; r < n; r++) { \
+                double a = A[r], out = O[r]; \
+                (void)a; \
+                (void)out; \
+                GA[r] += (d_da) * GO[r]; \
+            } \
+            break; \
+        }
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+        case FG_BACK_##name: { \
+            const double *A = ROW(blk, value, s->a), *Bv = ROW(blk, value, s->b); \
+            const double *O = ROW(blk, value, s->out); \
+            double *GA = ROW(blk, grad, s->a), *GB = ROW(blk, grad, s->b), c = 0.0; \
+            (void)c; \
+            for (r = 0; r < n; r++) { \
+                double a = A[r], b = Bv[r], out = O[r], da = (d_da), db = (d_db), g = GO[r]; \
+                (void)a; \
+                (void)b; \
+                (void)out; \
+                GA[r] += da * g; \
+                GB[r] += db * g; \
+            } \
+            break; \
+        }
+#define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
+        case FG_BACK_##name: \
+            nary_backward(ctx, blk, i, GO); \
+            break; \
+        case FG_BACK_TAILED_##name: \
+            D -= (size_t)s->tail * n; \
+            nary_backward(ctx, blk, i, tail_backward(ctx, D, s->tail, GO, blk->scratch)); \
+            break;
+#include "ops.def"
+        case FG_BACK_UNARY_STORED:
+        case FG_BACK_UNARY_TAILED: {
+            double *GA = ROW(blk, grad, s->a);
+            D -= (1 + (size_t)s->tail) * n;
+            S = s->tail ? tail_backward(ctx, D + n, s->tail, GO, blk->scratch) : GO;
+            for (r = 0; r < n; r++)
+                GA[r] += D[r] * S[r];
+            break;
+        }
+        case FG_BACK_BINARY_STORED:
+        case FG_BACK_BINARY_TAILED: {
+            double *GA = ROW(blk, grad, s->a), *GB = ROW(blk, grad, s->b);
+            D -= (2 + (size_t)s->tail) * n;
+            S = s->tail ? tail_backward(ctx, D + 2 * n, s->tail, GO, blk->scratch) : GO;
+            for (r = 0; r < n; r++) {
+                GA[r] += D[r] * S[r];
+                GB[r] += D[n + r] * S[r];
+            }
+            break;
+        }
+        default: {  /* a group of divisions, members last first as the plain program has them */
+            const uint32_t *numerators = P->args + s->terms;
+            double *GB = ROW(blk, grad, s->b);
+            uint32_t member = s->count;
+            D -= (1 + (size_t)s->count) * n;
+            while (member-- > 0) {
+                double *GN = ROW(blk, grad, numerators[member]);
+                const double *GM = ROW(blk, grad, s->out + member), *db = D + (1 + member) * n;
+                for (r = 0; r < n; r++) {
+                    GN[r] += D[r] * GM[r];
+                    GB[r] += db[r] * GM[r];
+                }
+            }
+        }
+        }
+    }
+    (void)st;
+}
+
+/* ---- phase 2: the rows' gradients added into the leaves, in row order ---- */
+
+/* A block's partner operands of a fast deferred step, row-major (row r's from r * stride):
+ * X itself when they are its columns in order, else the lanes transposed (a layer's neurons
+ * share their inputs: the last transpose is kept). */
+static const double *partner_rows(run_context *ctx, const deferred_step *ds, const block *blk,
+                                  size_t index, unsigned thread, size_t *stride)
+{
+    const fg_step *s = &ctx->P->steps[ds->step];
+    const uint32_t *args = ctx->P->args + s->a;
+    double *rows = ctx->partners[thread];
+    size_t r, k, tag = index * (ctx->plan->deferred_count + 1) + ds->partners;
+    if (ds->column != NONE) {
+        *stride = ctx->job->input_count;
+        return ctx->job->X + blk->row0 * ctx->job->input_count + ds->column;
+    }
+    *stride = s->terms;
+    if (ctx->partners_tag[thread] == tag)
+        return rows;
+    for (k = 0; k < s->terms; k++) {
+        const double *lanes = ROW(blk, value, args[2 + 2 * k]);
+        for (r = 0; r < blk->rows; r++)
+            rows[r * s->terms + k] = lanes[r];
+    }
+    ctx->partners_tag[thread] = tag;
+    return rows;
+}
+
+/* A deferred step's parameters, the rows of block `index`: what phase 1 left out, computed
+ * from the node's grads and each term's other operand. */
+static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index, unsigned thread)
+{
+    const fg_step *s = &ctx->P->steps[ds->step];
+    const uint32_t *args = ctx->P->args + s->a;
+    const deferred_term *terms = ctx->plan->terms + ds->first;
+    double *FG_RESTRICT totals = ctx->accumulators + ds->first;
+    fg_op op = (fg_op)s->code;
+    uint32_t stride = fg_stride(op);
+    size_t n = ctx->n, t, j, r;
+    {
+        block *blk = &ctx->buffers[index % ctx->threads];
+        const double *G = blk->head + (size_t)ds->head * n;
+        if (ds->dot_fast) {
+            /* w's row gradients are x * (its term grad): eight weights at a time, their sums
+             * in registers, over the partners' rows */
+            double *FG_RESTRICT rest = ctx->buffers[thread].scratch + n;
+            double *FG_RESTRICT last = ctx->buffers[thread].scratch + 2 * n;
+            size_t row_stride, k0, count = s->terms;
+            const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
+            for (r = 0; r < blk->rows; r++) {
+                double to_start, to_w, to_x;
+                fg_nary_term_amounts(op, 0, s->terms + 1, G[r], 0.0, 1.0, &to_start, &to_w, &to_x);
+                rest[r] = to_w;
+                fg_nary_term_amounts(op, s->terms - 1, s->terms, G[r], 0.0, 1.0, &to_start, &to_w,
+                                     &to_x);
+                last[r] = to_w;
+            }
+            for (k0 = 0; k0 + 8 < count; k0 += 8) {   /* eight at a time, but the last */
+                fg_simd acc[FG_VECS];
+                for (j = 0; j < FG_VECS; j++)
+                    acc[j] = fg_load(totals + k0 + j * FG_WIDTH);
+                for (r = 0; r < blk->rows; r++) {
+                    const double *FG_RESTRICT xr = x + r * row_stride + k0;
+                    const fg_simd g = fg_splat(rest[r]);
+                    for (j = 0; j < FG_VECS; j++)
+                        acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
+                }
+                for (j = 0; j < FG_VECS; j++)
+                    fg_store(totals + k0 + j * FG_WIDTH, acc[j]);
+            }
+            for (; k0 + 1 < count; k0++) {
+                double total = totals[k0];
+                for (r = 0; r < blk->rows; r++)
+                    total = total + x[r * row_stride + k0] * rest[r];
+                totals[k0] = total;
+            }
+            for (r = 0; r < blk->rows; r++)     /* the last term's grad is the node's own */
+                totals[count - 1] = totals[count - 1] + x[r * row_stride + count - 1] * last[r];
+        }
+        for (t = ds->dot_fast ? s->terms : 0; t < ds->count; t++) {
+            const deferred_term *term = &terms[t];
+            uint32_t k = term->k, slot0, slot1;
+            const double *v0, *v1;
+            double u0, u1, total = totals[t];
+            slot0 = term->side == 2 ? args[1] : args[1 + k * stride];
+            slot1 = term->side == 2 ? (stride > 1 ? args[2] : args[1])
+                                    : stride > 1 ? args[2 + k * stride] : slot0;
+            v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
+            v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
+            u0 = ctx->scalars[slot0];
+            u1 = ctx->scalars[slot1];
+            for (r = 0; r < blk->rows; r++) {
+                double to_start, to_v0, to_v1;
+                fg_nary_term_amounts(op, k, s->terms, G[r], v0 != NULL ? v0[r] : u0,
+                                     v1 != NULL ? v1[r] : u1, &to_start, &to_v0, &to_v1);
+                total = total + (term->side == 2 ? to_start : term->side == 1 ? to_v1 : to_v0);
+            }
+            totals[t] = total;
+        }
+    }
+}
+
+static void add_summed(run_context *ctx, uint32_t leaf, size_t index)
+{
+    const block *blk = &ctx->buffers[index % ctx->threads];
+    const double *g = ROW(blk, grad, leaf);
+    double total = ctx->totals[leaf];
+    size_t r;
+    for (r = 0; r < blk->rows; r++)
+        total = total + g[r];
+    ctx->totals[leaf] = total;
+}
+
+void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
+{
+    const fg_run *job = ctx->job;
+    block *blk = &ctx->buffers[t];
+    size_t chunk, chunks = (ctx->blocks + ctx->threads - 1) / ctx->threads, w;
+    broadcast(ctx, blk);
+    for (chunk = 0; chunk < chunks; chunk++) {
+        size_t index = chunk * ctx->threads + t;
+        int flag = 0;
+        if (index < ctx->blocks) {
+            blk->row0 = index * ctx->n;
+            blk->rows = job->rows - blk->row0 < ctx->n ? job->rows - blk->row0 : ctx->n;
+            feed(ctx, blk);
+            flag = block_forward(ctx, blk);
+            if (!flag) {
+                const double *root = ROW(blk, value, ctx->P->root);
+                memcpy(job->out + blk->row0, root, blk->rows * sizeof(double));
+                block_backward(ctx, blk);
+            }
+        }
+        if (ctx->threads > 1)
+            flag = fg_barrier_wait(ctx->barrier, flag);
+        if (flag) {
+            if (t == 0) {
+                ctx->failed = 1;
+                ctx->failed_chunk = chunk;
+            }
+            return;
+        }
+        /* block by block in row order: each leaf still gets its rows in order */
+        for (index = chunk * ctx->threads; index < (chunk + 1) * ctx->threads && index < ctx->blocks;
+             index++)
+            for (w = ctx->split[t]; w < ctx->split[t + 1]; w++) {
+                uint32_t item = ctx->work[w];
+                if (item < ctx->plan->summed_count)
+                    add_summed(ctx, ctx->plan->summed[item], index);
+                else
+                    add_deferred(ctx, &ctx->plan->deferred[item - ctx->plan->summed_count], index, t);
+            }
+        flag = t == 0 && chunk + 1 < chunks && job->interrupted != NULL
+               && job->interrupted(job->context);
+        if (ctx->threads > 1)
+            flag = fg_barrier_wait(ctx->barrier, flag);
+        if (flag) {
+            if (t == 0)
+                ctx->interrupted = 1;
+            return;
+        }
+    }
+}
+

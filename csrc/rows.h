@@ -1,0 +1,104 @@
+/*
+ * rows.h: run()'s plan and blocks, shared by rows.c (the plan, the threads, the run) and
+ * blocks.c (what each thread does with a block: its replay and phase 2). Private.
+ */
+#ifndef FASTGRAD_ROWS_H
+#define FASTGRAD_ROWS_H
+
+#include "tape.h"
+#include "threads.h"
+
+#define NONE UINT32_MAX
+#define BLOCK_BYTES (384 * 1024)    /* a block's lanes: about half of a core's L2 */
+#define MAX_LANES 128
+
+/* A parameter whose row gradients phase 2 computes: term k's operand `side` (2: the start). */
+typedef struct deferred_term {
+    uint32_t leaf;
+    uint32_t k;
+    uint32_t side;
+} deferred_term;
+
+/* An n-ary step with such terms: the block keeps its node's grad in head row `head`. Phase 2
+ * sums its terms' row gradients in accumulators of its own, contiguous, from `first` on. */
+typedef struct deferred_step {
+    uint32_t step;
+    uint32_t head;
+    uint32_t first, count;          /* its terms in fg_plan.terms (and accumulators) */
+    int dot_fast;                   /* every term is (parameter, lanes): the fast loop sums
+                                     * them; a deferred start comes after them */
+    size_t column;                  /* dot_fast: the partners are X's columns from this one on,
+                                     * in order; or NONE */
+    uint32_t partners;              /* dot_fast: the first deferred step with the same partner
+                                     * operands (a layer's neurons share them) */
+} deferred_step;
+
+/* What a run that feeds a given list of leaves needs to know about the step program. */
+typedef struct fg_plan {
+    size_t *fed;                    /* the leaf numbers fed by X then Y, as given */
+    size_t fed_count;
+    uint32_t *lane;                 /* step slot -> its row of lanes, or NONE: a single number */
+    size_t lanes;
+    uint32_t *summed;               /* leaves whose row gradients sit in lanes: their leaf */
+    size_t summed_count;            /* numbers (their lane is lane[leaf]) */
+    deferred_step *deferred;
+    size_t deferred_count;
+    deferred_term *terms;
+    size_t terms_count, terms_capacity;
+    uint8_t *on_lanes;              /* step -> how its n-ary operands lie (NARY_*) */
+    uint32_t *head_of;              /* step -> its head row, or NONE */
+} fg_plan;
+
+/* How an n-ary step's operands lie, for its fast loops. */
+enum { NARY_GENERIC, NARY_DOT_PARAMS_LANES, NARY_SUM_LANES };
+
+
+typedef struct block {
+    double *value;                  /* lanes: row lane[slot] holds the slot's lanes */
+    double *grad;                   /* the same rows, their grads */
+    double *deriv;                  /* the stored derivatives, a row each, in step order */
+    double *head;                   /* the deferred steps' node grads, a row each */
+    double *scratch;                /* three rows */
+    size_t row0, rows;              /* its first row and how many are real (the rest repeat
+                                     * the last real row) */
+} block;
+
+typedef struct run_context {
+    const fg_tape *T;
+    const fg_program *P;
+    const fg_plan *plan;
+    const fg_run *job;
+    const double *scalars;          /* step slot -> value, for those without lanes */
+    double *totals;                 /* leaf -> grad: before the call, then the rows added */
+    size_t n;                       /* lanes per block (a multiple of 8) */
+    size_t blocks;
+    unsigned threads;
+    block *buffers;                 /* one per thread */
+    fg_barrier *barrier;
+    fg_gate *gate;
+    double *fast_w;                 /* fast DOT steps' weights, each step's contiguous */
+    size_t *fast_x;                 /* and their inputs' lane rows (offsets in a block) */
+    size_t *fast_at;                /* step -> where its weights and offsets start */
+    double *accumulators;           /* deferred terms' leaf grads during the run, in the
+                                     * order of plan->terms: each deferred step's contiguous */
+    double **partners;              /* per thread: a block's partner operands, row-major */
+    size_t *partners_tag;           /* per thread: which (block, partner group) they are */
+    size_t partners_width;          /* the widest partner list */
+    uint32_t *work;                 /* phase 2's items: a summed leaf (its index in
+                                     * plan->summed), or NONE - deferred step index */
+    size_t *split;                  /* thread t's items: work[split[t], split[t + 1]) */
+    size_t failed_chunk;
+    int failed, interrupted;
+} run_context;
+
+#define ROW(blk, base, slot) ((blk)->base + (size_t)ctx->plan->lane[slot] * ctx->n)
+#define HAS_LANES(slot) (ctx->plan->lane[slot] != NONE)
+
+
+/* What a thread does in a run: its blocks and its share of phase 2, chunk after chunk. The
+ * AVX2 copy (blocks_avx2.c) is the same code built for wider vectors. */
+void fg_blocks_work(run_context *ctx, unsigned thread);
+void fg_blocks_work_avx2(run_context *ctx, unsigned thread);
+int fg_blocks_have_avx2(void);  /* whether the AVX2 copy exists and this CPU can run it */
+
+#endif /* FASTGRAD_ROWS_H */

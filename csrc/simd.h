@@ -1,0 +1,53 @@
+/*
+ * simd.h: a few vector operations on doubles for blocks.c's loops, so that they vectorise
+ * whatever the compiler's mood: each lane is its own IEEE multiply or add (never a fused
+ * multiply-add), so the bits are those of scalar code.
+ *
+ * The width is the platform's baseline (SSE2 on x86-64, NEON on AArch64) unless FG_AVX2 is
+ * defined, which blocks_avx2.c does for the copy of blocks.c chosen at run time on CPUs that
+ * have AVX2. Elsewhere a vector is one double.
+ */
+#ifndef FASTGRAD_SIMD_H
+#define FASTGRAD_SIMD_H
+
+#if defined(FG_AVX2)
+#include <immintrin.h>
+typedef __m256d fg_simd;
+#define FG_WIDTH 4
+#define fg_load(p) _mm256_loadu_pd(p)
+#define fg_store(p, v) _mm256_storeu_pd((p), (v))
+#define fg_add(a, b) _mm256_add_pd((a), (b))
+#define fg_mul(a, b) _mm256_mul_pd((a), (b))
+#define fg_splat(x) _mm256_set1_pd(x)
+#elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
+#include <emmintrin.h>
+typedef __m128d fg_simd;
+#define FG_WIDTH 2
+#define fg_load(p) _mm_loadu_pd(p)
+#define fg_store(p, v) _mm_storeu_pd((p), (v))
+#define fg_add(a, b) _mm_add_pd((a), (b))
+#define fg_mul(a, b) _mm_mul_pd((a), (b))
+#define fg_splat(x) _mm_set1_pd(x)
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+typedef float64x2_t fg_simd;
+#define FG_WIDTH 2
+#define fg_load(p) vld1q_f64(p)
+#define fg_store(p, v) vst1q_f64((p), (v))
+#define fg_add(a, b) vaddq_f64((a), (b))
+#define fg_mul(a, b) vmulq_f64((a), (b))
+#define fg_splat(x) vdupq_n_f64(x)
+#else
+typedef double fg_simd;
+#define FG_WIDTH 1
+#define fg_load(p) (*(p))
+#define fg_store(p, v) (*(p) = (v))
+#define fg_add(a, b) ((a) + (b))
+#define fg_mul(a, b) ((a) * (b))
+#define fg_splat(x) (x)
+#endif
+
+/* Vectors in 8 doubles: a block's loops take 8 rows, or 8 weights, at a time. */
+#define FG_VECS (8 / FG_WIDTH)
+
+#endif /* FASTGRAD_SIMD_H */
