@@ -89,6 +89,132 @@ static void nary_forward(const run_context *ctx, block *blk, size_t i, double *O
     }
 }
 
+/* How many neurons of a layer group the vector loops take at once: their sums and the input's
+ * lanes must stay in the registers the vector width leaves. */
+#if FG_WIDTH >= 4
+#define FG_LAYER 4
+#else
+#define FG_LAYER 2
+#endif
+
+/* The heads of a layer group's g neurons, fast DOT steps over the same inputs: each input's
+ * lanes loaded once for FG_LAYER neurons, whose sums grow term by term in registers (each
+ * neuron's own order of additions, DOT's v0 * v1 as ops.def has it). */
+static void layer_forward(const run_context *ctx, block *blk, size_t first, size_t g)
+{
+    const fg_program *P = ctx->P;
+    const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[first];
+    const double *FG_RESTRICT value = blk->value;
+    size_t n = ctx->n, r, j, q, q0, k, terms = P->steps[first].terms;
+    for (q0 = 0; q0 < g; q0 += FG_LAYER) {
+        const double *w[FG_LAYER], *start[FG_LAYER];
+        double start_value[FG_LAYER], *O[FG_LAYER];
+        for (q = 0; q < FG_LAYER; q++) {
+            size_t step = first + (q0 + q < g ? q0 + q : g - 1);  /* past the end: the last again */
+            const uint32_t *args = P->args + P->steps[step].a;
+            w[q] = ctx->fast_w + ctx->fast_at[step];
+            start[q] = HAS_LANES(args[0]) ? ROW(blk, value, args[0]) : NULL;
+            start_value[q] = ctx->scalars[args[0]];
+            O[q] = ROW(blk, value, P->steps[step].out);
+        }
+        for (r = 0; r < n; r += 8) {
+            fg_simd acc[FG_LAYER][FG_VECS];
+            for (q = 0; q < FG_LAYER; q++)
+                for (j = 0; j < FG_VECS; j++)
+                    acc[q][j] = start[q] != NULL ? fg_load(start[q] + r + j * FG_WIDTH)
+                                                 : fg_splat(start_value[q]);
+            for (k = 0; k < terms; k++) {
+                fg_simd xv[FG_VECS];
+                for (j = 0; j < FG_VECS; j++)
+                    xv[j] = fg_load(value + x[k] + r + j * FG_WIDTH);
+                for (q = 0; q < FG_LAYER; q++) {
+                    const fg_simd wq = fg_splat(w[q][k]);
+                    for (j = 0; j < FG_VECS; j++)
+                        acc[q][j] = fg_add(acc[q][j], fg_mul(wq, xv[j]));
+                }
+            }
+            for (q = 0; q < FG_LAYER; q++)
+                if (q0 + q < g)
+                    for (j = 0; j < FG_VECS; j++)
+                        fg_store(O[q] + r + j * FG_WIDTH, acc[q][j]);
+        }
+    }
+}
+
+/* The term grads of a fast DOT step for 8 rows whose node grads are G, lane by lane by
+ * ops.h's rule at v0 = 1.0 (the amount d(w x)/dx takes is then the term grad itself): the
+ * last term's, every other term's, and the amount the start takes. */
+static void dot_term_grads(fg_op op, uint32_t terms, const double *G, double *last,
+                           double *rest, double *first)
+{
+    size_t j;
+    for (j = 0; j < 8; j++) {
+        double to_start, to_w, to_x;
+        fg_nary_term_amounts(op, terms - 1, terms, G[j], 1.0, 0.0, &to_start, &to_w, &to_x);
+        last[j] = to_x;
+        fg_nary_term_amounts(op, 0, terms + 1, G[j], 1.0, 0.0, &to_start, &to_w, &to_x);
+        rest[j] = to_x;
+        fg_nary_term_amounts(op, 0, terms, G[j], 1.0, 0.0, &to_start, &to_w, &to_x);
+        first[j] = to_start;
+    }
+}
+
+/* A layer group's backward into its inputs' grads, with the neurons' node grads G[q]: for each
+ * input, the neurons' contributions last neuron first (the plain program's order), added in
+ * registers before one store; then the starts, last neuron first. */
+static void layer_backward(const run_context *ctx, block *blk, size_t first, size_t g,
+                           const double *const *G)
+{
+    const fg_program *P = ctx->P;
+    const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[first];
+    double *FG_RESTRICT grad = blk->grad;
+    fg_op op = (fg_op)P->steps[first].code;
+    size_t n = ctx->n, r, j, q, k, terms = P->steps[first].terms;
+    const double *w[MAX_LAYER];
+    for (q = 0; q < g; q++)
+        w[q] = ctx->fast_w + ctx->fast_at[first + q];
+    for (r = 0; r < n; r += 8) {
+        double last[MAX_LAYER][8], rest[MAX_LAYER][8], starts[MAX_LAYER][8];
+        fg_simd last_v[MAX_LAYER][FG_VECS], rest_v[MAX_LAYER][FG_VECS];
+        for (q = 0; q < g; q++) {
+            dot_term_grads(op, (uint32_t)terms, G[q] + r, last[q], rest[q], starts[q]);
+            for (j = 0; j < FG_VECS; j++) {
+                last_v[q][j] = fg_load(last[q] + j * FG_WIDTH);
+                rest_v[q][j] = fg_load(rest[q] + j * FG_WIDTH);
+            }
+            if (ctx->plan->head_of[first + q] != NONE) {   /* phase 2's weights take them too */
+                memcpy(HEAD(blk, ctx->plan->head_of[first + q], 1) + r, rest[q], sizeof rest[q]);
+                memcpy(HEAD(blk, ctx->plan->head_of[first + q], 2) + r, last[q], sizeof last[q]);
+            }
+        }
+        for (k = terms; k-- > 0;) {
+            const int is_last = k + 1 == terms;
+            double *FG_RESTRICT gx = grad + x[k] + r;
+            fg_simd acc[FG_VECS];
+            for (j = 0; j < FG_VECS; j++)
+                acc[j] = fg_load(gx + j * FG_WIDTH);
+            for (q = g; q-- > 0;) {
+                double d_dw, d_dx;
+                fg_simd d;
+                fg_term_derivatives(op, w[q][k], 0.0, &d_dw, &d_dx);
+                d = fg_splat(d_dx);
+                for (j = 0; j < FG_VECS; j++)
+                    acc[j] = fg_add(acc[j], fg_mul(d, is_last ? last_v[q][j] : rest_v[q][j]));
+            }
+            for (j = 0; j < FG_VECS; j++)
+                fg_store(gx + j * FG_WIDTH, acc[j]);
+        }
+        for (q = g; q-- > 0;) {
+            const uint32_t *args = P->args + P->steps[first + q].a;
+            if (HAS_LANES(args[0])) {
+                double *start = ROW(blk, grad, args[0]) + r;
+                for (j = 0; j < 8; j++)
+                    start[j] += starts[q][j];
+            }
+        }
+    }
+}
+
 #define FORWARD(forward) (st = &forward_st, (forward))
 #define DERIVATIVE(d) (st = &derivative_st, (d))
 
@@ -107,6 +233,10 @@ static int block_forward(const run_context *ctx, block *blk)
         if (FG_STEP_KIND(s) == FG_STEP_NARY && s->count + 1 != s->terms)
             continue;   /* the node's value is made by its last run */
         O = s->code == FG_DIVS_CODE ? NULL : ROW(blk, value, s->out);
+        if (ctx->plan->layer[i] > 0)
+            layer_forward(ctx, blk, i, ctx->plan->layer[i]);
+        if (ctx->plan->in_layer[i] > 0)
+            goto tail;  /* its head is made */
         switch (s->code) {
 #define FG_UNARY(name, symbol, forward, d_da) \
         case FG_##name: { \
@@ -176,6 +306,7 @@ static int block_forward(const run_context *ctx, block *blk)
             continue;
         }
         }
+    tail:
         for (t = 0; t < s->tail; t++, m++, D += n) {
             switch (m->code) {
 #define FG_UNARY(name, symbol, forward, d_da) \
@@ -253,7 +384,7 @@ static void nary_backward(const run_context *ctx, block *blk, size_t i, const do
     size_t n = ctx->n, r, j;
     double *start = HAS_LANES(args[0]) ? ROW(blk, grad, args[0]) : NULL;
     if (ctx->plan->head_of[i] != NONE)
-        memcpy(blk->head + (size_t)ctx->plan->head_of[i] * n, G, n * sizeof(double));
+        memcpy(HEAD(blk, ctx->plan->head_of[i], 0), G, n * sizeof(double));
     if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
         /* d(w x)/dx = w: each x's grads take w times its term grad, which is the same for
          * every term but the last (ops.h's rule at v0 = 1.0 gives the term grad itself);
@@ -279,6 +410,10 @@ static void nary_backward(const run_context *ctx, block *blk, size_t i, const do
             for (j = 0; j < FG_VECS; j++) {
                 last_v[j] = fg_load(last + j * FG_WIDTH);
                 rest_v[j] = fg_load(rest + j * FG_WIDTH);
+            }
+            if (ctx->plan->head_of[i] != NONE) {    /* phase 2's weights take them too */
+                memcpy(HEAD(blk, ctx->plan->head_of[i], 1) + r, rest, sizeof rest);
+                memcpy(HEAD(blk, ctx->plan->head_of[i], 2) + r, last, sizeof last);
             }
             for (k = s->terms; k-- > 0;) {
                 const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
@@ -340,6 +475,25 @@ static void block_backward(const run_context *ctx, block *blk)
         const fg_step *s = &P->steps[i];
         const double *GO = s->code == FG_DIVS_CODE ? NULL : ROW(blk, grad, s->out);
         const double *S;
+        if (ctx->plan->in_layer[i] > 0) {
+            /* a layer group, at its last neuron: every neuron's tail, then all of them */
+            size_t first = i + 1 - ctx->plan->in_layer[i], q = i + 1 - first;
+            const double *heads[MAX_LAYER];
+            while (q-- > 0) {
+                const fg_step *member = &P->steps[first + q];
+                const double *GM = ROW(blk, grad, member->out);
+                if (member->tail > 0) {
+                    D -= (size_t)member->tail * n;
+                    GM = tail_backward(ctx, D, member->tail, GM, blk->scratch + (3 + q) * n);
+                }
+                if (ctx->plan->head_of[first + q] != NONE)
+                    memcpy(HEAD(blk, ctx->plan->head_of[first + q], 0), GM, n * sizeof(double));
+                heads[q] = GM;
+            }
+            layer_backward(ctx, blk, first, i + 1 - first, heads);
+            i = first;
+            continue;
+        }
         switch (s->back) {
 #define FG_UNARY(name, symbol, forward, d_da) \
         case FG_BACK_##name: { \
@@ -457,26 +611,18 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
     double *FG_RESTRICT totals = ctx->accumulators + ds->first;
     fg_op op = (fg_op)s->code;
     uint32_t stride = fg_stride(op);
-    size_t n = ctx->n, t, j, r;
+    size_t t, j, r;
     {
         block *blk = &ctx->buffers[index % ctx->threads];
-        const double *G = blk->head + (size_t)ds->head * n;
+        const double *G = HEAD(blk, ds->head, 0);
         if (ds->dot_fast) {
             /* w's row gradients are x * (its term grad): eight weights at a time, their sums
              * in registers, over the partners' rows */
-            double *FG_RESTRICT rest = ctx->buffers[thread].scratch + n;
-            double *FG_RESTRICT last = ctx->buffers[thread].scratch + 2 * n;
+            const double *FG_RESTRICT rest = HEAD(blk, ds->head, 1);
+            const double *FG_RESTRICT last = HEAD(blk, ds->head, 2);
             size_t row_stride, k0, count = s->terms;
             const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
-            for (r = 0; r < blk->rows; r++) {
-                double to_start, to_w, to_x;
-                fg_nary_term_amounts(op, 0, s->terms + 1, G[r], 0.0, 1.0, &to_start, &to_w, &to_x);
-                rest[r] = to_w;
-                fg_nary_term_amounts(op, s->terms - 1, s->terms, G[r], 0.0, 1.0, &to_start, &to_w,
-                                     &to_x);
-                last[r] = to_w;
-            }
-            for (k0 = 0; k0 + 8 < count; k0 += 8) {   /* eight at a time, but the last */
+            for (k0 = 0; k0 + 8 <= count; k0 += 8) {  /* eight at a time */
                 fg_simd acc[FG_VECS];
                 for (j = 0; j < FG_VECS; j++)
                     acc[j] = fg_load(totals + k0 + j * FG_WIDTH);
@@ -486,14 +632,26 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
                     for (j = 0; j < FG_VECS; j++)
                         acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
                 }
-                for (j = 0; j < FG_VECS; j++)
-                    fg_store(totals + k0 + j * FG_WIDTH, acc[j]);
+                if (k0 + 8 < count) {
+                    for (j = 0; j < FG_VECS; j++)
+                        fg_store(totals + k0 + j * FG_WIDTH, acc[j]);
+                } else {    /* but the last term, whose grad is another: done below */
+                    double sums[8];
+                    for (j = 0; j < FG_VECS; j++)
+                        fg_store(sums + j * FG_WIDTH, acc[j]);
+                    memcpy(totals + k0, sums, 7 * sizeof(double));
+                }
             }
-            for (; k0 + 1 < count; k0++) {
-                double total = totals[k0];
+            if (k0 + 1 < count) {      /* what eights leave, their sums side by side */
+                size_t width = count - 1 - k0;
+                double acc[8];
+                for (j = 0; j < width; j++)
+                    acc[j] = totals[k0 + j];
                 for (r = 0; r < blk->rows; r++)
-                    total = total + x[r * row_stride + k0] * rest[r];
-                totals[k0] = total;
+                    for (j = 0; j < width; j++)
+                        acc[j] = acc[j] + x[r * row_stride + k0 + j] * rest[r];
+                for (j = 0; j < width; j++)
+                    totals[k0 + j] = acc[j];
             }
             for (r = 0; r < blk->rows; r++)     /* the last term's grad is the node's own */
                 totals[count - 1] = totals[count - 1] + x[r * row_stride + count - 1] * last[r];

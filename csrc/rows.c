@@ -37,6 +37,8 @@ static void plan_free(fg_plan *p)
     free(p->terms);
     free(p->on_lanes);
     free(p->head_of);
+    free(p->layer);
+    free(p->in_layer);
     memset(p, 0, sizeof *p);
 }
 
@@ -86,6 +88,46 @@ static size_t fed_columns(const fg_tape *T, const fg_run *job, const uint32_t *a
     return column;
 }
 
+/* Whether fast DOT step j can join the layer group that starts at step `first` and ends
+ * before j: the same inputs, and a start that is neither an input nor a member's result. */
+static int joins_layer(const fg_program *P, size_t first, size_t j)
+{
+    const fg_step *a = &P->steps[first], *b = &P->steps[j];
+    const uint32_t *aa = P->args + a->a, *ba = P->args + b->a;
+    uint32_t k;
+    size_t q;
+    if (a->terms != b->terms)
+        return 0;
+    for (k = 0; k < a->terms; k++)
+        if (aa[2 + 2 * k] != ba[2 + 2 * k] || aa[2 + 2 * k] == ba[0])
+            return 0;
+    for (q = first; q < j; q++)
+        if (P->steps[q].out == ba[0])
+            return 0;
+    return 1;
+}
+
+static void find_layers(const fg_program *P, fg_plan *p)
+{
+    size_t i = 0, j;
+    while (i < P->length) {
+        if (p->on_lanes[i] != NARY_DOT_PARAMS_LANES || !joins_layer(P, i, i)) {
+            i++;
+            continue;
+        }
+        for (j = i + 1; j < P->length && j - i < MAX_LAYER
+                        && p->on_lanes[j] == NARY_DOT_PARAMS_LANES && joins_layer(P, i, j); j++)
+            ;
+        if (j - i > 1) {
+            size_t q;
+            p->layer[i] = (uint8_t)(j - i);
+            for (q = i; q < j; q++)
+                p->in_layer[q] = (uint8_t)(q - i + 1);
+        }
+        i = j;
+    }
+}
+
 static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
 {
     const fg_program *P = &T->program;
@@ -100,9 +142,12 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     p->summed = (uint32_t *)malloc((T->leaf_count + 1) * sizeof(uint32_t));
     p->on_lanes = (uint8_t *)calloc(P->length + 1, 1);
     p->head_of = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
+    p->layer = (uint8_t *)calloc(P->length + 1, 1);
+    p->in_layer = (uint8_t *)calloc(P->length + 1, 1);
     reads_in_steps = (uint32_t *)calloc(values, sizeof(uint32_t));
     fed = (uint8_t *)calloc(T->leaf_count + 1, 1);
-    if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->head_of || !reads_in_steps || !fed)
+    if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->head_of || !p->layer
+        || !p->in_layer || !reads_in_steps || !fed)
         goto done;
     for (i = 0; i < job->input_count; i++)
         p->fed[i] = job->inputs[i];
@@ -214,6 +259,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             p->deferred_count++;
         }
     }
+    find_layers(P, p);
     st = FG_OK;
 done:
     free(reads_in_steps);
@@ -333,7 +379,7 @@ static fg_status fast_dots(run_context *ctx)
 static size_t lanes_per_block(const fg_tape *T, const fg_plan *plan, size_t rows,
                               unsigned threads)
 {
-    size_t per_lane = (2 * plan->lanes + T->program.derivs + plan->deferred_count + 3)
+    size_t per_lane = (2 * plan->lanes + T->program.derivs + 3 * plan->deferred_count + 3 + MAX_LAYER)
                       * sizeof(double);
     size_t most = BLOCK_BYTES / per_lane / 8 * 8, blocks;
     if (most > MAX_LANES)
@@ -458,8 +504,8 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
         blk->value = (double *)calloc(ctx.plan->lanes * ctx.n + 1, sizeof(double));
         blk->grad = (double *)malloc((ctx.plan->lanes * ctx.n + 1) * sizeof(double));
         blk->deriv = (double *)malloc((P->derivs * ctx.n + 1) * sizeof(double));
-        blk->head = (double *)malloc((ctx.plan->deferred_count * ctx.n + 1) * sizeof(double));
-        blk->scratch = (double *)malloc(3 * ctx.n * sizeof(double));
+        blk->head = (double *)malloc((3 * ctx.plan->deferred_count * ctx.n + 1) * sizeof(double));
+        blk->scratch = (double *)malloc((3 + MAX_LAYER) * ctx.n * sizeof(double));
         if (!blk->value || !blk->grad || !blk->deriv || !blk->head || !blk->scratch)
             goto done;
     }

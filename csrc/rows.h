@@ -46,8 +46,15 @@ typedef struct fg_plan {
     deferred_term *terms;
     size_t terms_count, terms_capacity;
     uint8_t *on_lanes;              /* step -> how its n-ary operands lie (NARY_*) */
+    uint8_t *layer;                 /* step -> a layer group's size at its first step, else 0 */
+    uint8_t *in_layer;              /* step -> its place in a layer group, from 1; 0 if none */
     uint32_t *head_of;              /* step -> its head row, or NONE */
 } fg_plan;
+
+/* Consecutive fast DOT steps over the same inputs (a layer's neurons) run together, this
+ * many at most: each input's lanes are loaded once for all of them, and its grads gather
+ * their contributions in registers. */
+#define MAX_LAYER 4
 
 /* How an n-ary step's operands lie, for its fast loops. */
 enum { NARY_GENERIC, NARY_DOT_PARAMS_LANES, NARY_SUM_LANES };
@@ -58,7 +65,7 @@ typedef struct block {
     double *grad;                   /* the same rows, their grads */
     double *deriv;                  /* the stored derivatives, a row each, in step order */
     double *head;                   /* the deferred steps' node grads, a row each */
-    double *scratch;                /* three rows */
+    double *scratch;                /* 3 + MAX_LAYER rows */
     size_t row0, rows;              /* its first row and how many are real (the rest repeat
                                      * the last real row) */
 } block;
@@ -93,6 +100,9 @@ typedef struct run_context {
 
 #define ROW(blk, base, slot) ((blk)->base + (size_t)ctx->plan->lane[slot] * ctx->n)
 #define HAS_LANES(slot) (ctx->plan->lane[slot] != NONE)
+/* A deferred step's rows in a block: its node's grads (0), and for a fast DOT step the
+ * term grads of every term but the last (1) and of the last (2). */
+#define HEAD(blk, which, row) ((blk)->head + ((size_t)(which) * 3 + (row)) * ctx->n)
 
 
 /* What a thread does in a run: its blocks and its share of phase 2, chunk after chunk. The
