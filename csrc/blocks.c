@@ -15,6 +15,7 @@
 
 #ifndef FG_BLOCKS_WORK
 #define FG_BLOCKS_WORK fg_blocks_work
+#define FG_BLOCKS_CHECK_RULES fg_blocks_check_rules
 #endif
 
 /* The fed leaves' lanes from X and Y: row row0 + r, and the last real row again past the end. */
@@ -141,22 +142,56 @@ static void layer_forward(const run_context *ctx, block *blk, size_t first, size
     }
 }
 
-/* The term grads of a fast DOT step for 8 rows whose node grads are G, lane by lane by
- * ops.h's rule at v0 = 1.0 (the amount d(w x)/dx takes is then the term grad itself): the
- * last term's, every other term's, and the amount the start takes. */
-static void dot_term_grads(fg_op op, uint32_t terms, const double *G, double *last,
-                           double *rest, double *first)
+/* The term grads of a fast DOT step for 8 rows whose node grads are G: ops.h's rule
+ * (fg_nary_term_amounts) at v0 = 1.0, v1 = 0.0, where the amount d(w x)/dx takes is the term
+ * grad itself, written out in vector operations, each the rule's own IEEE operation:
+ *   sum_grad = g for the last term, 0.0 + g for the others;
+ *   amount to x = d_dv1 * (0.0 + 1.0 * sum_grad), d_dv1 = v0 = 1.0;
+ *   amount to the start = 1.0 * sum_grad of term 0.
+ * fg_blocks_check_rules holds this to the rule. */
+static void dot_term_grads(uint32_t terms, const double *G, fg_simd *last, fg_simd *rest,
+                           fg_simd *first)
 {
+    const fg_simd zero = fg_splat(0.0), one = fg_splat(1.0);
     size_t j;
-    for (j = 0; j < 8; j++) {
-        double to_start, to_w, to_x;
-        fg_nary_term_amounts(op, terms - 1, terms, G[j], 1.0, 0.0, &to_start, &to_w, &to_x);
-        last[j] = to_x;
-        fg_nary_term_amounts(op, 0, terms + 1, G[j], 1.0, 0.0, &to_start, &to_w, &to_x);
-        rest[j] = to_x;
-        fg_nary_term_amounts(op, 0, terms, G[j], 1.0, 0.0, &to_start, &to_w, &to_x);
-        first[j] = to_start;
+    for (j = 0; j < FG_VECS; j++) {
+        const fg_simd g = fg_load(G + j * FG_WIDTH), g_rest = fg_add(zero, g);
+        last[j] = fg_mul(one, fg_add(zero, fg_mul(one, g)));
+        rest[j] = fg_mul(one, fg_add(zero, fg_mul(one, g_rest)));
+        first[j] = fg_mul(one, terms == 1 ? g : g_rest);
     }
+}
+
+/* dot_term_grads against the scalar rule, on values where rounding and signs of zero differ:
+ * the number of lanes that disagree (0). The C tests call it, for both copies. */
+int FG_BLOCKS_CHECK_RULES(void)
+{
+    static const double values[8] = {0.0, -0.0, 1.5, -2.5e-310, 1e308, -1e-17, 1.0 / 0.0,
+                                     -1.0 / 0.0};
+    fg_simd last[FG_VECS], rest[FG_VECS], first[FG_VECS];
+    double l[8], r[8], f[8];
+    int wrong = 0;
+    uint32_t terms, j;
+    for (terms = 1; terms <= 3; terms++) {
+        dot_term_grads(terms, values, last, rest, first);
+        for (j = 0; j < FG_VECS; j++) {
+            fg_store(l + j * FG_WIDTH, last[j]);
+            fg_store(r + j * FG_WIDTH, rest[j]);
+            fg_store(f + j * FG_WIDTH, first[j]);
+        }
+        for (j = 0; j < 8; j++) {
+            double to_start, to_w, to_x;
+            fg_nary_term_amounts(FG_DOT, terms - 1, terms, values[j], 1.0, 0.0, &to_start, &to_w,
+                                 &to_x);
+            wrong += memcmp(&to_x, &l[j], sizeof(double)) != 0;
+            fg_nary_term_amounts(FG_DOT, 0, terms + 1, values[j], 1.0, 0.0, &to_start, &to_w,
+                                 &to_x);
+            wrong += memcmp(&to_x, &r[j], sizeof(double)) != 0;
+            fg_nary_term_amounts(FG_DOT, 0, terms, values[j], 1.0, 0.0, &to_start, &to_w, &to_x);
+            wrong += memcmp(&to_start, &f[j], sizeof(double)) != 0;
+        }
+    }
+    return wrong;
 }
 
 /* A layer group's backward into its inputs' grads, with the neurons' node grads G[q]: for each
@@ -174,17 +209,17 @@ static void layer_backward(const run_context *ctx, block *blk, size_t first, siz
     for (q = 0; q < g; q++)
         w[q] = ctx->fast_w + ctx->fast_at[first + q];
     for (r = 0; r < n; r += 8) {
-        double last[MAX_LAYER][8], rest[MAX_LAYER][8], starts[MAX_LAYER][8];
         fg_simd last_v[MAX_LAYER][FG_VECS], rest_v[MAX_LAYER][FG_VECS];
+        fg_simd starts[MAX_LAYER][FG_VECS];
         for (q = 0; q < g; q++) {
-            dot_term_grads(op, (uint32_t)terms, G[q] + r, last[q], rest[q], starts[q]);
-            for (j = 0; j < FG_VECS; j++) {
-                last_v[q][j] = fg_load(last[q] + j * FG_WIDTH);
-                rest_v[q][j] = fg_load(rest[q] + j * FG_WIDTH);
-            }
+            dot_term_grads((uint32_t)terms, G[q] + r, last_v[q], rest_v[q], starts[q]);
             if (ctx->plan->head_of[first + q] != NONE) {   /* phase 2's weights take them too */
-                memcpy(HEAD(blk, ctx->plan->head_of[first + q], 1) + r, rest[q], sizeof rest[q]);
-                memcpy(HEAD(blk, ctx->plan->head_of[first + q], 2) + r, last[q], sizeof last[q]);
+                double *rest_row = HEAD(blk, ctx->plan->head_of[first + q], 1) + r;
+                double *last_row = HEAD(blk, ctx->plan->head_of[first + q], 2) + r;
+                for (j = 0; j < FG_VECS; j++) {
+                    fg_store(rest_row + j * FG_WIDTH, rest_v[q][j]);
+                    fg_store(last_row + j * FG_WIDTH, last_v[q][j]);
+                }
             }
         }
         for (k = terms; k-- > 0;) {
@@ -208,8 +243,8 @@ static void layer_backward(const run_context *ctx, block *blk, size_t first, siz
             const uint32_t *args = P->args + P->steps[first + q].a;
             if (HAS_LANES(args[0])) {
                 double *start = ROW(blk, grad, args[0]) + r;
-                for (j = 0; j < 8; j++)
-                    start[j] += starts[q][j];
+                for (j = 0; j < FG_VECS; j++)
+                    fg_store(start + j * FG_WIDTH, fg_add(fg_load(start + j * FG_WIDTH), starts[q][j]));
             }
         }
     }
@@ -393,27 +428,16 @@ static void nary_backward(const run_context *ctx, block *blk, size_t i, const do
         const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
         double *FG_RESTRICT grad = blk->grad;
         for (r = 0; r < n; r += 8) {
-            double last[8], rest[8], first[8], d_dw, d_dx;
-            fg_simd last_v[FG_VECS], rest_v[FG_VECS];
-            for (j = 0; j < 8; j++) {
-                double to_start, to_w, to_x;
-                fg_nary_term_amounts(op, s->terms - 1, s->terms, G[r + j], 1.0, 0.0, &to_start,
-                                     &to_w, &to_x);
-                last[j] = to_x;
-                fg_nary_term_amounts(op, 0, s->terms + 1, G[r + j], 1.0, 0.0, &to_start, &to_w,
-                                     &to_x);
-                rest[j] = to_x;
-                fg_nary_term_amounts(op, 0, s->terms, G[r + j], 1.0, 0.0, &to_start, &to_w,
-                                     &to_x);
-                first[j] = to_start;
-            }
-            for (j = 0; j < FG_VECS; j++) {
-                last_v[j] = fg_load(last + j * FG_WIDTH);
-                rest_v[j] = fg_load(rest + j * FG_WIDTH);
-            }
+            double d_dw, d_dx;
+            fg_simd last_v[FG_VECS], rest_v[FG_VECS], first_v[FG_VECS];
+            dot_term_grads(s->terms, G + r, last_v, rest_v, first_v);
             if (ctx->plan->head_of[i] != NONE) {    /* phase 2's weights take them too */
-                memcpy(HEAD(blk, ctx->plan->head_of[i], 1) + r, rest, sizeof rest);
-                memcpy(HEAD(blk, ctx->plan->head_of[i], 2) + r, last, sizeof last);
+                double *rest_row = HEAD(blk, ctx->plan->head_of[i], 1) + r;
+                double *last_row = HEAD(blk, ctx->plan->head_of[i], 2) + r;
+                for (j = 0; j < FG_VECS; j++) {
+                    fg_store(rest_row + j * FG_WIDTH, rest_v[j]);
+                    fg_store(last_row + j * FG_WIDTH, last_v[j]);
+                }
             }
             for (k = s->terms; k-- > 0;) {
                 const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
@@ -422,8 +446,9 @@ static void nary_backward(const run_context *ctx, block *blk, size_t i, const do
                 fg_term_derivatives(op, w[k], 0.0, &d_dw, &d_dx);
                 dx = fg_splat(d_dx);
                 if (k == 0 && start != NULL)
-                    for (j = 0; j < 8; j++)
-                        start[r + j] += first[j];
+                    for (j = 0; j < FG_VECS; j++)
+                        fg_store(start + r + j * FG_WIDTH,
+                                 fg_add(fg_load(start + r + j * FG_WIDTH), first_v[j]));
                 for (j = 0; j < FG_VECS; j++)
                     fg_store(gx + j * FG_WIDTH, fg_add(fg_load(gx + j * FG_WIDTH),
                                                        fg_mul(dx, term_grad[j])));

@@ -15,6 +15,7 @@
 #endif
 #define FG_AVX2 1
 #define FG_BLOCKS_WORK fg_blocks_work_avx2
+#define FG_BLOCKS_CHECK_RULES fg_blocks_check_rules_avx2
 #include "blocks.c"
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -56,6 +57,11 @@ int fg_blocks_allow_avx2(int allow)
 void fg_blocks_work_avx2(run_context *ctx, unsigned thread)
 {
     fg_blocks_work(ctx, thread);
+}
+
+int fg_blocks_check_rules_avx2(void)
+{
+    return 0;
 }
 
 #endif

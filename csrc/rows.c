@@ -24,8 +24,12 @@
 #include "rows.h"
 #include "threads.h"
 
+/* The last run's plan, and the buffers it ran in, kept for the next run with the same fed
+ * leaves, rows per block and threads (a training loop's every call). */
 struct fg_rows_cache {
     fg_plan plan;
+    run_context kept;
+    int has_kept;
 };
 
 static void plan_free(fg_plan *p)
@@ -42,10 +46,15 @@ static void plan_free(fg_plan *p)
     memset(p, 0, sizeof *p);
 }
 
+static void forget_buffers(run_context *ctx);
+
 void fg_rows_cache_free(fg_rows_cache *cache)
 {
-    if (cache != NULL)
+    if (cache != NULL) {
         plan_free(&cache->plan);
+        if (cache->has_kept)
+            forget_buffers(&cache->kept);
+    }
     free(cache);
 }
 
@@ -270,6 +279,8 @@ done:
 }
 
 /* The plan for this run's fed leaves: the cached one if they are the same. */
+static void forget_buffers(run_context *ctx);
+
 static fg_status plan_for(fg_tape *T, const fg_run *job, const fg_plan **out)
 {
     fg_rows_cache *cache = T->rows;
@@ -292,6 +303,9 @@ static fg_status plan_for(fg_tape *T, const fg_run *job, const fg_plan **out)
         T->rows = cache;
     }
     plan_free(&cache->plan);
+    if (cache->has_kept)
+        forget_buffers(&cache->kept);
+    cache->has_kept = 0;
     if ((st = make_plan(T, job, &cache->plan)) != FG_OK)
         return st;
     *out = &cache->plan;
@@ -345,7 +359,8 @@ static fg_status split_work(run_context *ctx)
     return FG_OK;
 }
 
-/* The fast DOT steps' weights and input rows, laid out contiguously for their loops. */
+/* The fast DOT steps' input rows, laid out contiguously for their loops, and room for their
+ * weights (fast_weights fills it, every run). */
 static fg_status fast_dots(run_context *ctx)
 {
     const fg_program *P = ctx->P;
@@ -365,12 +380,25 @@ static fg_status fast_dots(run_context *ctx)
         ctx->fast_at[i] = at;
         if (ctx->plan->on_lanes[i] != NARY_DOT_PARAMS_LANES)
             continue;
-        for (k = 0; k < s->terms; k++, at++) {
-            ctx->fast_w[at] = ctx->scalars[args[1 + 2 * k]];
+        for (k = 0; k < s->terms; k++, at++)
             ctx->fast_x[at] = (size_t)ctx->plan->lane[args[2 + 2 * k]] * ctx->n;
-        }
     }
     return FG_OK;
+}
+
+/* The fast DOT steps' weights as this run reads them. */
+static void fast_weights(run_context *ctx)
+{
+    const fg_program *P = ctx->P;
+    size_t i, at;
+    uint32_t k;
+    for (i = 0; i < P->length; i++) {
+        const uint32_t *args = P->args + P->steps[i].a;
+        if (ctx->plan->on_lanes[i] != NARY_DOT_PARAMS_LANES)
+            continue;
+        for (k = 0, at = ctx->fast_at[i]; k < P->steps[i].terms; k++, at++)
+            ctx->fast_w[at] = ctx->scalars[args[1 + 2 * k]];
+    }
 }
 
 /* Lanes per block: no more than fit its rows in BLOCK_BYTES (8 to MAX_LANES), then as few as
@@ -392,19 +420,68 @@ static size_t lanes_per_block(const fg_tape *T, const fg_plan *plan, size_t rows
     return ((rows + blocks - 1) / blocks + 7) / 8 * 8;
 }
 
-static void free_buffers(run_context *ctx)
+/* Frees every buffer of a run context. */
+static void forget_buffers(run_context *ctx)
 {
     unsigned t;
-    if (ctx->buffers == NULL)
-        return;
-    for (t = 0; t < ctx->threads; t++) {
-        free(ctx->buffers[t].value);
-        free(ctx->buffers[t].grad);
-        free(ctx->buffers[t].deriv);
-        free(ctx->buffers[t].head);
-        free(ctx->buffers[t].scratch);
-    }
+    if (ctx->buffers != NULL)
+        for (t = 0; t < ctx->threads; t++) {
+            free(ctx->buffers[t].value);
+            free(ctx->buffers[t].grad);
+            free(ctx->buffers[t].deriv);
+            free(ctx->buffers[t].head);
+            free(ctx->buffers[t].scratch);
+        }
     free(ctx->buffers);
+    if (ctx->partners != NULL)
+        for (t = 0; t < ctx->threads; t++)
+            free(ctx->partners[t]);
+    free(ctx->partners);
+    free(ctx->partners_tag);
+    free(ctx->accumulators);
+    free(ctx->fast_w);
+    free(ctx->fast_x);
+    free(ctx->fast_at);
+    free(ctx->work);
+    free(ctx->split);
+    free(ctx->totals);
+    free((double *)ctx->scalars);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+/* The buffers of a run with this plan, rows per block and threads. */
+static fg_status make_buffers(const fg_tape *T, run_context *ctx)
+{
+    const fg_program *P = &T->program;
+    unsigned t;
+    size_t i;
+    ctx->scalars = (double *)calloc(fg_program_values(P), sizeof(double));
+    ctx->totals = (double *)malloc((T->leaf_count + 1) * sizeof(double));
+    ctx->buffers = (block *)calloc(ctx->threads, sizeof(block));
+    ctx->accumulators = (double *)malloc((ctx->plan->terms_count + 1) * sizeof(double));
+    ctx->partners = (double **)calloc(ctx->threads, sizeof(double *));
+    ctx->partners_tag = (size_t *)malloc(ctx->threads * sizeof(size_t));
+    if (!ctx->scalars || !ctx->totals || !ctx->buffers || !ctx->accumulators || !ctx->partners
+        || !ctx->partners_tag || split_work(ctx) != FG_OK || fast_dots(ctx) != FG_OK)
+        return FG_NO_MEMORY;
+    for (i = 0; i < ctx->plan->deferred_count; i++) {
+        const deferred_step *ds = &ctx->plan->deferred[i];
+        if (ds->dot_fast && ds->column == NONE && P->steps[ds->step].terms > ctx->partners_width)
+            ctx->partners_width = P->steps[ds->step].terms;
+    }
+    for (t = 0; t < ctx->threads; t++) {
+        block *blk = &ctx->buffers[t];
+        ctx->partners[t] = (double *)malloc((ctx->partners_width * ctx->n + 1) * sizeof(double));
+        blk->value = (double *)calloc(ctx->plan->lanes * ctx->n + 1, sizeof(double));
+        blk->grad = (double *)malloc((ctx->plan->lanes * ctx->n + 1) * sizeof(double));
+        blk->deriv = (double *)malloc((P->derivs * ctx->n + 1) * sizeof(double));
+        blk->head = (double *)malloc((3 * ctx->plan->deferred_count * ctx->n + 1) * sizeof(double));
+        blk->scratch = (double *)malloc((3 + MAX_LAYER) * ctx->n * sizeof(double));
+        if (!ctx->partners[t] || !blk->value || !blk->grad || !blk->deriv || !blk->head
+            || !blk->scratch)
+            return FG_NO_MEMORY;
+    }
+    return FG_OK;
 }
 
 /* The leaves' values of one row, in the step program's layout. */
@@ -448,67 +525,54 @@ void fg_tape_load_run(fg_tape *T)
 fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
 {
     const fg_program *P = &T->program;
+    const fg_plan *plan;
+    fg_rows_cache *cache;
     run_context ctx;
     fg_thread **threads = NULL;
     worker *workers = NULL;
-    double *scalars = NULL;
-    unsigned t, started = 0;
-    size_t i;
+    unsigned t, started = 0, wanted;
+    size_t i, n;
     fg_status st;
-    memset(&ctx, 0, sizeof ctx);
     if (job->rows == 0)
         return FG_OK;
-    if ((st = plan_for(T, job, &ctx.plan)) != FG_OK)
+    if ((st = plan_for(T, job, &plan)) != FG_OK)
         return st;
-    st = FG_NO_MEMORY;
-    ctx.T = T;
-    ctx.P = P;
+    cache = T->rows;
+    wanted = job->threads < 1 ? 1 : job->threads;
+    n = lanes_per_block(T, plan, job->rows, wanted);
+    if ((size_t)wanted > (job->rows + n - 1) / n)
+        wanted = (unsigned)((job->rows + n - 1) / n);
+    if (!cache->has_kept || cache->kept.n != n || cache->kept.threads != wanted) {
+        if (cache->has_kept)
+            forget_buffers(&cache->kept);
+        cache->has_kept = 0;
+        memset(&cache->kept, 0, sizeof cache->kept);
+        cache->kept.T = T;
+        cache->kept.P = P;
+        cache->kept.plan = plan;
+        cache->kept.n = n;
+        cache->kept.threads = wanted;
+        if ((st = make_buffers(T, &cache->kept)) != FG_OK) {
+            forget_buffers(&cache->kept);
+            return st;
+        }
+        cache->has_kept = 1;
+    }
+    ctx = cache->kept;
     ctx.job = job;
-    ctx.threads = job->threads < 1 ? 1 : job->threads;
-    ctx.n = lanes_per_block(T, ctx.plan, job->rows, ctx.threads);
-    ctx.blocks = (job->rows + ctx.n - 1) / ctx.n;
-    if (ctx.threads > ctx.blocks)
-        ctx.threads = (unsigned)ctx.blocks;
-    scalars = (double *)calloc(fg_program_values(P), sizeof(double));
-    ctx.totals = (double *)malloc((T->leaf_count + 1) * sizeof(double));
-    ctx.buffers = (block *)calloc(ctx.threads, sizeof(block));
-    if (scalars == NULL || ctx.totals == NULL || ctx.buffers == NULL || split_work(&ctx) != FG_OK)
-        goto done;
-    memcpy(scalars, T->leaf_data, T->leaf_count * sizeof(double));
-    memcpy(scalars + T->leaf_count, P->constants,
+    ctx.blocks = (job->rows + n - 1) / n;
+    ctx.failed = ctx.interrupted = 0;
+    /* this run's numbers: the leaves' data and grads as read, the weights among them */
+    memcpy((double *)ctx.scalars, T->leaf_data, T->leaf_count * sizeof(double));
+    memcpy((double *)ctx.scalars + T->leaf_count, P->constants,
            (P->constant_end - T->leaf_count) * sizeof(double));
-    ctx.scalars = scalars;
     memcpy(ctx.totals, T->leaf_grad_before, T->leaf_count * sizeof(double));
-    ctx.accumulators = (double *)malloc((ctx.plan->terms_count + 1) * sizeof(double));
-    ctx.partners = (double **)calloc(ctx.threads, sizeof(double *));
-    ctx.partners_tag = (size_t *)malloc(ctx.threads * sizeof(size_t));
-    if (ctx.accumulators == NULL || ctx.partners == NULL || ctx.partners_tag == NULL)
-        goto done;
+    for (i = 0; i < plan->terms_count; i++)
+        ctx.accumulators[i] = ctx.totals[plan->terms[i].leaf];
     for (t = 0; t < ctx.threads; t++)
         ctx.partners_tag[t] = (size_t)-1;
-    for (i = 0; i < ctx.plan->terms_count; i++)
-        ctx.accumulators[i] = ctx.totals[ctx.plan->terms[i].leaf];
-    for (i = 0; i < ctx.plan->deferred_count; i++) {
-        const deferred_step *ds = &ctx.plan->deferred[i];
-        if (ds->dot_fast && ds->column == NONE && P->steps[ds->step].terms > ctx.partners_width)
-            ctx.partners_width = P->steps[ds->step].terms;
-    }
-    for (t = 0; t < ctx.threads; t++)
-        if ((ctx.partners[t] = (double *)malloc((ctx.partners_width * ctx.n + 1)
-                                                * sizeof(double))) == NULL)
-            goto done;
-    if (fast_dots(&ctx) != FG_OK)
-        goto done;
-    for (t = 0; t < ctx.threads; t++) {
-        block *blk = &ctx.buffers[t];
-        blk->value = (double *)calloc(ctx.plan->lanes * ctx.n + 1, sizeof(double));
-        blk->grad = (double *)malloc((ctx.plan->lanes * ctx.n + 1) * sizeof(double));
-        blk->deriv = (double *)malloc((P->derivs * ctx.n + 1) * sizeof(double));
-        blk->head = (double *)malloc((3 * ctx.plan->deferred_count * ctx.n + 1) * sizeof(double));
-        blk->scratch = (double *)malloc((3 + MAX_LAYER) * ctx.n * sizeof(double));
-        if (!blk->value || !blk->grad || !blk->deriv || !blk->head || !blk->scratch)
-            goto done;
-    }
+    fast_weights(&ctx);
+    st = FG_NO_MEMORY;
     if (ctx.threads > 1) {
         ctx.barrier = fg_barrier_new(ctx.threads);
         ctx.gate = fg_gate_new();
@@ -538,40 +602,24 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
     } else if (ctx.failed) {
         st = name_failed_row(T, &ctx);
     } else {
-        /* the tape's state is then the last row's, as if it had been replayed alone */
-        row_leaves(T, job, job->rows - 1, T->spare.value);
-        if ((st = fg_replay_forward(P, &T->spare)) == FG_OK) {
-            fg_row_state s = T->now;
-            T->now = T->spare;
-            T->spare = s;
-            for (i = 0; i < ctx.plan->terms_count; i++)
-                ctx.totals[ctx.plan->terms[i].leaf] = ctx.accumulators[i];
-            memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
-            for (i = T->leaf_count; i < fg_program_values(P); i++)
-                T->grad[i] = 0.0;
-            T->grad[P->root] = P->root < T->leaf_count ? ctx.totals[P->root] : 1.0;
-            T->backward_done = 1;
-        }
+        /* the tape's state is then the last row's, as if it had been replayed alone: its
+         * leaves now, the rest when a backward needs it (fg_tape_compute_backward) */
+        row_leaves(T, job, job->rows - 1, T->now.value);
+        T->now.value[P->root] = job->out[job->rows - 1];
+        T->now_stale = 1;
+        for (i = 0; i < plan->terms_count; i++)
+            ctx.totals[plan->terms[i].leaf] = ctx.accumulators[i];
+        memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
+        if (P->root >= T->leaf_count)
+            T->grad[P->root] = 1.0;
+        T->backward_done = 1;
+        st = FG_OK;
     }
 done:
-    free_buffers(&ctx);
     fg_barrier_free(ctx.barrier);
     fg_gate_free(ctx.gate);
     free(threads);
     free(workers);
-    if (ctx.partners != NULL)
-        for (t = 0; t < ctx.threads; t++)
-            free(ctx.partners[t]);
-    free(ctx.partners);
-    free(ctx.partners_tag);
-    free(ctx.accumulators);
-    free(ctx.fast_w);
-    free(ctx.fast_x);
-    free(ctx.fast_at);
-    free(ctx.work);
-    free(ctx.split);
-    free(ctx.totals);
-    free(scalars);
     return st;
 }
 

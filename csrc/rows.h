@@ -110,5 +110,9 @@ typedef struct run_context {
 void fg_blocks_work(run_context *ctx, unsigned thread);
 void fg_blocks_work_avx2(run_context *ctx, unsigned thread);
 int fg_blocks_have_avx2(void);  /* whether the AVX2 copy exists and this CPU can run it */
+/* The vector loops' rules against ops.h's: lanes that disagree (0), in each copy (the AVX2
+ * one where this CPU can run it, else 0). */
+int fg_blocks_check_rules(void);
+int fg_blocks_check_rules_avx2(void);
 
 #endif /* FASTGRAD_ROWS_H */

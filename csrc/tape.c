@@ -360,6 +360,7 @@ fg_status fg_tape_compute_forward(fg_tape *T)
         T->spare = s;
     }
     T->backward_done = 0;
+    T->now_stale = 0;
     return FG_OK;
 }
 
@@ -370,6 +371,10 @@ void fg_tape_store_forward(fg_tape *T)
 
 fg_status fg_tape_compute_backward(fg_tape *T)
 {
+    if (T->now_stale) {
+        fg_replay_forward(&T->program, &T->now);    /* a row that run() replayed already */
+        T->now_stale = 0;
+    }
     if (FG_UNLIKELY(T->now.pending))
         return name_failure(T, T->now.value, 1);
     memcpy(T->grad, T->leaf_grad_before, T->leaf_count * sizeof(double));

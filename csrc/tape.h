@@ -186,6 +186,8 @@ struct fg_tape {
     double *leaf_data;              /* the leaves' data as read by fg_tape_load_data */
     double *leaf_grad_before;       /* the leaves' grads as read, to add into them after */
     int backward_done;              /* backward ran over `now` (sync writes its grads) */
+    int now_stale;                  /* `now` holds only its leaves and root (a run's last row):
+                                     * a backward replays the rest first */
     fg_rows_cache *rows;            /* rows.c's plans, by the leaves run() feeds */
     /* the last failure */
     fg_failure failed;

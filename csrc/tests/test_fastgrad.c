@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fastgrad.h"
+#include "rows.h"
 
 static int failures = 0;
 
@@ -628,6 +629,8 @@ int main(int argc, char **argv)
     test_sgd();
     test_tape();
     test_run_threads();
+    CHECK(fg_blocks_check_rules() == 0);
+    CHECK(!fg_blocks_have_avx2() || fg_blocks_check_rules_avx2() == 0);
     test_rebuilt_node();
     test_long_chain(chain);
     CHECK(fg_arena_live(A) == 0);
