@@ -165,11 +165,12 @@ void fg_replay_backward(const fg_program *P, const fg_row_state *state, size_t l
                         double *grad)
 {
     const double *v = state->value, *d = state->deriv + P->derivs;
-    const fg_step *s = P->steps + P->length;
+    size_t i = P->length;
     fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
     memset(grad + leaf_count, 0, (P->slots + 1 - leaf_count) * sizeof(double));
     grad[P->root] = 1.0;
-    while (s-- > P->steps) {
+    while (i-- > 0) {
+        const fg_step *s = &P->steps[i];
         double g;
         switch (s->back) {
 #define FG_UNARY(name, symbol, forward, d_da) \

@@ -26,7 +26,7 @@ pytestmark = [
 ]  # fmt: skip
 
 SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py",
-          "test_files.py", "test_nn.py"]
+          "test_files.py", "test_nn.py", "test_run.py"]
 
 
 def runtime(name: str) -> str:
@@ -61,8 +61,10 @@ def test_extension_under_sanitizers(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True,
     )
     assert check.stdout.startswith(str(tmp_path)), check.stdout + check.stderr
+    # --capture=sys leaves file descriptor 2 alone, so a sanitizer's report reaches us.
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "not slow",
+        [sys.executable, "-m", "pytest", "-q", "-x", "--capture=sys", "-p", "no:cacheprovider",
+         "-m", "not slow",
          *[f"tests/{suite}" for suite in SUITES]],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
