@@ -44,14 +44,15 @@ def outcome(action: Any) -> tuple[str, ...]:
     return ("ok",)
 
 
+@pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
 @given(tape_programs, st.data())
-def test_replay_is_a_fresh_eager_graph(impl: types.ModuleType, program: Program,
+def test_replay_is_a_fresh_eager_graph(impl: types.ModuleType, fuse: bool, program: Program,
                                        data: st.DataObject) -> None:
     try:
         root, leaves = build(impl, program, program.leaves)
     except ARITHMETIC:
         return  # nothing to record
-    tape = impl.Tape(root)
+    tape = impl.Tape(root, fuse=fuse)
     for _ in range(2):
         new = data.draw(st.lists(edge_floats, min_size=len(leaves), max_size=len(leaves)))
         for leaf, x in zip(leaves, new):
@@ -71,6 +72,21 @@ def test_replay_is_a_fresh_eager_graph(impl: types.ModuleType, program: Program,
         assert bits(root.grad) == bits(fresh_root.grad)
 
 
+def test_fusing_merges_nodes_into_fewer_steps(impl: types.ModuleType) -> None:
+    x = impl.Value(0.5)
+    h = [((x * w + 1.0).tanh() * 2.0).relu() for w in (0.25, -1.5, 3.0)]
+    root = impl.sum(h) + (x * x).exp()
+    unfused = impl.Tape(root, fuse=False).steps
+    fused = impl.Tape(root).steps
+    # one per interior node, the sum's once per term (its terms are reached between the
+    # neurons): five a neuron, three for the sum, x*x, exp, +
+    assert unfused == 3 * 5 + 3 + 3
+    if impl is fastgrad._core:
+        assert fused < unfused  # each neuron's chain of single-use ops is one step
+    else:
+        assert fused == unfused  # the reference runs one node per step
+
+
 @given(tape_programs)
 def test_c_and_reference_tapes_agree(program: Program) -> None:
     results = []
@@ -80,7 +96,7 @@ def test_c_and_reference_tapes_agree(program: Program) -> None:
         except ARITHMETIC:
             return
         tape = impl.Tape(root)
-        trace: list[Any] = [len(tape), len(tape.leaves)]
+        trace: list[Any] = [len(tape), len(tape.leaves), impl.Tape(root, fuse=False).steps]
         for shift in (0.5, -3.0):
             for leaf in leaves:
                 leaf.data = leaf.data * shift + 0.25

@@ -23,9 +23,10 @@ class Tape:
     the program reads; the constant leaves made for numbers in expressions are part of the
     program, read once. Replay writes the root's data and grad and the leaves' grads into
     their Values; sync() writes every other node. A call that fails raises what eager code
-    raises and changes nothing."""
+    raises and changes nothing. fuse is the C engine's switch for merging nodes into steps;
+    this program runs one node per step either way, and the bits never depend on it."""
 
-    def __init__(self, root: Value) -> None:
+    def __init__(self, root: Value, *, fuse: bool = True) -> None:
         if not isinstance(root, Value):
             raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
         order = root._topo()
@@ -48,6 +49,13 @@ class Tape:
     @property
     def leaves(self) -> list[Value]:
         return [self._nodes[i] for i in self._leaves]
+
+    @property
+    def steps(self) -> int:
+        """How many steps its program runs: here one per interior node, an n-ary node's
+        once per run of terms the program reaches together (the C engine's unfused count)."""
+        code = self._code
+        return sum(1 for i, entry in enumerate(code) if i == 0 or code[i - 1][1] != entry[1])
 
     def __len__(self) -> int:
         return len(self._nodes)
