@@ -6,7 +6,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from fastgrad import demo, nn, viz
+import numpy as np
+
+from fastgrad import demo, digits_demo, nn, viz
 
 HERE = Path(__file__).parent / "images"
 
@@ -15,6 +17,12 @@ def main() -> None:
     HERE.mkdir(exist_ok=True)
     model, history, _ = demo.train(demo._core, seed=0, steps=100)
     demo.plot(model, 0, str(HERE / "moons.png"), history[-1][1])
+
+    data = digits_demo.load(seed=0)
+    net, _, _ = digits_demo.train(demo._core, data, epochs=15, seed=0)
+    predicted = net.predict(data.X_test)
+    accuracy = float(np.mean(predicted == data.y_test))
+    digits_demo.plot(data, predicted, str(HERE / "digits.png"), accuracy)
 
     random.seed(2)
     neuron = nn.Neuron(3)

@@ -160,13 +160,18 @@ def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
     plt.close(fig)
 
 
-def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | None = None,
-         tape: bool = False) -> None:
+def engine_named(backend: str) -> types.ModuleType:
+    """The engine for --backend c|python; the reference, saying so, where C is not built."""
     if backend == "c" and _core is reference:
         print("fastgrad's C extension is not built here: running on the pure-Python reference "
               "(pip install -e . builds it in a checkout)")  # fmt: skip
-        backend = "python"
-    engine = _core if backend == "c" else reference
+    return _core if backend == "c" else reference
+
+
+def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | None = None,
+         tape: bool = False) -> None:
+    engine = engine_named(backend)
+    backend = "c" if engine is _core and _core is not reference else "python"
     model, history, seconds = train(engine, seed, steps, progress=True, tape=tape)
     final_loss, final_accuracy = history[-1]
     how = f"{backend} engine{' through a tape' if tape else ''}"

@@ -1,0 +1,80 @@
+"""python -m fastgrad demo --digits: the classifier trains to the accuracy it claims, its run
+batches are the loop they replace, and both engines train it to the same bits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_cli import fastgrad
+
+pytest.importorskip("sklearn", reason="the digits demo needs scikit-learn (the demo extra)")
+
+from fastgrad import digits_demo
+
+
+def small(rows: int) -> digits_demo.Digits:
+    data = digits_demo.load(seed=0)
+    return digits_demo.Digits(data.X_train[:rows], data.y_train[:rows], data.X_test[:rows],
+                              data.y_test[:rows], data.images_test[:rows])  # fmt: skip
+
+
+def trained_bits(engine: types.ModuleType, data: digits_demo.Digits, **how: object) -> list[float]:
+    net, losses, _ = digits_demo.train(engine, data, epochs=2, seed=3, batch=16, **how)
+    return [p.data for p in net.model.parameters()] + losses
+
+
+def test_both_engines_train_the_same_bits() -> None:
+    import fastgrad._core
+    import fastgrad.reference
+
+    data = small(40)
+    c = trained_bits(fastgrad._core, data)
+    assert c == trained_bits(fastgrad.reference, data)
+    assert c != trained_bits(fastgrad._core, small(39))  # the data reaches the weights
+
+
+def test_run_batches_are_the_loop_they_replace(impl: types.ModuleType) -> None:
+    data = small(40)
+    assert trained_bits(impl, data) == trained_bits(impl, data, loop=True)
+    if impl.__name__ == "fastgrad._core":
+        assert trained_bits(impl, data) == trained_bits(impl, data, threads=3)
+
+
+def test_demo_reaches_its_accuracy(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the demo extra")
+    picture = tmp_path / "digits.png"
+    result = fastgrad("demo", "--digits", "--plot", str(picture))
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
+    assert accuracy >= 95.0, result.stdout
+    assert "the same bits" in result.stdout
+    assert "epoch 15/15" in result.stderr  # a tqdm bar per epoch
+    assert picture.read_bytes().startswith(b"\x89PNG")
+
+
+def test_predictions_are_the_largest_score(impl: types.ModuleType) -> None:
+    net = digits_demo.classifier(impl, seed=1)
+    X = np.random.default_rng(0).random((5, digits_demo.INPUTS))
+    for row, predicted in zip(X, net.predict(X)):
+        scores = [s.data for s in net.model([impl.Value(float(p)) for p in row])]
+        assert scores[predicted] == max(scores)
+
+
+def test_without_scikit_learn_it_says_how_to_install_it() -> None:
+    blocker = (
+        "import sys, importlib.abc, runpy\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'sklearn': raise ImportError('no sklearn')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "sys.argv = ['fastgrad', 'demo', '--digits']\n"
+        "runpy.run_module('fastgrad', run_name='__main__')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "the digits demo needs scikit-learn: pip install 'fastgrad[demo]'" in result.stderr
