@@ -1,4 +1,4 @@
-"""B1, B2, B3 and B6 of SPEC section 5: fastgrad beside its baselines, in one run."""
+"""SPEC section 5's cases: fastgrad beside its baselines, in one run."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ from conftest import BYTES
 
 from fastgrad import benchmarks
 
-CONTENDERS = {
-    "B1": ["fastgrad", "float", "micrograd"],
-    "B2": ["fastgrad", "float", "micrograd"],
-    "B3": ["fastgrad", "micrograd"],
-    "B4": ["fastgrad", "micrograd, gc on", "micrograd, gc off"],
-    "B5": ["fastgrad tape", "pytorch, float64, 1 thread"],
-    "B7": ["fastgrad tape", "fastgrad eager (rebuilt each time)", "pure-Python reference, eager"],
-}
-PAIRS = [(case, name) for case in benchmarks.CASES for name in CONTENDERS[case.id]]
+PAIRS = [(case, name) for case in benchmarks.CASES for name in case.names]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +26,7 @@ def test_case(benchmark: Any, record: Any, built: dict[str, benchmarks.Contender
     if key not in built:
         built[key] = case.build()
     if contender not in built[key]:
-        pytest.skip(f"{contender} is not installed")
+        pytest.skip(f"{contender} is not installed (or, hand-written C, no C compiler)")
     benchmark.group = key
     if case.statistic == "mean":  # pauses are part of the cost: consecutive rounds, no minimum
         benchmark.pedantic(built[key][contender], rounds=case.rounds, warmup_rounds=1)
@@ -53,3 +45,15 @@ def test_b6_bytes_per_retained_step(benchmark: Any, engine: str) -> None:
     benchmark.extra_info["bytes_per_step"] = per_step
     BYTES[engine] = per_step
     assert per_step > 0
+
+
+def test_every_case_builds_the_contenders_it_names() -> None:
+    for case in benchmarks.CASES:
+        assert set(case.build()) <= set(case.names)
+
+
+def test_the_mixed_graph_has_the_nodes_its_title_says() -> None:
+    from fastgrad import _core, _tape_benchmarks
+
+    root = _tape_benchmarks.mixed_graph(_core)
+    assert len(_core.Tape(root)) == _tape_benchmarks.MIXED_GRAPH_NODES

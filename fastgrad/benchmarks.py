@@ -12,37 +12,16 @@ installed (micrograd, torch) are left out.
 from __future__ import annotations
 
 import gc
-import importlib
 import itertools
 import random
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
-Contenders = dict[str, Callable[[], object]]
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    title: str
-    per_call: int  # operations in one call of a contender
-    unit: str  # what per_call counts
-    build: Callable[[], Contenders]
-    # "min" of repeated timings; "mean" where pauses are part of the cost (the cyclic GC)
-    statistic: str = "min"
-    rounds: int = 5
-
-
-def optional(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
+from ._bench_case import Case, Contenders, optional
+from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
 
 
 def _engines() -> dict[str, Any]:
@@ -84,7 +63,8 @@ def _operation_case(id: str, expression: str) -> Case:
         contenders["float"] = make(1.5, 2.5)
         return contenders
 
-    return Case(id, f"`{expression}`", OPS_PER_CALL, "op", build)
+    return Case(id, f"`{expression}`", OPS_PER_CALL, "op", build,
+                ("fastgrad", "float", "micrograd"))  # fmt: skip
 
 
 # ---- B3: backward of a 100,000-node graph ----
@@ -125,7 +105,8 @@ def _backward_case() -> Case:
             contenders[name] = root.backward
         return contenders
 
-    return Case("B3", "backward of a 102,718-node graph", 1, "backward", build)
+    return Case("B3", "backward of a 102,718-node graph", 1, "backward", build,
+                ("fastgrad", "micrograd"))  # fmt: skip
 
 
 # ---- B4: one training step of micrograd's moons demo ----
@@ -169,7 +150,8 @@ def _training_step_case() -> Case:
         return contenders
 
     return Case("B4", "a training step of the moons demo (build, backward, update)", 1, "step",
-                build, statistic="mean", rounds=5)  # fmt: skip
+                build, ("fastgrad", "micrograd, gc on", "micrograd, gc off"), statistic="mean",
+                rounds=5)  # fmt: skip
 
 
 # ---- B5: the same step through a tape, beside PyTorch ----
@@ -203,7 +185,7 @@ def _tape_step_case() -> Case:
         return contenders
 
     return Case("B5", "a training step of the moons demo through a compiled tape", 1, "step",
-                build)  # fmt: skip
+                build, ("fastgrad tape", "pytorch, float64, 1 thread"))  # fmt: skip
 
 
 def _torch_step(
@@ -245,53 +227,6 @@ def _torch_step(
         return None
 
     return step
-
-
-# ---- B7: the "fastest autograd" workload, recorded once and replayed ----
-
-B7_PUBLISHED = {"PyTorch": 1130.0, "JAX": 470.0, "hand-written Rust": 1.4, "hand-written C": 0.99}
-
-
-def fastest_autograd_graph(engine: Any) -> tuple[Any, list[Any]]:
-    """SPEC section 5's B7 graph: 10,000 ops over leaves i / 100 (softplus, sums of four,
-    products, softmaxes of four). Returns the root and the 100 leaves."""
-    leaves = [engine.Value(i / 100) for i in range(100)]
-    nodes = list(leaves)
-    for op in range(10_000):
-        k = op % 4
-        if k == 0:
-            nodes.append((1 + nodes[-10].exp()).log())  # softplus
-        elif k == 1:
-            nodes.append(engine.sum(nodes[-30:-10:5]))  # sum of four
-        elif k == 2:
-            nodes.append(nodes[-20] * nodes[-10])  # product
-        else:  # softmax of four
-            e = [v.exp() for v in nodes[-4:]]
-            s = engine.sum(e)
-            nodes.extend(v / s for v in e)
-    return nodes[-1], leaves
-
-
-def _fastest_autograd_case() -> Case:
-    def build() -> Contenders:
-        from . import _core, reference
-
-        root, _ = fastest_autograd_graph(_core)
-        tape = _core.Tape(root)
-
-        def replay() -> object:
-            tape.forward()
-            tape.backward()
-            return None
-
-        def eager(engine: Any) -> Callable[[], object]:
-            return lambda: fastest_autograd_graph(engine)[0].backward()
-
-        return {"fastgrad tape": replay, "fastgrad eager (rebuilt each time)": eager(_core),
-                "pure-Python reference, eager": eager(reference)}  # fmt: skip
-
-    return Case("B7", "10,000-op graph, one forward + backward", 1, "iteration", build,
-                rounds=3)  # fmt: skip
 
 
 # ---- B6: memory per retained node ----
@@ -344,7 +279,7 @@ CASES: list[Case] = [
     _backward_case(),
     _training_step_case(),
     _tape_step_case(),
-    _fastest_autograd_case(),
+    *TAPE_CASES,
 ]
 
 
@@ -420,8 +355,8 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
             verdict = "" if name == ours else compare(times[ours], seconds, name, "faster")
             rows.append((f"{case.id} {case.title}", name, f"{_duration(seconds)} per {case.unit}",
                          verdict))  # fmt: skip
-        if case.id == "B7":
-            rows.extend(_b7_totals(times[ours]))
+        if case.id == "B7" and "iteration" in case.unit:
+            rows.extend(_b7_totals(times))
     steps = 10**5 if quick else B6_STEPS
     memory = {name: retained_bytes(name, steps) for name in _engines()}
     for name, per_step in memory.items():
@@ -431,12 +366,17 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _b7_totals(per_iteration: float) -> list[tuple[str, str, str, str]]:
-    """B7's 10,000 iterations: the tape's, and the published figures for the workload."""
-    rows = [("B7 10,000 iterations", "fastgrad tape", f"{per_iteration * 1e4:.2f} s", "")]
+def _b7_totals(times: dict[str, float]) -> list[tuple[str, str, str, str]]:
+    """B7's 10,000 iterations: the tape's, hand-written C's if it was built in this run, and
+    the published figures for the workload."""
+    ours = times[subject(times)] * 1e4
+    rows = [("B7 10,000 iterations", "fastgrad tape", f"{ours:.2f} s", "")]
+    if HANDWRITTEN in times:
+        rows.append(("", f"{HANDWRITTEN} (this run)", f"{times[HANDWRITTEN] * 1e4:.2f} s",
+                     compare(ours, times[HANDWRITTEN] * 1e4, HANDWRITTEN, "faster")))  # fmt: skip
     for name, seconds in B7_PUBLISHED.items():
         rows.append(("", f"{name} (published)", f"{seconds:g} s",
-                     compare(per_iteration * 1e4, seconds, name, "faster")))  # fmt: skip
+                     compare(ours, seconds, name, "faster")))  # fmt: skip
     return rows
 
 

@@ -1,0 +1,273 @@
+"""SPEC section 5's cases for the compiled tape: B7 (one graph replayed, beside hand-written C),
+a graph of another mix (what fusion buys beyond B7), and B8/B9 (tape.run over datasets,
+beside PyTorch and across threads)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._bench_case import Case, Contenders, optional
+
+# ---- B7: the "fastest autograd" workload, recorded once and replayed ----
+
+B7_PUBLISHED = {"PyTorch": 1130.0, "JAX": 470.0, "hand-written Rust": 1.4, "hand-written C": 0.99}
+HANDWRITTEN = "hand-written C"
+HANDWRITTEN_SOURCE = Path(__file__).resolve().parent.parent / "bench" / "b7_handwritten.c"
+
+
+def fastest_autograd_graph(engine: Any) -> tuple[Any, list[Any]]:
+    """SPEC section 5's B7 graph: 10,000 ops over leaves i / 100 (softplus, sums of four,
+    products, softmaxes of four). Returns the root and the 100 leaves."""
+    leaves = [engine.Value(i / 100) for i in range(100)]
+    nodes = list(leaves)
+    for op in range(10_000):
+        k = op % 4
+        if k == 0:
+            nodes.append((1 + nodes[-10].exp()).log())  # softplus
+        elif k == 1:
+            nodes.append(engine.sum(nodes[-30:-10:5]))  # sum of four
+        elif k == 2:
+            nodes.append(nodes[-20] * nodes[-10])  # product
+        else:  # softmax of four
+            e = [v.exp() for v in nodes[-4:]]
+            s = engine.sum(e)
+            nodes.extend(v / s for v in e)
+    return nodes[-1], leaves
+
+
+def compiled_handwritten() -> Callable[[], float] | None:
+    """bench/b7_handwritten.c built now as a library (the source tree and a C compiler are
+    needed; None without them): its b7_iteration() runs one forward and backward."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = shutil.which(compiler) or shutil.which("cc") or shutil.which("gcc") or ""
+    if not HANDWRITTEN_SOURCE.exists() or not compiler or sys.platform == "win32":
+        return None
+    library = Path(tempfile.mkdtemp(prefix="fastgrad-b7-")) / "b7_handwritten.so"
+    build = subprocess.run([compiler, "-O2", "-ffp-contract=off", "-DB7_LIBRARY", "-shared",
+                            "-fPIC", str(HANDWRITTEN_SOURCE), "-o", str(library), "-lm"],
+                           capture_output=True, text=True)  # fmt: skip
+    if build.returncode != 0:
+        return None
+    iteration = ctypes.CDLL(str(library)).b7_iteration
+    iteration.restype, iteration.argtypes = ctypes.c_double, []
+    os.unlink(library)  # loaded: the file is no longer needed
+    return iteration
+
+
+def _fastest_autograd_case() -> Case:
+    def build() -> Contenders:
+        from . import _core, reference
+
+        root, leaves = fastest_autograd_graph(_core)
+        tape, unfused = _core.Tape(root), _core.Tape(root, fuse=False)
+        contenders: Contenders = {"fastgrad tape": replay(tape),
+                                  "fastgrad tape, fusion off": replay(unfused)}  # fmt: skip
+        handwritten = compiled_handwritten()
+        if handwritten is not None:
+            for leaf in leaves:
+                leaf.grad = 0.0
+            tape.forward()
+            tape.backward()
+            ours, theirs = sum(leaf.grad for leaf in leaves), handwritten()
+            if abs(ours - theirs) > 1e-9 * abs(ours):
+                raise AssertionError(f"hand-written C's leaf grads sum to {theirs}, not {ours}")
+            contenders[HANDWRITTEN] = handwritten
+
+        def eager(engine: Any) -> Callable[[], object]:
+            return lambda: fastest_autograd_graph(engine)[0].backward()
+
+        contenders["fastgrad eager (rebuilt each time)"] = eager(_core)
+        contenders["pure-Python reference, eager"] = eager(reference)
+        return contenders
+
+    names = ("fastgrad tape", "fastgrad tape, fusion off", HANDWRITTEN,
+             "fastgrad eager (rebuilt each time)", "pure-Python reference, eager")
+    return Case("B7", "10,000-op graph, one forward + backward", 1, "iteration", build, names,
+                rounds=3)  # fmt: skip
+
+
+def replay(tape: Any) -> Callable[[], object]:
+    def forward_and_backward() -> object:
+        tape.forward()
+        tape.backward()
+        return None
+
+    return forward_and_backward
+
+
+def _compile_case() -> Case:
+    def build() -> Contenders:
+        from . import _core
+
+        root, _ = fastest_autograd_graph(_core)
+        return {"fastgrad Tape(root)": lambda: _core.Tape(root),
+                "fastgrad, fuse=False": lambda: _core.Tape(root, fuse=False)}  # fmt: skip
+
+    return Case("B7", "recording the tape of its 40,012 nodes", 1, "compile", build,
+                ("fastgrad Tape(root)", "fastgrad, fuse=False"))  # fmt: skip
+
+
+# ---- another mix: fusion is not B7's alone ----
+
+
+def mixed_graph(engine: Any, width: int = 64, layers: int = 60) -> Any:
+    """A graph B7 never builds: `layers` layers of `width` nodes, each node one of tanh of a
+    weighted input, sigmoid(a + 0.5) * b, 0.3 * a ** 2 - b, log of a sum of four exps of
+    scaled inputs, or tanh of a dot of eight weights and inputs; summed at the root."""
+    rng = random.Random(1)
+    x = [engine.Value(0.01 * (i % 17) - 0.08) for i in range(width)]
+    p = [engine.Value(rng.uniform(-0.5, 0.5)) for _ in range(2 * width)]
+    for layer in range(layers):
+        y = []
+        for i in range(width):
+            a, b = x[i], x[(i * 7 + layer) % width]
+            kind = (i + layer) % 5
+            if kind == 0:
+                y.append((a * p[(i + layer) % (2 * width)]).tanh())
+            elif kind == 1:
+                y.append((a + 0.5).sigmoid() * b)
+            elif kind == 2:
+                y.append(0.3 * a**2 - b)
+            elif kind == 3:
+                exps = [(x[(i + 3 * j) % width] * 0.25).exp() for j in range(4)]
+                y.append(engine.sum(exps).log())
+            else:
+                ws = [p[(i + j) % (2 * width)] for j in range(8)]
+                y.append(engine.dot(ws, [x[(i + 5 * j) % width] for j in range(8)], 0.1).tanh())
+        x = y
+    return engine.sum(x)
+
+
+MIXED_GRAPH_NODES = 21_651  # len(Tape(mixed_graph(engine))), which bench/ checks
+
+
+def _mixed_graph_case() -> Case:
+    nodes = MIXED_GRAPH_NODES
+
+    def build() -> Contenders:
+        from . import _core
+
+        root = mixed_graph(_core)
+        return {"fastgrad tape": replay(_core.Tape(root)),
+                "fastgrad tape, fusion off": replay(_core.Tape(root, fuse=False))}  # fmt: skip
+
+    return Case("B7", f"beside: another mix ({nodes:,} nodes), one forward + backward", nodes,
+                "node", build, ("fastgrad tape", "fastgrad tape, fusion off"))  # fmt: skip
+
+
+# ---- B8, B9: tape.run over datasets, beside PyTorch ----
+
+PYTORCH = "pytorch, float64, 1 thread"
+
+
+def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0) -> tuple[Any, ...]:
+    """An MLP over `sizes` written for one sample, its loss recorded as a tape: "margin"
+    (micrograd's max-margin, one target leaf y = +-1) or "cross_entropy" (softmax
+    cross-entropy, one-hot target leaves). Returns tape, model, input leaves, target leaves."""
+    from . import functional, nn
+
+    random.seed(seed)
+    model = nn.MLP(sizes[0], sizes[1:], engine=engine)
+    inputs = [engine.Value(0.0) for _ in range(sizes[0])]
+    scores = model(inputs)
+    if loss == "margin":
+        targets = [engine.Value(1.0)]
+        root = (1 + -targets[0] * scores).relu()  # one output: micrograd's MLP gives a Value
+    else:
+        targets = [engine.Value(0.0) for _ in range(sizes[-1])]
+        root = functional.logsumexp(scores) - engine.dot(targets, scores)
+    return engine.Tape(root), model, inputs, targets
+
+
+def dataset(rows: int, sizes: list[int], loss: str, seed: int = 0) -> tuple[Any, Any]:
+    """Random data of the shape: inputs normal, targets +-1 (margin) or one-hot classes."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, sizes[0]))
+    if loss == "margin":
+        return X, rng.choice([-1.0, 1.0], size=(rows, 1))
+    return X, np.eye(sizes[-1])[rng.integers(0, sizes[-1], size=rows)]
+
+
+def torch_pass(torch: Any, model: Any, X: Any, Y: Any, loss: str) -> Callable[[], float]:
+    """The same pass in PyTorch as batched float64 tensors on one thread, from the same
+    weights: forward over every row, the rows' losses summed, backward (grads accumulate,
+    as run adds the rows' gradients to the leaves')."""
+    torch.set_num_threads(1)
+    params = []
+    for layer in model.layers:
+        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
+        params.append(torch.tensor(W, dtype=torch.float64, requires_grad=True))
+        params.append(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64,
+                                   requires_grad=True))  # fmt: skip
+    Xt = torch.tensor(X, dtype=torch.float64)
+    Yt = torch.tensor(Y[:, 0] if loss == "margin" else Y.argmax(1))
+
+    def training_pass() -> float:
+        h = Xt
+        for i in range(0, len(params) - 2, 2):
+            h = torch.relu(h @ params[i] + params[i + 1])
+        scores = h @ params[-2] + params[-1]
+        if loss == "margin":
+            total = torch.relu(1 - Yt * scores[:, 0]).sum()
+        else:
+            total = torch.nn.functional.cross_entropy(scores, Yt, reduction="sum")
+        total.backward()
+        return float(total.detach())
+
+    return training_pass
+
+
+def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
+                  threads: tuple[int, ...] = (1,), torch: bool = True) -> Case:  # fmt: skip
+    runs = [f"fastgrad run, threads={n}" for n in threads] if len(threads) > 1 else ["fastgrad run"]
+
+    def build() -> Contenders:
+        from . import _core
+
+        tape, model, inputs, targets = per_sample_model(_core, sizes, loss)
+        X, Y = dataset(rows, sizes, loss)
+
+        def run(threads: int) -> Callable[[], float]:
+            return lambda: float(tape.run(inputs, X, targets, Y, threads=threads).sum())
+
+        contenders: Contenders = {name: run(n) for name, n in zip(runs, threads)}
+        module = optional("torch") if torch else None
+        if module is not None:
+            theirs = torch_pass(module, model, X, Y, loss)
+            ours, check = run(1)(), theirs()
+            if abs(ours - check) > 1e-9 * max(1.0, abs(ours)):
+                raise AssertionError(f"PyTorch's summed loss {check} is not fastgrad's {ours}")
+            contenders[PYTORCH] = theirs
+        return contenders
+
+    return Case(id, title, 1, "pass", build, (*runs, PYTORCH) if torch else tuple(runs))
+
+
+MNIST = [784, 128, 10]
+
+TAPE_CASES: list[Case] = [
+    _fastest_autograd_case(),
+    _compile_case(),
+    _mixed_graph_case(),
+    _dataset_case("B8", "tape.run, moons: 100 rows, MLP 2-16-16-1, max-margin", 100,
+                  [2, 16, 16, 1], "margin"),
+    _dataset_case("B8", "tape.run, digits-size: 1,797 rows, MLP 64-32-10, cross-entropy", 1797,
+                  [64, 32, 10], "cross_entropy"),
+    _dataset_case("B8", "tape.run, MNIST-size: 1,000 rows, MLP 784-128-10, cross-entropy", 1000,
+                  MNIST, "cross_entropy"),
+    _dataset_case("B9", "B8 MNIST-size on two threads", 1000, MNIST, "cross_entropy",
+                  threads=(2, 1), torch=False),
+]  # fmt: skip
+
