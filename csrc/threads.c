@@ -1,5 +1,7 @@
 /*
- * threads.c: threads and a barrier over POSIX threads, or Win32 where there are none.
+ * threads.c: threads, a barrier and a gate over POSIX threads, or Win32 where there are none.
+ * The platform gives threads, a lock and a condition variable; the barrier and the gate are
+ * written once over those.
  */
 #include <stdlib.h>
 
@@ -7,6 +9,27 @@
 
 #ifdef _WIN32
 #include <windows.h>
+
+typedef CRITICAL_SECTION fg_lock;
+typedef CONDITION_VARIABLE fg_cond;
+
+static int sync_init(fg_lock *lock, fg_cond *cond)
+{
+    InitializeCriticalSection(lock);
+    InitializeConditionVariable(cond);
+    return 0;
+}
+
+static void sync_destroy(fg_lock *lock, fg_cond *cond)
+{
+    (void)cond;  /* a Win32 condition variable holds nothing to free */
+    DeleteCriticalSection(lock);
+}
+
+#define lock_take(l) EnterCriticalSection(l)
+#define lock_give(l) LeaveCriticalSection(l)
+#define cond_wait(c, l) SleepConditionVariableCS((c), (l), INFINITE)
+#define cond_wake_all(c) WakeAllConditionVariable(c)
 
 struct fg_thread {
     HANDLE handle;
@@ -21,19 +44,10 @@ static DWORD WINAPI trampoline(LPVOID p)
     return 0;
 }
 
-fg_thread *fg_thread_start(void (*fn)(void *), void *arg)
+static int thread_create(fg_thread *t)
 {
-    fg_thread *t = (fg_thread *)malloc(sizeof *t);
-    if (t == NULL)
-        return NULL;
-    t->fn = fn;
-    t->arg = arg;
     t->handle = CreateThread(NULL, 0, trampoline, t, 0, NULL);
-    if (t->handle == NULL) {
-        free(t);
-        return NULL;
-    }
-    return t;
+    return t->handle != NULL;
 }
 
 void fg_thread_join(fg_thread *t)
@@ -43,99 +57,33 @@ void fg_thread_join(fg_thread *t)
     free(t);
 }
 
-struct fg_barrier {
-    CRITICAL_SECTION lock;
-    CONDITION_VARIABLE changed;
-    unsigned count, waiting, generation;
-    int flags, result;
-};
-
-fg_barrier *fg_barrier_new(unsigned count)
-{
-    fg_barrier *b = (fg_barrier *)calloc(1, sizeof *b);
-    if (b == NULL)
-        return NULL;
-    InitializeCriticalSection(&b->lock);
-    InitializeConditionVariable(&b->changed);
-    b->count = count;
-    return b;
-}
-
-void fg_barrier_free(fg_barrier *b)
-{
-    if (b == NULL)
-        return;
-    DeleteCriticalSection(&b->lock);
-    free(b);
-}
-
-int fg_barrier_wait(fg_barrier *b, int flag)
-{
-    int result;
-    EnterCriticalSection(&b->lock);
-    b->flags |= flag;
-    if (++b->waiting == b->count) {
-        b->result = b->flags;
-        b->flags = 0;
-        b->waiting = 0;
-        b->generation++;
-        WakeAllConditionVariable(&b->changed);
-    } else {
-        unsigned generation = b->generation;
-        while (generation == b->generation)
-            SleepConditionVariableCS(&b->changed, &b->lock, INFINITE);
-    }
-    result = b->result;
-    LeaveCriticalSection(&b->lock);
-    return result;
-}
-
-struct fg_gate {
-    CRITICAL_SECTION lock;
-    CONDITION_VARIABLE opened;
-    int open, value;
-};
-
-fg_gate *fg_gate_new(void)
-{
-    fg_gate *g = (fg_gate *)calloc(1, sizeof *g);
-    if (g == NULL)
-        return NULL;
-    InitializeCriticalSection(&g->lock);
-    InitializeConditionVariable(&g->opened);
-    return g;
-}
-
-void fg_gate_free(fg_gate *g)
-{
-    if (g == NULL)
-        return;
-    DeleteCriticalSection(&g->lock);
-    free(g);
-}
-
-void fg_gate_open(fg_gate *g, int value)
-{
-    EnterCriticalSection(&g->lock);
-    g->value = value;
-    g->open = 1;
-    WakeAllConditionVariable(&g->opened);
-    LeaveCriticalSection(&g->lock);
-}
-
-int fg_gate_wait(fg_gate *g)
-{
-    int value;
-    EnterCriticalSection(&g->lock);
-    while (!g->open)
-        SleepConditionVariableCS(&g->opened, &g->lock, INFINITE);
-    value = g->value;
-    LeaveCriticalSection(&g->lock);
-    return value;
-}
-
 #else
 #include <pthread.h>
+
+typedef pthread_mutex_t fg_lock;
+typedef pthread_cond_t fg_cond;
+
+static int sync_init(fg_lock *lock, fg_cond *cond)
+{
+    if (pthread_mutex_init(lock, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(cond, NULL) != 0) {
+        pthread_mutex_destroy(lock);
+        return -1;
+    }
+    return 0;
+}
+
+static void sync_destroy(fg_lock *lock, fg_cond *cond)
+{
+    pthread_cond_destroy(cond);
+    pthread_mutex_destroy(lock);
+}
+
+#define lock_take(l) pthread_mutex_lock(l)
+#define lock_give(l) pthread_mutex_unlock(l)
+#define cond_wait(c, l) pthread_cond_wait((c), (l))
+#define cond_wake_all(c) pthread_cond_broadcast(c)
 
 struct fg_thread {
     pthread_t id;
@@ -150,18 +98,9 @@ static void *trampoline(void *p)
     return NULL;
 }
 
-fg_thread *fg_thread_start(void (*fn)(void *), void *arg)
+static int thread_create(fg_thread *t)
 {
-    fg_thread *t = (fg_thread *)malloc(sizeof *t);
-    if (t == NULL)
-        return NULL;
-    t->fn = fn;
-    t->arg = arg;
-    if (pthread_create(&t->id, NULL, trampoline, t) != 0) {
-        free(t);
-        return NULL;
-    }
-    return t;
+    return pthread_create(&t->id, NULL, trampoline, t) == 0;
 }
 
 void fg_thread_join(fg_thread *t)
@@ -169,10 +108,38 @@ void fg_thread_join(fg_thread *t)
     pthread_join(t->id, NULL);
     free(t);
 }
+#endif
+
+fg_thread *fg_thread_start(void (*fn)(void *), void *arg)
+{
+    fg_thread *t = (fg_thread *)malloc(sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->fn = fn;
+    t->arg = arg;
+    if (!thread_create(t)) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Threads arriving early at a barrier spin a little on its generation before they sleep: a
+ * block's work is often shorter than waking a sleeping thread takes. That needs atomics; a
+ * compiler without GCC's builtins sleeps at once. */
+#if defined(__GNUC__) || defined(__clang__)
+#define SPINS 20000
+#define load_acquire(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#else
+#define SPINS 0
+#define load_acquire(p) (*(p))
+#define store_release(p, v) (*(p) = (v))
+#endif
 
 struct fg_barrier {
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
+    fg_lock lock;
+    fg_cond changed;
     unsigned count, waiting, generation;
     int flags, result;
 };
@@ -182,12 +149,7 @@ fg_barrier *fg_barrier_new(unsigned count)
     fg_barrier *b = (fg_barrier *)calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    if (pthread_mutex_init(&b->lock, NULL) != 0) {
-        free(b);
-        return NULL;
-    }
-    if (pthread_cond_init(&b->changed, NULL) != 0) {
-        pthread_mutex_destroy(&b->lock);
+    if (sync_init(&b->lock, &b->changed) != 0) {
         free(b);
         return NULL;
     }
@@ -199,47 +161,42 @@ void fg_barrier_free(fg_barrier *b)
 {
     if (b == NULL)
         return;
-    pthread_cond_destroy(&b->changed);
-    pthread_mutex_destroy(&b->lock);
+    sync_destroy(&b->lock, &b->changed);
     free(b);
 }
-
-/* Threads arriving early spin a little on the generation before they sleep: a block's work
- * is often shorter than waking a sleeping thread takes. */
-#define SPINS 20000
 
 int fg_barrier_wait(fg_barrier *b, int flag)
 {
     int result;
     unsigned generation, spin;
-    pthread_mutex_lock(&b->lock);
+    lock_take(&b->lock);
     b->flags |= flag;
     if (++b->waiting == b->count) {
         b->result = b->flags;
         b->flags = 0;
         b->waiting = 0;
-        __atomic_store_n(&b->generation, b->generation + 1, __ATOMIC_RELEASE);
-        pthread_cond_broadcast(&b->changed);
+        store_release(&b->generation, b->generation + 1);
+        cond_wake_all(&b->changed);
         result = b->result;
-        pthread_mutex_unlock(&b->lock);
+        lock_give(&b->lock);
         return result;
     }
     generation = b->generation;
-    pthread_mutex_unlock(&b->lock);
+    lock_give(&b->lock);
     for (spin = 0; spin < SPINS; spin++)
-        if (__atomic_load_n(&b->generation, __ATOMIC_ACQUIRE) != generation)
+        if (load_acquire(&b->generation) != generation)
             return b->result;   /* stable until every thread reaches the next barrier */
-    pthread_mutex_lock(&b->lock);
+    lock_take(&b->lock);
     while (generation == b->generation)
-        pthread_cond_wait(&b->changed, &b->lock);
+        cond_wait(&b->changed, &b->lock);
     result = b->result;
-    pthread_mutex_unlock(&b->lock);
+    lock_give(&b->lock);
     return result;
 }
 
 struct fg_gate {
-    pthread_mutex_t lock;
-    pthread_cond_t opened;
+    fg_lock lock;
+    fg_cond opened;
     int open, value;
 };
 
@@ -248,12 +205,7 @@ fg_gate *fg_gate_new(void)
     fg_gate *g = (fg_gate *)calloc(1, sizeof *g);
     if (g == NULL)
         return NULL;
-    if (pthread_mutex_init(&g->lock, NULL) != 0) {
-        free(g);
-        return NULL;
-    }
-    if (pthread_cond_init(&g->opened, NULL) != 0) {
-        pthread_mutex_destroy(&g->lock);
+    if (sync_init(&g->lock, &g->opened) != 0) {
         free(g);
         return NULL;
     }
@@ -264,28 +216,26 @@ void fg_gate_free(fg_gate *g)
 {
     if (g == NULL)
         return;
-    pthread_cond_destroy(&g->opened);
-    pthread_mutex_destroy(&g->lock);
+    sync_destroy(&g->lock, &g->opened);
     free(g);
 }
 
 void fg_gate_open(fg_gate *g, int value)
 {
-    pthread_mutex_lock(&g->lock);
+    lock_take(&g->lock);
     g->value = value;
     g->open = 1;
-    pthread_cond_broadcast(&g->opened);
-    pthread_mutex_unlock(&g->lock);
+    cond_wake_all(&g->opened);
+    lock_give(&g->lock);
 }
 
 int fg_gate_wait(fg_gate *g)
 {
     int value;
-    pthread_mutex_lock(&g->lock);
+    lock_take(&g->lock);
     while (!g->open)
-        pthread_cond_wait(&g->opened, &g->lock);
+        cond_wait(&g->opened, &g->lock);
     value = g->value;
-    pthread_mutex_unlock(&g->lock);
+    lock_give(&g->lock);
     return value;
 }
-#endif
