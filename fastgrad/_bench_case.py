@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 Contenders = dict[str, Callable[[], object]]
 
@@ -28,3 +29,16 @@ def optional(module: str) -> ModuleType | None:
         return importlib.import_module(module)
     except ImportError:
         return None
+
+
+def torch_parameters(torch: Any, model: Any) -> list[Any]:
+    """An MLP's weights as PyTorch float64 tensors, per layer a matrix (inputs x neurons) and
+    a bias vector, for batched `h @ W + b`; PyTorch set to one thread, the baselines' rule."""
+    torch.set_num_threads(1)
+    params = []
+    for layer in model.layers:
+        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
+        params.append(torch.tensor(W, dtype=torch.float64, requires_grad=True))
+        params.append(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64,
+                                   requires_grad=True))  # fmt: skip
+    return params

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ._bench_case import Case, Contenders, optional
+from ._bench_case import Case, Contenders, optional, torch_parameters
 
 # ---- B7: the "fastest autograd" workload, recorded once and replayed ----
 
@@ -204,13 +204,7 @@ def torch_pass(torch: Any, model: Any, X: Any, Y: Any, loss: str) -> Callable[[]
     """The same pass in PyTorch as batched float64 tensors on one thread, from the same
     weights: forward over every row, the rows' losses summed, backward (grads accumulate,
     as run adds the rows' gradients to the leaves')."""
-    torch.set_num_threads(1)
-    params = []
-    for layer in model.layers:
-        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
-        params.append(torch.tensor(W, dtype=torch.float64, requires_grad=True))
-        params.append(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64,
-                                   requires_grad=True))  # fmt: skip
+    params = torch_parameters(torch, model)
     Xt = torch.tensor(X, dtype=torch.float64)
     Yt = torch.tensor(Y[:, 0] if loss == "margin" else Y.argmax(1))
 

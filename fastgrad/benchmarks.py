@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._bench_case import Case, Contenders, optional
+from ._bench_case import Case, Contenders, optional, torch_parameters
 from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
 
 
@@ -193,13 +193,7 @@ def _torch_step(
 ) -> Callable[[], object]:
     """The moons step in PyTorch as batched float64 tensors on one thread, from the same
     weights; checks that its loss is fastgrad's before anything is timed."""
-    torch.set_num_threads(1)
-    params = []
-    for layer in model.layers:
-        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
-        params.append(torch.tensor(W, dtype=torch.float64, requires_grad=True))
-        params.append(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64,
-                                   requires_grad=True))  # fmt: skip
+    params = torch_parameters(torch, model)
     Xt, yt = torch.tensor(X, dtype=torch.float64), torch.tensor(y, dtype=torch.float64)
     optimizer = torch.optim.SGD(params, lr=1.0)
     steps = iter(range(10**9))
