@@ -23,23 +23,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from programs import ARITHMETIC, Program, apply, bits, edge_floats, programs
+from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, programs
 
 import fastgrad
 import fastgrad._core
 from fastgrad import nn
 
 run_programs = programs(sets=False, max_steps=40)
-
-
-def build(impl: types.ModuleType, program: Program, leaves: list[float]) -> tuple[Any, list[Any]]:
-    """The program's graph over these leaf values, rooted at the sum of every value in it."""
-    pool = [impl.Value(x) for x in leaves]
-    for step in program.steps:
-        value = apply(impl, pool, step)
-        if value is not None:
-            pool.append(value)
-    return impl.sum(pool), pool[: len(leaves)]
 
 
 def definition(impl: types.ModuleType, program: Program, fed: list[int], X: np.ndarray,
@@ -53,7 +43,7 @@ def definition(impl: types.ModuleType, program: Program, fed: list[int], X: np.n
         for i, x in zip(fed, xs):
             leaves[i] = x
         try:
-            root, values = build(impl, program, leaves)
+            root, values = build_summed(impl, program, leaves)
             for v in values:
                 v.grad = -0.0
             root.backward()
@@ -77,7 +67,7 @@ def outcome(tape: Any, inputs: list[Any], X: np.ndarray, threads: int) -> tuple[
 def test_run_follows_its_definition(impl: types.ModuleType, program: Program,
                                     data: st.DataObject) -> None:  # fmt: skip
     try:
-        root, leaves = build(impl, program, program.leaves)
+        root, leaves = build_summed(impl, program, program.leaves)
     except ARITHMETIC:
         return  # nothing to record
     tape = impl.Tape(root)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from programs import ARITHMETIC, Program, apply, bits, edge_floats, programs
+from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, programs
 
 import fastgrad._core
 from fastgrad import demo, nn
@@ -23,17 +23,6 @@ from fastgrad import demo, nn
 # no `.data =` steps: a tape recomputes from the leaves, while a step that sets an interior
 # node's data mid-program has no counterpart in a rebuild
 tape_programs = programs(sets=False, max_steps=60)
-
-
-def build(impl: types.ModuleType, program: Program, leaves: list[float]) -> tuple[Any, list[Any]]:
-    """The program's graph over these leaf values, rooted at the sum of every value in it
-    (so that every op is on the tape). Raises what the first failing op raises."""
-    pool = [impl.Value(x) for x in leaves]
-    for step in program.steps:
-        value = apply(impl, pool, step)
-        if value is not None:
-            pool.append(value)
-    return impl.sum(pool), pool[: len(leaves)]
 
 
 def outcome(action: Any) -> tuple[str, ...]:
@@ -49,7 +38,7 @@ def outcome(action: Any) -> tuple[str, ...]:
 def test_replay_is_a_fresh_eager_graph(impl: types.ModuleType, fuse: bool, program: Program,
                                        data: st.DataObject) -> None:
     try:
-        root, leaves = build(impl, program, program.leaves)
+        root, leaves = build_summed(impl, program, program.leaves)
     except ARITHMETIC:
         return  # nothing to record
     tape = impl.Tape(root, fuse=fuse)
@@ -60,7 +49,7 @@ def test_replay_is_a_fresh_eager_graph(impl: types.ModuleType, fuse: bool, progr
             leaf.grad = 0.0
         root.grad = 0.0  # as a fresh graph's (a failed backward leaves it as it was)
         try:
-            fresh_root, fresh_leaves = build(impl, program, new)
+            fresh_root, fresh_leaves = build_summed(impl, program, new)
         except ARITHMETIC:
             with pytest.raises(ARITHMETIC):
                 tape.forward()
@@ -92,7 +81,7 @@ def test_c_and_reference_tapes_agree(program: Program) -> None:
     results = []
     for impl in (fastgrad._core, fastgrad.reference):
         try:
-            root, leaves = build(impl, program, program.leaves)
+            root, leaves = build_summed(impl, program, program.leaves)
         except ARITHMETIC:
             return
         tape = impl.Tape(root)
