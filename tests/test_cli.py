@@ -16,6 +16,24 @@ def fastgrad(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, env=env)  # fmt: skip
 
 
+def fastgrad_without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m fastgrad args` in an interpreter where importing `module` (or a submodule
+    of it) raises ImportError, as if it were not installed or not built."""
+    blocker = (
+        "import sys, importlib.abc, runpy\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        f"        if name == {module!r} or name.startswith({module + '.'!r}):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        f"sys.argv = ['fastgrad', *{list(args)!r}]\n"
+        "runpy.run_module('fastgrad', run_name='__main__')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FASTGRAD_PURE_PYTHON"}
+    return subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True,
+                          env=env)  # fmt: skip
+
+
 def test_demo_trains_and_compares_the_engines() -> None:
     result = fastgrad("demo", "--steps", "12", "--seed", "1")
     assert result.returncode == 0, result.stderr
@@ -55,16 +73,7 @@ def test_bench_prints_the_table() -> None:
 
 
 def test_demo_without_the_extension_runs_on_the_reference() -> None:
-    blocker = (
-        "import sys, importlib.abc, runpy\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'fastgrad._core': raise ImportError('not built')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "sys.argv = ['fastgrad', 'demo', '--steps', '2']\n"
-        "runpy.run_module('fastgrad', run_name='__main__')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
+    result = fastgrad_without("fastgrad._core", "demo", "--steps", "2")
     assert result.returncode == 0, result.stderr
     assert "not built here: running on the pure-Python reference" in result.stdout
     assert "python engine: 2 steps" in result.stdout

@@ -3,14 +3,12 @@ batches are the loop they replace, and both engines train it to the same bits.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import fastgrad
+from test_cli import fastgrad, fastgrad_without
 
 pytest.importorskip("sklearn", reason="the digits demo needs scikit-learn (the demo extra)")
 
@@ -66,15 +64,6 @@ def test_predictions_are_the_largest_score(impl: types.ModuleType) -> None:
 
 
 def test_without_scikit_learn_it_says_how_to_install_it() -> None:
-    blocker = (
-        "import sys, importlib.abc, runpy\n"
-        "class Block(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name.split('.')[0] == 'sklearn': raise ImportError('no sklearn')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "sys.argv = ['fastgrad', 'demo', '--digits']\n"
-        "runpy.run_module('fastgrad', run_name='__main__')\n"
-    )
-    result = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True)
+    result = fastgrad_without("sklearn", "demo", "--digits")
     assert result.returncode == 1
     assert "the digits demo needs scikit-learn: pip install 'fastgrad[demo]'" in result.stderr
