@@ -101,7 +101,7 @@ def train(engine: types.ModuleType, seed: int, steps: int, progress: bool = Fals
     model = nn.MLP(2, [16, 16, 1], engine=engine)
     history = []
     run = steps if stop is None else stop
-    bar = _progress(run) if progress else None
+    bar = progress_bar(run, "training", "step") if progress else None
     start = time.perf_counter()
     step = tape_stepper(model, X, y, engine) if tape else None
     for k in range(run):
@@ -118,14 +118,14 @@ def train(engine: types.ModuleType, seed: int, steps: int, progress: bool = Fals
     return model, history, seconds
 
 
-def _progress(steps: int) -> Any:
+def progress_bar(total: int, title: str, unit: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=steps, desc="training", unit="step")
+    return tqdm(total=total, desc=title, unit=unit)
 
 
-def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
-    """The decision boundary over the data, as the micrograd notebook draws it."""
+def pyplot() -> Any:
+    """matplotlib.pyplot drawing to files, or a SystemExit saying how to install it."""
     try:
         import matplotlib
 
@@ -133,6 +133,12 @@ def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
         import matplotlib.pyplot as plt
     except ImportError as error:
         raise SystemExit("--plot needs matplotlib: pip install 'fastgrad[demo]'") from error
+    return plt
+
+
+def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
+    """The decision boundary over the data, as the micrograd notebook draws it."""
+    plt = pyplot()
     X, y = moons(seed)
     h = 0.05
     x_min, x_max = X[:, 0].min() - 1, X[:, 0].max() + 1

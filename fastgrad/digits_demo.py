@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import functional, nn
+from .demo import progress_bar, pyplot
 
 CLASSES = 10
 INPUTS = 64  # 8x8 pixels
@@ -110,7 +111,8 @@ def train(engine: types.ModuleType, data: Digits, *, epochs: int, seed: int, bat
     for epoch in range(epochs):
         order = rng.permutation(len(data.X_train))
         starts = range(0, len(order), batch)
-        bar = _progress(len(starts), f"epoch {epoch + 1}/{epochs}") if progress else None
+        title = f"epoch {epoch + 1}/{epochs}"
+        bar = progress_bar(len(starts), title, "batch") if progress else None
         total = 0.0
         start = time.perf_counter()
         for first in starts:
@@ -131,22 +133,10 @@ def train(engine: types.ModuleType, data: Digits, *, epochs: int, seed: int, bat
     return net, losses, seconds
 
 
-def _progress(batches: int, title: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=batches, desc=title, unit="batch")
-
-
 def plot(data: Digits, predicted: Any, path: str, accuracy: float, shown: int = 60) -> None:
     """The first `shown` test images with the predicted class; wrong ones in red with the
     true class beside."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise SystemExit("--plot needs matplotlib: pip install 'fastgrad[demo]'") from error
+    plt = pyplot()
     columns = 10
     rows = -(-min(shown, len(predicted)) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.1 + 0.6))
