@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._bench_case import Case, Contenders, optional, torch_parameters
+from .demo import per_sample_model
 
 # ---- B7: the "fastest autograd" workload, recorded once and replayed ----
 
@@ -170,25 +171,6 @@ def _mixed_graph_case() -> Case:
 # ---- B8, B9: tape.run over datasets, beside PyTorch ----
 
 PYTORCH = "pytorch, float64, 1 thread"
-
-
-def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0) -> tuple[Any, ...]:
-    """An MLP over `sizes` written for one sample, its loss recorded as a tape: "margin"
-    (micrograd's max-margin, one target leaf y = +-1) or "cross_entropy" (softmax
-    cross-entropy, one-hot target leaves). Returns tape, model, input leaves, target leaves."""
-    from . import functional, nn
-
-    random.seed(seed)
-    model = nn.MLP(sizes[0], sizes[1:], engine=engine)
-    inputs = [engine.Value(0.0) for _ in range(sizes[0])]
-    scores = model(inputs)
-    if loss == "margin":
-        targets = [engine.Value(1.0)]
-        root = (1 + -targets[0] * scores).relu()  # one output: micrograd's MLP gives a Value
-    else:
-        targets = [engine.Value(0.0) for _ in range(sizes[-1])]
-        root = functional.logsumexp(scores) - engine.dot(targets, scores)
-    return engine.Tape(root), model, inputs, targets
 
 
 def dataset(rows: int, sizes: list[int], loss: str, seed: int = 0) -> tuple[Any, Any]:

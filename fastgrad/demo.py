@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import nn, reference
+from . import functional, nn, reference
 from .datasets import make_moons
 
 _core: types.ModuleType
@@ -44,6 +44,23 @@ def loss_and_scores(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, lis
     reg_loss = alpha * sum(p * p for p in model.parameters())
     total_loss = data_loss + reg_loss
     return total_loss, scores
+
+
+def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0) -> tuple[Any, ...]:
+    """An MLP over `sizes` written for one sample, its loss recorded as a tape: "margin"
+    (micrograd's max-margin, one target leaf y = +-1) or "cross_entropy" (softmax
+    cross-entropy, one-hot target leaves). Returns tape, model, input leaves, target leaves."""
+    random.seed(seed)
+    model = nn.MLP(sizes[0], sizes[1:], engine=engine)
+    inputs = [engine.Value(0.0) for _ in range(sizes[0])]
+    scores = model(inputs)
+    if loss == "margin":
+        targets = [engine.Value(1.0)]
+        root = (1 + -targets[0] * scores).relu()  # one output: micrograd's MLP gives a Value
+    else:
+        targets = [engine.Value(0.0) for _ in range(sizes[-1])]
+        root = functional.logsumexp(scores) - engine.dot(targets, scores)
+    return engine.Tape(root), model, inputs, targets
 
 
 def accuracy(y: Any, scores: list[Any]) -> float:

@@ -10,7 +10,6 @@ the parameters' grads in C, and SGD with momentum (`fastgrad.optim.SGD`) takes t
 
 from __future__ import annotations
 
-import random
 import time
 import types
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from . import functional, nn
-from .demo import progress_bar, pyplot
+from . import nn
+from .demo import per_sample_model, progress_bar, pyplot
 
 CLASSES = 10
 INPUTS = 64  # 8x8 pixels
@@ -70,14 +69,10 @@ class Classifier:
 
 
 def classifier(engine: types.ModuleType, seed: int, hidden: int = 32) -> Classifier:
-    random.seed(seed)
-    model = nn.MLP(INPUTS, [hidden, CLASSES], engine=engine)
-    pixels = [engine.Value(0.0) for _ in range(INPUTS)]
-    onehot = [engine.Value(0.0) for _ in range(CLASSES)]
-    scores = model(pixels)
-    # softmax cross-entropy: -log(softmax(scores)[label]) with the label one-hot
-    loss = functional.logsumexp(scores) - engine.dot(onehot, scores)
-    return Classifier(model, pixels, onehot, engine.Tape(loss))
+    """The model, with softmax cross-entropy against the one-hot label, for one sample."""
+    tape, model, pixels, onehot = per_sample_model(engine, [INPUTS, hidden, CLASSES],
+                                                   "cross_entropy", seed)  # fmt: skip
+    return Classifier(model, pixels, onehot, tape)
 
 
 def run_as_loop(net: Classifier, X: Any, Y: Any) -> Any:

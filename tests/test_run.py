@@ -27,7 +27,7 @@ from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, progr
 
 import fastgrad
 import fastgrad._core
-from fastgrad import nn
+from fastgrad import demo, nn
 
 run_programs = programs(sets=False, max_steps=40)
 
@@ -101,16 +101,11 @@ def test_run_follows_its_definition(impl: types.ModuleType, program: Program,
 
 def per_sample_classifier(impl: types.ModuleType, inputs: int, hidden: int, classes: int,
                           seed: int = 0) -> tuple[Any, Any, list[Any], Any]:  # fmt: skip
-    """An MLP with softmax cross-entropy for one sample: the input leaves, the target's one-hot
-    leaves (so the loss is a dot of them with the log-probabilities)."""
-    random.seed(seed)
-    model = nn.MLP(inputs, [hidden, classes], engine=impl)
-    xs = [impl.Value(0.0) for _ in range(inputs)]
-    onehot = [impl.Value(0.0) for _ in range(classes)]
-    logits = model(xs)
-    lse = fastgrad.functional.logsumexp(logits)
-    loss = lse - impl.dot(onehot, logits)
-    return impl.Tape(loss), model, xs, onehot
+    """An MLP with softmax cross-entropy for one sample: its tape, the model, the input leaves
+    and the target's one-hot leaves."""
+    tape, model, xs, onehot = demo.per_sample_model(impl, [inputs, hidden, classes],
+                                                    "cross_entropy", seed)  # fmt: skip
+    return tape, model, xs, onehot
 
 
 def classifier_data(rows: int, inputs: int, classes: int, seed: int = 1) -> tuple[Any, Any]:
