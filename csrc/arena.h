@@ -106,6 +106,11 @@ static inline fg_node *fg_alloc(fg_arena *A)
 /* Starts a traversal: a new epoch, so that no node counts as visited. */
 void fg_new_epoch(fg_arena *A);
 
+/* The nodes below root in depth-first post-order into A->order (fg_topo's order; an NARY
+ * node once per term, its cursor set for backward). With `check`, also checks that every
+ * node's local derivatives can be computed, and names the first that cannot in *failed. */
+fg_status fg_order(fg_arena *A, fg_node *root, int check, fg_node **failed);
+
 /* Makes room for n more items in v; FG_NO_MEMORY leaves v as it was. */
 fg_status fg_vec_reserve(fg_vec *v, size_t n);
 

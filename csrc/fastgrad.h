@@ -150,6 +150,20 @@ fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *le
  * node in *failed, returns its status and changes nothing. */
 fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed);
 
+/* ---- gradients that touch no grad (derive.c) ---- */
+
+/* d root / d inputs[i] for each i, exactly as fg_backward would leave them in the inputs'
+ * grads with every grad 0.0 first (signed zeros included), without touching any grad:
+ * values[i] gets the number. With create_graph, nodes[i] also gets a node holding it (one
+ * reference for the caller): the derivative built as an ordinary graph over root's from
+ * ops.def's derivative formulas, so that it can be differentiated again; a constant leaf
+ * where the derivative is a number (0.0 for an input the root does not reach). Only the
+ * grads on paths from the root to the inputs are built, each node's contributions summed in
+ * one SUM node. Fails where fg_backward fails, naming the node in *failed, and then leaves
+ * no node behind. */
+fg_status fg_gradients(fg_arena *A, fg_node *root, fg_node *const *inputs, size_t count,
+                       int create_graph, double *values, fg_node **nodes, fg_node **failed);
+
 /* ---- compiled tapes (tape.c) ---- */
 
 /* A graph compiled once into a program over dense slots, replayed in C. The tape holds a

@@ -116,11 +116,9 @@ static fg_status nary_operand_done(fg_arena *A, fg_node *n, uint32_t done)
     return FG_OK;
 }
 
-/* Depth-first post-order below root into A->order. With `check`, also checks that every
- * node's local derivatives can be computed, and names the first that cannot.
- * The frame of the node being visited lives in locals; only its ancestors' frames are on
+/* Depth-first post-order below root into A->order (arena.h). The frame of the node being visited lives in locals; only its ancestors' frames are on
  * A->stack. Nodes count as visited when their mark equals this traversal's epoch. */
-static fg_status build_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
+fg_status fg_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
 {
     size_t depth = 0;
     fg_node *n = root;
@@ -181,7 +179,7 @@ static fg_status build_order(fg_arena *A, fg_node *root, int check, fg_node **fa
 
 fg_status fg_topo(fg_arena *A, fg_node *root, fg_node *const **order, size_t *length)
 {
-    fg_status st = build_order(A, root, 0, NULL);
+    fg_status st = fg_order(A, root, 0, NULL);
     if (st == FG_OK) {
         *order = A->order.items;
         *length = A->order.length;
@@ -193,7 +191,7 @@ fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
 {
     fg_node **order;
     size_t i;
-    fg_status st = build_order(A, root, 1, failed);
+    fg_status st = fg_order(A, root, 1, failed);
     if (st != FG_OK)
         return st;
     order = A->order.items;

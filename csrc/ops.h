@@ -165,19 +165,16 @@ static inline double fg_sigmoid(double x)
     return e / (1.0 + e);
 }
 
-/* d(a ** b)/db = a ** b * log(a): PyTorch's rule, 0 where a == 0 and b >= 0, nan where log(a)
- * is undefined. */
-static inline double fg_pow_db(double a, double b, double out)
-{
-    if (a == 0.0 && b >= 0.0)
-        return 0.0;
-    if (a <= 0.0)
-        return NAN;
-    return out * log(a);
-}
-
-/* The vocabulary of ops.def's formulas: a pass that expands them has a `fg_status *st` in
- * scope, where a failing helper records why. */
+/* The vocabulary of ops.def's formulas, as doubles: a pass that expands them has a
+ * `fg_status *st` in scope, where a failing helper records why. derive.c defines the same
+ * names over nodes. */
+#define NUM(x) (x)
+#define DATA(x) (x)
+#define IF(cond, x, y) ((cond) ? (x) : (y))
+#define NEG(x) (-(x))
+#define ADD(x, y) ((x) + (y))
+#define SUB(x, y) ((x) - (y))
+#define MUL(x, y) ((x) * (y))
 #define DIV(x, y) fg_div((x), (y), st)
 #define POW(x, y) fg_pow((x), (y), st)
 #define EXP(x) fg_exp((x), st)
@@ -187,7 +184,6 @@ static inline double fg_pow_db(double a, double b, double out)
 #define COS(x) fg_cos((x), st)
 #define SIGMOID(x) fg_sigmoid(x)
 #define SOFTPLUS(x) fg_softplus(x)
-#define POW_DB(a, b, out) fg_pow_db((a), (b), (out))
 
 /* The helpers above that can fail, by name: a derivative formula of ops.def that calls one is
  * checked before backward adds anything (fg_derivative_may_fail reads the formulas' text). */
@@ -369,24 +365,36 @@ static inline uint32_t fg_stride(fg_op op)
  * + (and * for stride 2) that the node replaces does between its partial sums s_k and
  * s_k+1. The chain's last partial sum is the node itself; every earlier one, and every
  * product term, is a fresh node whose grad starts at 0.0 and receives one addition, so it
- * holds 0.0 + g. v0, v1 are the term's operands' data. The amounts it adds: to the start's
- * grad (term 0 only: s_1 = start + term 0), then to v0's and v1's. */
+ * holds 0.0 + g. v0, v1 are the term's operands. The amounts it adds: to the start's grad
+ * (term 0 only: s_1 = start + term 0), then to v0's and v1's.
+ * Written in ops.def's vocabulary, so that the float backward (fg_nary_term_amounts, below)
+ * and the graph-building one (derive.c) expand one rule: T is the type of a derivative value,
+ * TERM_DERIVATIVES(op, v0, v1, &d_dv0, &d_dv1) the row's term derivatives in that type, and
+ * want_v0 / want_v1 say whether the pass needs those amounts (NUM(0.0) otherwise). */
+#define FG_NARY_TERM_RULE(T, TERM_DERIVATIVES, op, k, terms, g, v0, v1, want_v0, want_v1, \
+                          to_start, to_v0, to_v1) \
+    do { \
+        T sum_grad_ = (k) + 1 == (terms) ? (g) : ADD(NUM(0.0), (g)); /* the grad of s_k+1 */ \
+        T d_dv0_, d_dv1_; \
+        TERM_DERIVATIVES((op), (v0), (v1), &d_dv0_, &d_dv1_); \
+        *(to_start) = MUL(NUM(1.0), sum_grad_); \
+        if (fg_stride(op) == 1) { \
+            *(to_v0) = (want_v0) ? MUL(d_dv0_, MUL(NUM(1.0), sum_grad_)) : NUM(0.0); \
+            *(to_v1) = NUM(0.0); \
+        } else { \
+            T term_grad_ = ADD(NUM(0.0), MUL(NUM(1.0), sum_grad_)); /* the product's grad */ \
+            *(to_v0) = (want_v0) ? MUL(d_dv0_, term_grad_) : NUM(0.0); \
+            *(to_v1) = (want_v1) ? MUL(d_dv1_, term_grad_) : NUM(0.0); \
+        } \
+    } while (0)
+
+/* The amounts of that rule, as doubles. */
 static inline void fg_nary_term_amounts(fg_op op, uint32_t k, uint32_t terms, double g,
                                         double v0, double v1, double *to_start, double *to_v0,
                                         double *to_v1)
 {
-    double sum_grad = k + 1 == terms ? g : 0.0 + g;   /* the grad of s_k+1 */
-    double d_dv0, d_dv1;
-    *to_start = 1.0 * sum_grad;
-    fg_term_derivatives(op, v0, v1, &d_dv0, &d_dv1);
-    if (fg_stride(op) == 1) {
-        *to_v0 = d_dv0 * (1.0 * sum_grad);
-        *to_v1 = 0.0;
-    } else {
-        double term_grad = 0.0 + 1.0 * sum_grad;      /* the fresh product node's grad */
-        *to_v0 = d_dv0 * term_grad;
-        *to_v1 = d_dv1 * term_grad;
-    }
+    FG_NARY_TERM_RULE(double, fg_term_derivatives, op, k, terms, g, v0, v1, 1, 1, to_start,
+                      to_v0, to_v1);
 }
 
 /* The same term's backward, added in that order into the grads given. */

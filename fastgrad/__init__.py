@@ -40,6 +40,7 @@ else:
 Value = _implementation.Value
 sum = _implementation.sum
 dot = _implementation.dot
+gradients = _implementation.gradients
 Tape = _implementation.Tape
 
 
@@ -101,6 +102,7 @@ __all__ = [
     "functional",
     "grad",
     "gradcheck",
+    "gradients",
     "install_as_micrograd",
     "load",
     "logsumexp",

@@ -99,6 +99,9 @@ cdef extern from "fastgrad.h" nogil:
     fg_status fg_eval(const fg_node *n, double *out)
     fg_status fg_node_backward(fg_node *n)
     fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
+    fg_status fg_gradients(fg_arena *A, fg_node *root, fg_node **inputs, size_t count,
+                           int create_graph, double *values, fg_node **nodes,
+                           fg_node **failed)
 
 
 # The release hook calls back into Python (it edits dicts), so it is not nogil.

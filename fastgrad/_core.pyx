@@ -406,6 +406,68 @@ cdef class Value:
 register_value_class(Value, __name__)
 
 
+def gradients(output, inputs, *, create_graph=False):
+    """d output / d input for each input (a Value, or a list of Values: then a list), as
+    output.backward() leaves them in the inputs' .grad when every grad is 0.0 first, bit for
+    bit, without touching any .grad. With create_graph=True, Values holding those numbers,
+    built as ordinary nodes from each op's derivative formula, so that they can be combined,
+    backpropagated and differentiated again. An input the output does not reach gets 0.0.
+    A derivative that fails raises what backward() raises, and builds nothing."""
+    cdef fg_node **nodes
+    cdef fg_node **made
+    cdef double *values
+    cdef fg_node *failed = NULL
+    cdef fg_status status
+    cdef Py_ssize_t i, count
+    if not isinstance(output, Value):
+        raise TypeError(f"gradients() of {type(output).__name__!r}: the output must be a Value")
+    single = isinstance(inputs, Value)
+    items = [inputs] if single else _gradient_inputs(inputs)
+    count = len(items)
+    nodes = <fg_node **>PyMem_Malloc((2 * count + 1) * sizeof(fg_node *))
+    values = <double *>PyMem_Malloc((count + 1) * sizeof(double))
+    if nodes is NULL or values is NULL:
+        PyMem_Free(nodes)
+        PyMem_Free(values)
+        raise MemoryError()
+    made = nodes + count
+    try:
+        for i in range(count):
+            nodes[i] = _node_of(<Value>items[i])
+        status = fg_gradients(ARENA, _node_of(<Value>output), nodes, count,
+                              1 if create_graph else 0, values, made, &failed)
+        if status != FG_OK:
+            _raise_backward(status, failed)
+        if create_graph:
+            result = [_take(made[i]) for i in range(count)]
+        else:
+            result = [values[i] for i in range(count)]
+    finally:
+        PyMem_Free(nodes)
+        PyMem_Free(values)
+    return result[0] if single else result
+
+
+cdef list _gradient_inputs(object inputs):
+    try:
+        items = list(inputs)
+    except TypeError:
+        raise TypeError(f"gradients() inputs must be a Value or a list of Values, not "
+                        f"{type(inputs).__name__!r}") from None
+    for v in items:
+        if not isinstance(v, Value):
+            raise TypeError(f"gradients() inputs must be Values, not {type(v).__name__!r}")
+    return items
+
+
+cdef object _take(fg_node *n):
+    """n's Value, taking over the caller's reference: its live handle if it has one."""
+    if n.handle is not NULL:
+        fg_decref(ARENA, n)
+        return <object>n.handle
+    return _wrap(n)
+
+
 cdef dict _op_of_rule = {("**c" if i == FG_POWC else _symbols[i]): i
                          for i in range(FG_OP_COUNT) if i != FG_LEAF and i != FG_OPAQUE}
 

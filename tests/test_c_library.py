@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
-SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c", "optim.c", "tape.c", "plain.c",
-           "schedule.c", "replay.c", "rows.c", "blocks.c", "blocks_avx2.c", "threads.c"]
+SOURCES = ["tests/test_fastgrad.c", "arena.c", "ops.c", "graph.c", "derive.c", "optim.c",
+           "tape.c", "plain.c", "schedule.c", "replay.c", "rows.c", "blocks.c", "blocks_avx2.c",
+           "threads.c"]
 COMPILER = os.environ.get("CC") or next(
     filter(None, (shutil.which(name) for name in ("cc", "gcc", "clang"))), None
 )

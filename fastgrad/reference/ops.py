@@ -9,30 +9,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from .._common import op_error
 
-UnaryRule: TypeAlias = tuple[
-    Callable[[float, float], float], Callable[[float, float, float], float]
-]
-BinaryRule: TypeAlias = tuple[
-    Callable[[float, float], float], Callable[[float, float, float], tuple[float, float]]
-]
-NaryRule: TypeAlias = tuple[
-    int, Callable[[float, float], float], Callable[[float, float], tuple[float, float]]
-]
+# the derivatives take floats, or nodes of a derivative graph (Any)
+UnaryRule: TypeAlias = tuple[Callable[[float, float], float], Callable[[Any, float, Any], Any]]
+BinaryRule: TypeAlias = tuple[Callable[[float, float], float], Callable[[Any, Any, Any], Any]]
+NaryRule: TypeAlias = tuple[int, Callable[[float, float], float], Callable[[Any, Any], Any]]
 
 
-def _pow(x: float, y: float) -> float:
-    """math.pow as Python 3.11+ has it: 3.10 raised ValueError for 0 ** -inf."""
+def _pow(x: Any, y: Any) -> Any:
+    """math.pow as Python 3.11+ has it (3.10 raised ValueError for 0 ** -inf); x ** y for a
+    derivative node."""
+    if not (isinstance(x, float) and isinstance(y, float)):
+        return x ** y
     if x == 0.0 and y == -math.inf:
         return math.inf
     return math.pow(x, y)
 
 
-def _sigmoid(x: float) -> float:
+def _sigmoid(x: Any) -> Any:
     """The logistic function, in the form that cannot overflow for either sign of x."""
+    if not isinstance(x, float):
+        return x.sigmoid()
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))
     e = math.exp(x)
@@ -46,16 +46,32 @@ def _softplus(x: float) -> float:
     return math.log1p(math.exp(x))
 
 
-def _pow_db(a: float, b: float, out: float) -> float:
+def _sin(x: Any) -> Any:
+    return math.sin(x) if isinstance(x, float) else x.sin()
+
+
+def _cos(x: Any) -> Any:
+    return math.cos(x) if isinstance(x, float) else x.cos()
+
+
+def _log(x: Any) -> Any:
+    return math.log(x) if isinstance(x, float) else x.log()
+
+
+def _pow_db(a: Any, b: Any, out: Any) -> Any:
     """d(a ** b)/db = a ** b * log(a): 0 where a == 0 and b >= 0, nan where log(a) is undefined."""
     if a == 0.0 and b >= 0.0:
         return 0.0
     if a <= 0.0:
         return math.nan
-    return out * math.log(a)
+    return out * _log(a)
 
 
 # op: forward rule and local derivative side by side. `c` is the constant exponent of **c.
+# A derivative takes floats in backward, and in gradients(create_graph=True) the nodes of the
+# derivative graph (derive.py), whose arithmetic builds Values: so it is written only with
+# + - * /, the helpers above and comparisons, which compare data (a piece chosen from data is
+# a constant of the derivative graph, as ops.def's IF).
 UNARY: dict[str, UnaryRule] = {
     #            forward(a, c)                          d out / d a  (a, c, out)
     "neg":     (lambda a, c: -a,                      lambda a, c, out: -1.0),
@@ -68,8 +84,8 @@ UNARY: dict[str, UnaryRule] = {
     "abs":     (lambda a, c: math.fabs(a),            lambda a, c, out: 1.0 if a > 0.0 else
                                                                         -1.0 if a < 0.0 else 0.0),
     "sqrt":    (lambda a, c: math.sqrt(a),            lambda a, c, out: 0.5 / out),
-    "sin":     (lambda a, c: math.sin(a),             lambda a, c, out: math.cos(a)),
-    "cos":     (lambda a, c: math.cos(a),             lambda a, c, out: -math.sin(a)),
+    "sin":     (lambda a, c: math.sin(a),             lambda a, c, out: _cos(a)),
+    "cos":     (lambda a, c: math.cos(a),             lambda a, c, out: -_sin(a)),
     "softplus": (lambda a, c: _softplus(a),           lambda a, c, out: _sigmoid(a)),
 }  # fmt: skip
 
@@ -122,21 +138,20 @@ def _derivatives(rule: str, operands: tuple[float, ...], exponent: float,
         raise op_error(type(e), rule, operands, exponent, in_backward=True) from None
 
 
-def _term_contributions(rule: str, k: int, terms: int, g: float,
-                        operands: list[float]) -> list[tuple[int, float]]:  # fmt: skip
-    """Term k of an n-ary node's backward, g its grad, as (operand position, amount to add),
-    in the order they are added: what the chain of + (and * for dot) the node replaces does
-    between its partial sums s_k and s_k+1. Every partial sum but the last, and every
-    product term, is a fresh node whose grad is 0.0 plus one addition: 0.0 + g."""
+def _term_contributions(rule: str, k: int, terms: int, g: Any, v0: Any,
+                        v1: Any) -> list[tuple[int, Any]]:  # fmt: skip
+    """Term k of an n-ary node's backward, g its grad and v0, v1 the term's operands, as
+    (operand position, amount to add), in the order they are added: what the chain of + (and
+    * for dot) the node replaces does between its partial sums s_k and s_k+1. Every partial
+    sum but the last, and every product term, is a fresh node whose grad is 0.0 plus one
+    addition: 0.0 + g. Floats in backward, derivative nodes in gradients (ops.h's
+    FG_NARY_TERM_RULE is the same rule)."""
     stride, _, term_derivatives = NARY[rule]
     sum_grad = g if k + 1 == terms else 0.0 + g  # the grad of s_k+1
     first = 1 + k * stride
     added = [(0, 1.0 * sum_grad)] if k == 0 else []  # s_1 = start + term 0
+    d_dv0, d_dv1 = term_derivatives(v0, v1)
     if stride == 1:
-        d_dv0, _ = term_derivatives(operands[first], 0.0)
         return added + [(first, d_dv0 * (1.0 * sum_grad))]
     term_grad = 0.0 + 1.0 * sum_grad  # the fresh product node's grad
-    d_dv0, d_dv1 = term_derivatives(operands[first], operands[first + 1])
     return added + [(first, d_dv0 * term_grad), (first + 1, d_dv1 * term_grad)]
-
-

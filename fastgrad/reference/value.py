@@ -279,10 +279,10 @@ class Value:
         return (len(self._children) - 1) // NARY[self._rule][0]
 
     def _term_backward(self, k: int) -> None:
-        args = self._children
-        operands = [child._data for child in args]
+        args, stride = self._children, NARY[self._rule][0]
+        v0, v1 = args[1 + k * stride]._data, args[stride + k * stride]._data
         for position, amount in _term_contributions(self._rule, k, self._terms(), self._grad,
-                                                    operands):  # fmt: skip
+                                                    v0, v1):  # fmt: skip
             args[position]._grad += amount
 
     def _topo(self, check: bool = False) -> list[tuple[Value, int]]:
