@@ -53,7 +53,14 @@ def install_as_micrograd() -> None:
 
 # after the implementation is chosen: these are written over it
 from ._gradcheck import GradcheckError, GradcheckReport, gradcheck  # noqa: E402
-from .functional import cross_entropy, grad, logsumexp, softmax, value_and_grad  # noqa: E402
+from .functional import (  # noqa: E402
+    cross_entropy,
+    grad,
+    hessian,
+    logsumexp,
+    softmax,
+    value_and_grad,
+)
 
 if TYPE_CHECKING:
     from . import datasets, engine, functional, nn, optim, viz
@@ -103,6 +110,7 @@ __all__ = [
     "grad",
     "gradcheck",
     "gradients",
+    "hessian",
     "install_as_micrograd",
     "load",
     "logsumexp",

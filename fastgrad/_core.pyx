@@ -448,6 +448,11 @@ def gradients(output, inputs, *, create_graph=False):
     return result[0] if single else result
 
 
+def _constant_leaf(x):
+    """A constant leaf for the number x, as the 2.0 of x * 2.0: a Tape keeps it in its program."""
+    return _wrap(_constant(_as_double(x, "constant")))
+
+
 cdef list _gradient_inputs(object inputs):
     try:
         items = list(inputs)

@@ -11,7 +11,7 @@ from .._common import register_value_class
 from .derive import gradients
 from .optim import SGD
 from .tape import Tape
-from .value import Value, dot, sum
+from .value import Value, _constant_leaf, dot, sum
 
 __all__ = ["SGD", "Tape", "Value", "dot", "gradients", "sum"]
 

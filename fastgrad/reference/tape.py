@@ -88,8 +88,10 @@ class Tape:
         for rule, out, operands, exponent, k in reversed(self._code):
             values = [value[i] for i in operands]
             if rule in NARY:
-                terms = (len(operands) - 1) // NARY[rule][0]
-                for position, amount in _term_contributions(rule, k, terms, grad[out], values):
+                stride = NARY[rule][0]
+                terms = (len(operands) - 1) // stride
+                v0, v1 = values[1 + k * stride], values[stride + k * stride]
+                for position, amount in _term_contributions(rule, k, terms, grad[out], v0, v1):
                     grad[operands[position]] += amount
             else:
                 d_da, d_db = _derivatives(rule, tuple(values), exponent, value[out])

@@ -384,6 +384,11 @@ def _rebuild(records: list[Record]) -> Value:
     return made[-1]
 
 
+def _constant_leaf(x: object) -> Value:
+    """A constant leaf for the number x, as the 2.0 of x * 2.0: a Tape keeps it in its program."""
+    return Value._leaf(as_float(x, "constant"))
+
+
 def _nary(rule: str, operands: list[Value], start: object) -> Value:
     if not operands:  # the chain of no terms is its start
         return start if isinstance(start, Value) else Value(as_float(start, "start"))
