@@ -25,31 +25,46 @@ __all__ = ["load", "save"]
 
 
 def _describe(module: nn.Module) -> dict[str, Any]:
-    """What it takes to build the module again: nn's own modules are described in full."""
+    """What it takes to build the module again: nn's own modules are described in full (the
+    activation only where it is not micrograd's ReLU, so older files still fit)."""
     if isinstance(module, nn.MLP) and module.layers:
-        return {"type": "MLP", "nin": len(module.layers[0].neurons[0].w),
-                "nouts": [len(layer.neurons) for layer in module.layers]}  # fmt: skip
+        description = {"type": "MLP", "nin": len(module.layers[0].neurons[0].w),
+                       "nouts": [len(layer.neurons) for layer in module.layers]}  # fmt: skip
+        hidden = module.layers[0].neurons[0] if len(module.layers) > 1 else None
+        if hidden is not None and hidden.activation != "relu":
+            description["activation"] = hidden.activation
+        return description
     if isinstance(module, nn.Layer) and module.neurons:
         first = module.neurons[0]
-        return {"type": "Layer", "nin": len(first.w), "nout": len(module.neurons),
-                "nonlin": first.nonlin}  # fmt: skip
+        return _with_activation({"type": "Layer", "nin": len(first.w),
+                                 "nout": len(module.neurons), "nonlin": first.nonlin}, first)
     if isinstance(module, nn.Neuron):
-        return {"type": "Neuron", "nin": len(module.w), "nonlin": module.nonlin}
+        return _with_activation({"type": "Neuron", "nin": len(module.w),
+                                 "nonlin": module.nonlin}, module)  # fmt: skip
     return {"type": f"{type(module).__module__}.{type(module).__qualname__}"}
+
+
+def _with_activation(description: dict[str, Any], neuron: nn.Neuron) -> dict[str, Any]:
+    """nonlin=False says linear; other activations but ReLU are named."""
+    if neuron.activation not in ("relu", "linear"):
+        description["activation"] = neuron.activation
+    return description
 
 
 def _build(description: dict[str, Any], engine: types.ModuleType | None) -> nn.Module:
     kind = description.get("type")
     try:
+        activation = str(description.get("activation", "relu"))
         if kind == "MLP":
             return nn.MLP(int(description["nin"]), [int(n) for n in description["nouts"]],
-                          engine=engine)  # fmt: skip
+                          activation=activation, engine=engine)  # fmt: skip
         if kind == "Layer":
             return nn.Layer(int(description["nin"]), int(description["nout"]),
-                            nonlin=bool(description["nonlin"]), engine=engine)  # fmt: skip
+                            nonlin=bool(description["nonlin"]), activation=activation,
+                            engine=engine)  # fmt: skip
         if kind == "Neuron":
             return nn.Neuron(int(description["nin"]), nonlin=bool(description["nonlin"]),
-                             engine=engine)  # fmt: skip
+                             activation=activation, engine=engine)  # fmt: skip
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"the file's module description is damaged: {description!r}") from error
     raise ValueError(f"the file holds a {kind}, which only load(path, module) can fill: "

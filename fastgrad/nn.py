@@ -17,7 +17,7 @@ from typing import Any
 from . import _implementation
 from ._common import as_float
 
-__all__ = ["MLP", "Layer", "Module", "Neuron"]
+__all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
 
 class Module:
@@ -66,17 +66,40 @@ def _few(names: list[str]) -> str:
     return repr(names[:5])[:-1] + (", ...]" if len(names) > 5 else "]")
 
 
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "linear")
+_REPR_NAMES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "softplus": "Softplus",
+               "linear": "Linear"}  # fmt: skip
+
+
+def _activation(nonlin: bool, activation: str) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, "
+                         f"not {activation!r}")  # fmt: skip
+    return activation if nonlin else "linear"
+
+
+def _activate(act: Any, activation: str) -> Any:
+    if activation == "relu":
+        return act.relu()
+    return act if activation == "linear" else getattr(act, activation)()
+
+
 class Neuron(Module):
-    def __init__(self, nin: int, nonlin: bool = True, *,
+    """One unit: activation(w . x + b). nonlin=False is micrograd's linear neuron; activation
+    names the nonlinearity otherwise: "relu" (micrograd's), "tanh", "sigmoid", "softplus" or
+    "linear" (smooth ones for networks whose second derivatives matter)."""
+
+    def __init__(self, nin: int, nonlin: bool = True, *, activation: str = "relu",
                  engine: types.ModuleType | None = None) -> None:  # fmt: skip
+        self.activation = _activation(nonlin, activation)
         self.engine = engine or _implementation
         self.w = [self.engine.Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = self.engine.Value(0)
-        self.nonlin = nonlin
+        self.nonlin = self.activation != "linear"
 
     def __call__(self, x: Sequence[Any]) -> Any:
         act = self.engine.dot(self.w, x, self.b)  # micrograd: sum((wi*xi ...), self.b)
-        return act.relu() if self.nonlin else act
+        return _activate(act, self.activation)
 
     def parameters(self) -> list[Any]:
         return self.w + [self.b]
@@ -85,7 +108,11 @@ class Neuron(Module):
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
     def __repr__(self) -> str:
-        return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
+        return f"{_REPR_NAMES[self.activation]}Neuron({len(self.w)})"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("activation", "relu" if state.get("nonlin", True) else "linear")
+        super().__setstate__(state)
 
 
 class Layer(Module):
@@ -97,7 +124,8 @@ class Layer(Module):
         for n in self.neurons:
             if type(n) is Neuron:  # Neuron.__call__ inlined: its frame is a fifth of the layer
                 act = n.engine.dot(n.w, x, n.b)
-                out.append(act.relu() if n.nonlin else act)
+                a = n.activation
+                out.append(act.relu() if a == "relu" else _activate(act, a))
             else:  # a subclass keeps its own __call__
                 out.append(n(x))
         return out[0] if len(out) == 1 else out
@@ -114,10 +142,14 @@ class Layer(Module):
 
 
 class MLP(Module):
-    def __init__(self, nin: int, nouts: list[int], *,
+    """Layers of nouts[i] neurons: activation after every layer but the last, which is
+    linear (micrograd's MLP, with "relu")."""
+
+    def __init__(self, nin: int, nouts: list[int], *, activation: str = "relu",
                  engine: types.ModuleType | None = None) -> None:  # fmt: skip
         sz = [nin] + nouts
-        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1, engine=engine)
+        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1,
+                             activation=activation, engine=engine)
                        for i in range(len(nouts))]  # fmt: skip
 
     def __call__(self, x: Sequence[Any]) -> Any:

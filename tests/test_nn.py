@@ -68,6 +68,37 @@ def test_gradients_and_training_match_micrograd(impl: types.ModuleType) -> None:
             q.data -= rate * q.grad
 
 
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "softplus", "linear"])
+def test_activations(impl: types.ModuleType, activation: str, tmp_path: Any) -> None:
+    import fastgrad
+
+    random.seed(3)
+    model = nn.MLP(2, [3, 1], activation=activation, engine=impl)
+    random.seed(3)
+    relu_model = nn.MLP(2, [3, 1], engine=impl)
+    # the same initialisation as micrograd's; only the hidden nonlinearity differs
+    assert [p.data for p in model.parameters()] == [p.data for p in relu_model.parameters()]
+    name = {"tanh": "Tanh", "sigmoid": "Sigmoid", "softplus": "Softplus", "linear": "Linear"}
+    assert repr(model.layers[0].neurons[0]) == f"{name[activation]}Neuron(2)"
+    assert repr(model.layers[1].neurons[0]) == "LinearNeuron(3)"
+    x = [impl.Value(0.3), impl.Value(-1.2)]
+    hidden = [impl.dot(n.w, x, n.b) for n in model.layers[0].neurons]
+    if activation != "linear":
+        hidden = [getattr(h, activation)() for h in hidden]
+    last = model.layers[1].neurons[0]
+    assert model(x).data == impl.dot(last.w, hidden, last.b).data
+    assert nn.Neuron(2, activation=activation, engine=impl)(x).data is not None
+    path = tmp_path / "model.json"
+    fastgrad.save(model, path)
+    loaded = fastgrad.load(path, engine=impl)
+    assert repr(loaded) == repr(model) and loaded(x).data == model(x).data
+
+
+def test_unknown_activation_is_refused(impl: types.ModuleType) -> None:
+    with pytest.raises(ValueError, match="activation must be one of 'relu', 'tanh'"):
+        nn.MLP(2, [3, 1], activation="gelu", engine=impl)
+
+
 def test_layer_of_one_neuron_returns_the_value_itself(impl: types.ModuleType) -> None:
     layer = nn.Layer(2, 1, engine=impl)
     assert type(layer([1.0, 2.0])) is impl.Value
