@@ -245,11 +245,37 @@ fg_status fg_tape_sync(fg_tape *T);
 
 /* ---- optimisers (optim.c) ---- */
 
-/* One SGD step, PyTorch's rule without dampening: d = grad + weight_decay * data; with
- * momentum, v = d on the first step and momentum * v + d after, and d = v; then
- * data = data - lr * d. velocity holds one double per parameter (unused without momentum). */
-void fg_sgd_step(fg_node *const *params, size_t count, double lr, double momentum,
-                 double weight_decay, double *velocity, int first_step);
+/* Each step is PyTorch's single-tensor rule (foreach=False) for parameters that are one number
+ * each, in its order of operations; the state arrays hold one double per parameter and are
+ * updated in place. */
+typedef struct fg_sgd_options {
+    double lr, momentum, dampening, weight_decay;
+    int nesterov, maximize;               /* booleans */
+} fg_sgd_options;
+
+/* SGD: a parameter's momentum buffer starts as its first d (has_buffer[i] set then). */
+void fg_sgd_step(fg_node *const *params, size_t count, const fg_sgd_options *o,
+                 double *momentum_buffer, unsigned char *has_buffer);
+
+typedef struct fg_adam_options {
+    double lr, beta1, beta2, eps, weight_decay;
+    int decoupled;                        /* AdamW: decay the data, not the gradient */
+    int amsgrad, maximize;                /* booleans */
+} fg_adam_options;
+
+/* Adam and AdamW; max_exp_avg_sq is used with amsgrad only. */
+void fg_adam_step(fg_node *const *params, size_t count, const fg_adam_options *o,
+                  double *step, double *exp_avg, double *exp_avg_sq, double *max_exp_avg_sq);
+
+typedef struct fg_rmsprop_options {
+    double lr, alpha, eps, weight_decay, momentum;
+    int centered, maximize;               /* booleans */
+} fg_rmsprop_options;
+
+/* RMSprop; grad_avg is used when centered, momentum_buffer when momentum > 0. */
+void fg_rmsprop_step(fg_node *const *params, size_t count, const fg_rmsprop_options *o,
+                     double *step, double *square_avg, double *grad_avg,
+                     double *momentum_buffer);
 void fg_zero_grad(fg_node *const *params, size_t count); /* every grad to 0.0 */
 
 #ifdef __cplusplus

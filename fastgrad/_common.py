@@ -64,7 +64,7 @@ def with_row(error: Exception, row: int) -> Exception:
 
 
 # The Value classes of both implementations (each registers itself when imported), and the
-# module each belongs to: a Value has __float__ but is never taken for a number operand.
+# module each belongs to: a Value is never taken for a number operand.
 VALUE_CLASSES: dict[type, str] = {}
 _value_classes: tuple[type, ...] = ()
 
@@ -82,6 +82,15 @@ def engine_of(x: object) -> str | None:
     return None
 
 
+def value_is_not_a_number(v: Any) -> TypeError:
+    """What float(v), math.exp(v) and np.float64(v) raise: each would take the number and drop
+    the graph, so that every gradient through that step would be silently lost."""
+    return TypeError(f"a Value is not a number: float(), the math module and numpy would drop it "
+                     f"from the graph, and the gradients through it would be lost. Build the "
+                     f"computation from Value's ops (v.exp(), v.log(), ...), or use v.data "
+                     f"(or v.item()) for its number, {v.data!r}")
+
+
 def not_a_number(what: str, x: object) -> TypeError:
     return TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
 
@@ -94,7 +103,7 @@ def as_float(x: object, what: str) -> float:
         return float.__float__(x)
     if isinstance(x, int):
         return int.__float__(x)
-    if isinstance(x, _value_classes):  # float(v) is v.data, but a Value is not a number
+    if isinstance(x, _value_classes):  # a Value is not a number
         raise not_a_number(what, x)
     kind = type(x)
     if not (hasattr(kind, "__float__") or hasattr(kind, "__index__")):

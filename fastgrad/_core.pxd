@@ -89,8 +89,22 @@ cdef extern from "fastgrad.h" nogil:
     fg_status fg_tape_sync(fg_tape *T)
     int fg_blocks_allow_avx2(int allow)
 
-    void fg_sgd_step(fg_node **params, size_t count, double lr, double momentum,
-                     double weight_decay, double *velocity, int first_step)
+    ctypedef struct fg_sgd_options:
+        double lr, momentum, dampening, weight_decay
+        int nesterov, maximize
+    ctypedef struct fg_adam_options:
+        double lr, beta1, beta2, eps, weight_decay
+        int decoupled, amsgrad, maximize
+    ctypedef struct fg_rmsprop_options:
+        double lr, alpha, eps, weight_decay, momentum
+        int centered, maximize
+    void fg_sgd_step(fg_node **params, size_t count, const fg_sgd_options *o,
+                     double *momentum_buffer, unsigned char *has_buffer)
+    void fg_adam_step(fg_node **params, size_t count, const fg_adam_options *o,
+                      double *step, double *exp_avg, double *exp_avg_sq, double *max_exp_avg_sq)
+    void fg_rmsprop_step(fg_node **params, size_t count, const fg_rmsprop_options *o,
+                         double *step, double *square_avg, double *grad_avg,
+                         double *momentum_buffer)
     void fg_zero_grad(fg_node **params, size_t count)
 
     fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node **args, uint32_t count,

@@ -22,7 +22,7 @@ from libc.stdint cimport uint32_t
 
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
 from ._common import (as_float, check_threads, exponent_text, not_a_number, op_error,
-                      register_value_class, rows_of, with_row)
+                      register_value_class, rows_of, value_is_not_a_number, with_row)
 
 cdef fg_arena *ARENA = fg_arena_new()
 if ARENA is NULL:
@@ -380,7 +380,19 @@ cdef class Value:
         return object.__hash__(self)
 
     def __float__(self):
+        raise value_is_not_a_number(self)
+
+    def item(self):
+        """The number this Value holds (its .data), as PyTorch's Tensor.item()."""
         return _node_of(self).data
+
+    def __format__(self, spec):
+        """format(v, ".3f") and f"{v:.3f}" format .data; an empty spec gives repr(v)."""
+        return format(_node_of(self).data, spec) if spec else repr(self)
+
+    def detach(self):
+        """A new leaf holding this Value's data, outside any graph (no grad flows back)."""
+        return Value(_node_of(self).data)
 
     # ---- the chain rule ----
 
@@ -653,49 +665,69 @@ def dot(ws, xs, start=0.0):
     return _nary(FG_DOT, ws, xs, start, "dot() operand")
 
 
-cdef class SGD:
-    """PyTorch's SGD (no dampening, no Nesterov) over Values: step() updates every parameter
-    in one C loop. lr, momentum and weight_decay may be changed between steps."""
+cdef class _Parameters:
+    """The parameter nodes of one optimizer group, and the C loops that update them: the
+    kernels of fastgrad.optim (reference/optim.py has their Python twins). The state arrays
+    are float64 numpy arrays of one entry per parameter, updated in place."""
 
     cdef fg_node **nodes
-    cdef double *velocity
     cdef Py_ssize_t count
-    cdef Py_ssize_t steps
     cdef readonly list params
-    cdef public object lr
-    cdef public object momentum
-    cdef public object weight_decay
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
+    def __init__(self, params):
         cdef Py_ssize_t i
         if self.nodes is not NULL:
-            raise RuntimeError("SGD is initialised once")
-        self.params = list(params)
-        for p in self.params:
+            raise RuntimeError("_Parameters is initialised once")
+        params = list(params)
+        for p in params:
             if not isinstance(p, Value):
-                raise TypeError(f"SGD parameters must be Values, not {type(p).__name__!r}")
+                raise TypeError(f"optimizer parameters must be Values, not {type(p).__name__!r}")
             _node_of(<Value>p)
-        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            _as_double(value, name)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.count = len(self.params)
+        self.params, self.count = params, len(params)
         self.nodes = <fg_node **>PyMem_Malloc(max(self.count, 1) * sizeof(fg_node *))
-        self.velocity = <double *>PyMem_Malloc(max(self.count, 1) * sizeof(double))
-        if self.nodes is NULL or self.velocity is NULL:
+        if self.nodes is NULL:
             raise MemoryError()
         for i in range(self.count):
-            self.nodes[i] = (<Value>self.params[i]).node  # alive while self.params holds them
-            self.velocity[i] = 0.0
+            self.nodes[i] = (<Value>params[i]).node  # alive while self.params holds them
 
     def __dealloc__(self):
         PyMem_Free(self.nodes)
-        PyMem_Free(self.velocity)
 
-    def step(self):
-        fg_sgd_step(self.nodes, self.count, _as_double(self.lr, "lr"),
-                    _as_double(self.momentum, "momentum"),
-                    _as_double(self.weight_decay, "weight_decay"), self.velocity, self.steps == 0)
-        self.steps += 1
+    def __len__(self):
+        return self.count
+
+    cdef double *_state(self, double[::1] array) except? NULL:
+        if array.shape[0] != self.count:
+            raise ValueError(f"an optimizer state array has {array.shape[0]} entries for "
+                             f"{self.count} parameters")
+        return &array[0] if self.count else NULL
+
+    def sgd(self, double lr, double momentum, double dampening, double weight_decay,
+            bint nesterov, bint maximize, double[::1] momentum_buffer,
+            unsigned char[::1] has_buffer):
+        cdef fg_sgd_options o = fg_sgd_options(lr, momentum, dampening, weight_decay,
+                                               nesterov, maximize)
+        cdef double *buffer = self._state(momentum_buffer)
+        if has_buffer.shape[0] != self.count:
+            raise ValueError("an optimizer state array does not fit its parameters")
+        fg_sgd_step(self.nodes, self.count, &o, buffer,
+                    &has_buffer[0] if self.count else NULL)
+
+    def adam(self, double lr, double beta1, double beta2, double eps, double weight_decay,
+             bint decoupled, bint amsgrad, bint maximize, double[::1] step,
+             double[::1] exp_avg, double[::1] exp_avg_sq, double[::1] max_exp_avg_sq):
+        cdef fg_adam_options o = fg_adam_options(lr, beta1, beta2, eps, weight_decay, decoupled,
+                                                 amsgrad, maximize)
+        fg_adam_step(self.nodes, self.count, &o, self._state(step), self._state(exp_avg),
+                     self._state(exp_avg_sq), self._state(max_exp_avg_sq))
+
+    def rmsprop(self, double lr, double alpha, double eps, double weight_decay,
+                double momentum, bint centered, bint maximize, double[::1] step,
+                double[::1] square_avg, double[::1] grad_avg, double[::1] momentum_buffer):
+        cdef fg_rmsprop_options o = fg_rmsprop_options(lr, alpha, eps, weight_decay, momentum,
+                                                       centered, maximize)
+        fg_rmsprop_step(self.nodes, self.count, &o, self._state(step), self._state(square_avg),
+                        self._state(grad_avg), self._state(momentum_buffer))
 
     def zero_grad(self):
         fg_zero_grad(self.nodes, self.count)

@@ -159,14 +159,14 @@ def _training_step_case() -> Case:
 
 def _tape_step_case() -> Case:
     def build() -> Contenders:
-        from . import _core, demo, nn
+        from . import _core, demo, nn, optim
 
         X, y = demo.moons(seed=0)
         random.seed(0)
         model = nn.MLP(2, [16, 16, 1], engine=_core)
         loss, _ = demo.loss(model, X, y, _core.Value)
         tape = _core.Tape(loss)
-        sgd = _core.SGD(model.parameters(), lr=1.0)
+        sgd = optim.SGD(model.parameters(), lr=1.0)
         steps = iter(range(10**9))
 
         def tape_step() -> object:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import functional, nn, reference
+from . import functional, nn, optim, reference
 from .datasets import make_moons
 
 _core: types.ModuleType
@@ -92,7 +92,7 @@ def tape_stepper(model: nn.MLP, X: Any, y: Any,
     replays it in C and updates the parameters with SGD; the same bits as rebuilding."""
     total_loss, scores = loss_and_scores(model, X, y, engine.Value)
     tape = engine.Tape(total_loss)
-    sgd = engine.SGD(model.parameters(), lr=1.0)
+    sgd = optim.SGD(model.parameters(), lr=1.0)
 
     def step(k: int, steps: int = 100) -> tuple[float, float]:
         tape.forward()

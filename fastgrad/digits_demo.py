@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import nn
+from . import nn, optim
 from .demo import per_sample_model, progress_bar, pyplot
 
 CLASSES = 10
@@ -99,7 +99,7 @@ def train(engine: types.ModuleType, data: Digits, *, epochs: int, seed: int, bat
     net = classifier(engine, seed)
     labels = np.eye(CLASSES)[data.y_train]
     # the tape adds up the batch's gradients: lr / batch makes the step the mean's
-    sgd = engine.SGD(net.model.parameters(), lr=lr / batch, momentum=momentum)
+    sgd = optim.SGD(net.model.parameters(), lr=lr / batch, momentum=momentum)
     rng = np.random.default_rng(seed)
     losses = []
     seconds = 0.0

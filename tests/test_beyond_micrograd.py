@@ -118,10 +118,24 @@ def test_max_and_min_route_the_gradient_to_the_value_they_pick(impl: types.Modul
     assert max(xs[0], 7.0) == 7.0 and max(xs[0], 0.1) is xs[0]  # numbers compare too
 
 
-def test_float_is_data_but_a_value_is_not_a_number(impl: types.ModuleType) -> None:
+def test_a_value_is_not_a_number(impl: types.ModuleType) -> None:
     v = impl.Value(-2.5)
-    assert float(v) == -2.5 and type(float(v)) is float
-    assert math.exp(impl.Value(1.0)) == math.e  # the math module takes its float
+    # each of these would take the number and drop the graph: micrograd raises TypeError too
+    converting = [float, math.exp, np.float64, lambda v: np.array([v, v], dtype=float),
+                  lambda v: np.asarray([v], dtype=np.float64)]  # fmt: skip
+    for convert in converting:
+        with pytest.raises(TypeError, match=r"a Value is not a number.*v\.data \(or v\.item"
+                                            r"\(\)\) for its number, -2\.5$"):  # fmt: skip
+            convert(v)
+    x = impl.Value(1.0)  # the trial's case: x * math.exp(x) would give x.grad 1.649, not 2.473
+    with pytest.raises(TypeError, match="not a number"):
+        x * math.exp(x)
+    assert v.item() == -2.5 and type(v.item()) is float
+    assert f"{v:.3f}" == "-2.500" and format(v, "+.1e") == "-2.5e+00" and f"{v}" == repr(v)
+    d = (v * 2.0).detach()
+    assert d.data == -5.0 and d._op == "" and d._prev == set() and d is not v
+    d.backward()
+    assert v.grad == 0.0  # nothing flows back through a detached value
     with pytest.raises(TypeError, match="Value"):
         impl.Value(v)
     with pytest.raises(TypeError, match="Value"):

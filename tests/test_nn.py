@@ -15,7 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fastgrad import datasets, demo, nn
+import fastgrad._core
+import fastgrad.reference
+from fastgrad import datasets, demo, nn, optim
 
 
 def twin_models(impl: types.ModuleType, nin: int, nouts: list[int], seed: int) -> tuple[Any, Any]:
@@ -136,7 +138,7 @@ def test_sgd_matches_the_plain_update_loop(impl: types.ModuleType, momentum: flo
     params = [impl.Value(random.uniform(-1, 1)) for _ in range(50)]
     plain = [p.data for p in params]
     velocity = [0.0] * len(params)
-    sgd = impl.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
+    sgd = optim.SGD(params, lr=0.1, momentum=momentum, weight_decay=weight_decay)
     for step in range(5):
         grads = [random.uniform(-1, 1) for _ in params]
         for p, g in zip(params, grads):
@@ -159,24 +161,25 @@ def test_sgd_is_micrograds_update(impl: types.ModuleType) -> None:
     copies = [impl.Value(p.data) for p in params]
     for p, q in zip(params, copies):
         p.grad = q.grad = 0.1 + p.data
-    impl.SGD(params, lr=0.37).step()
+    optim.SGD(params, lr=0.37).step()
     for q in copies:
         q.data -= 0.37 * q.grad
     assert [p.data for p in params] == [q.data for q in copies]
 
 
 def test_sgd_rejects_what_is_not_a_parameter(impl: types.ModuleType) -> None:
-    with pytest.raises(TypeError, match="SGD parameters must be Values, not 'float'"):
-        impl.SGD([impl.Value(1.0), 2.0], lr=0.1)
+    with pytest.raises(TypeError, match="optimizer parameters must be Values, not 'float'"):
+        optim.SGD([impl.Value(1.0), 2.0], lr=0.1)
     with pytest.raises(TypeError, match="lr must be a real number"):
-        impl.SGD([impl.Value(1.0)], lr="fast")
+        optim.SGD([impl.Value(1.0)], lr="fast")
 
 
-def test_fastgrad_optim_is_the_chosen_engines() -> None:
-    import fastgrad
-    import fastgrad.optim
-
-    assert fastgrad.optim.SGD is fastgrad._implementation.SGD
+def test_an_optimizer_updates_in_its_parameters_engine(impl: types.ModuleType) -> None:
+    sgd = optim.SGD([impl.Value(1.0)], lr=0.5)
+    assert type(sgd._kernels[0]) is impl._Parameters
+    other = fastgrad.reference if impl is fastgrad._core else fastgrad._core
+    with pytest.raises(TypeError, match="mix the C extension's Values with the pure-Python"):
+        optim.SGD([impl.Value(1.0), other.Value(2.0)], lr=0.1)
 
 
 @pytest.mark.parametrize("samples, noise, seed", [(100, 0.1, 0), (7, None, 3), (64, 0.3, 1337)])

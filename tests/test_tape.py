@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, programs
 
 import fastgrad._core
-from fastgrad import demo, nn
+from fastgrad import demo, nn, optim
 
 # no `.data =` steps: a tape recomputes from the leaves, while a step that sets an interior
 # node's data mid-program has no counterpart in a rebuild
@@ -155,7 +155,7 @@ def moons_step_tape(impl: types.ModuleType, seed: int, steps: int) -> list[list[
     model = nn.MLP(2, [16, 16, 1], engine=impl)
     loss, _ = demo.loss(model, X, y, impl.Value)
     tape = impl.Tape(loss)
-    sgd = impl.SGD(model.parameters(), lr=1.0)
+    sgd = optim.SGD(model.parameters(), lr=1.0)
     history = []
     for k in range(steps):
         tape.forward()

@@ -174,21 +174,48 @@ static void test_sgd(void)
 {
     fg_node *p = leaf(1.0), *q = leaf(-2.0), *params[2];
     double velocity[2] = {0.0, 0.0};
+    unsigned char has[2] = {0, 0};
+    fg_sgd_options plain = {0.1, 0.0, 0.0, 0.0, 0, 0};
+    fg_sgd_options heavy = {0.1, 0.9, 0.0, 0.01, 0, 0};
+    fg_sgd_options nesterov = {0.1, 0.9, 0.0, 0.0, 1, 1};
     params[0] = p;
     params[1] = q;
     p->grad = 0.5;
     q->grad = -1.0;
-    fg_sgd_step(params, 2, 0.1, 0.0, 0.0, velocity, 1);
-    CHECK(p->data == 1.0 - 0.1 * 0.5 && q->data == -2.0 - 0.1 * -1.0);
+    fg_sgd_step(params, 2, &plain, velocity, has);
+    CHECK(p->data == 1.0 - 0.1 * 0.5 && q->data == -2.0 - 0.1 * -1.0 && !has[0]);
     p->data = 1.0;
-    fg_sgd_step(params, 1, 0.1, 0.9, 0.01, velocity, 1);   /* v = 0.5 + 0.01 */
-    CHECK(velocity[0] == 0.5 + 0.01 * 1.0 && p->data == 1.0 - 0.1 * (0.5 + 0.01));
-    fg_sgd_step(params, 1, 0.1, 0.9, 0.0, velocity, 0);    /* v = 0.9 v + 0.5 */
+    fg_sgd_step(params, 1, &heavy, velocity, has);   /* v = 0.5 + 0.01 */
+    CHECK(has[0] && velocity[0] == 0.5 + 0.01 * 1.0 && p->data == 1.0 - 0.1 * (0.5 + 0.01));
+    heavy.weight_decay = 0.0;
+    fg_sgd_step(params, 1, &heavy, velocity, has);   /* v = 0.9 v + 0.5 */
     CHECK(velocity[0] == 0.9 * (0.5 + 0.01) + 0.5);
+    p->data = 1.0;
+    fg_sgd_step(params, 1, &nesterov, velocity, has);  /* maximize: d = -0.5 */
+    CHECK(velocity[0] == (0.9 * (0.5 + 0.01) + 0.5) * 0.9 + -0.5);
+    CHECK(p->data == 1.0 - 0.1 * (-0.5 + 0.9 * velocity[0]));
     fg_zero_grad(params, 2);
     CHECK(p->grad == 0.0 && q->grad == 0.0);
     fg_decref(A, p);
     fg_decref(A, q);
+}
+
+/* Adam's first step moves every parameter by lr (times the sign of its gradient), less eps. */
+static void test_adam_and_rmsprop(void)
+{
+    fg_node *p = leaf(1.0), *params[1];
+    double step[1] = {0.0}, m[1] = {0.0}, v[1] = {0.0}, vmax[1] = {0.0};
+    fg_adam_options adam = {0.01, 0.9, 0.999, 0.0, 0.0, 0, 1, 0};
+    fg_rmsprop_options rms = {0.01, 0.99, 0.0, 0.0, 0.0, 0, 0};
+    params[0] = p;
+    p->grad = 3.0;
+    fg_adam_step(params, 1, &adam, step, m, v, vmax);
+    CHECK(step[0] == 1.0 && fabs(p->data - 0.99) < 1e-15 && vmax[0] == v[0]);
+    p->data = 1.0;
+    step[0] = m[0] = v[0] = 0.0;
+    fg_rmsprop_step(params, 1, &rms, step, v, m, vmax);  /* square_avg = 0.01 * 9 */
+    CHECK(fabs(p->data - (1.0 - 0.01 * 3.0 / sqrt(0.01 * 9.0))) < 1e-15);
+    fg_decref(A, p);
 }
 
 /* f(x, w) = log(1 + exp(x * w)) / (w + 1), with a sum and a dot: built fresh each time. */
@@ -627,6 +654,7 @@ int main(int argc, char **argv)
     test_epoch_wrap();
     test_fallible_derivatives();
     test_sgd();
+    test_adam_and_rmsprop();
     test_tape();
     test_run_threads();
     CHECK(fg_blocks_check_rules() == 0);

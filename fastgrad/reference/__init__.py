@@ -4,17 +4,17 @@ Everything the C extension computes is computed here, readably, with the same fo
 the same order, so the two give the same bits. ops.py holds the op tables, the twins of the
 rows of csrc/ops.def; value.py the Value that applies them as micrograd's closures do, with
 sum and dot; derive.py gradients (create_graph: derivatives as graphs of their own); tape.py
-the compiled Tape; optim.py SGD.
+the compiled Tape; optim.py the optimizers' update loops.
 """
 
 from .._common import register_value_class
 from .derive import gradients
-from .optim import SGD
+from .optim import _Parameters
 from .tape import Tape
 from .value import Value, _constant_leaf, dot, sum
 
-__all__ = ["SGD", "Tape", "Value", "dot", "gradients", "sum"]
+__all__ = ["Tape", "Value", "dot", "gradients", "sum"]
 
-for _public in (SGD, Tape, Value, dot, gradients, sum):  # their public home, for reprs and pickles
+for _public in (Tape, Value, dot, gradients, sum):  # their public home, for reprs and pickles
     _public.__module__ = __name__
 register_value_class(Value, __name__)

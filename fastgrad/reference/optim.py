@@ -1,45 +1,134 @@
-"""SGD over pure-Python Values: the twin of csrc/optim.c."""
+"""The parameter updates of fastgrad.optim over pure-Python Values: the twin of csrc/optim.c.
+
+Each step is PyTorch's single-tensor rule (torch.optim with foreach=False) for parameters
+that are one number each, in its order of operations: lerp as its CPU kernel computes it,
+addcmul as self + value * t1 * t2, addcdiv as self + value * (t1 / t2). The state arrays are
+float64 numpy arrays of one entry per parameter, updated in place.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from typing import Any
 
-from .._common import as_float
 from .value import Value
 
-__all__ = ["SGD"]
+__all__ = ["_Parameters"]
 
 
-class SGD:
-    """PyTorch's SGD (no dampening, no Nesterov) over Values. lr, momentum and weight_decay
-    may be changed between steps."""
+def _lerp(start: float, end: float, weight: float) -> float:
+    """torch.lerp for one number"""
+    if abs(weight) < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1.0 - weight)
 
-    def __init__(self, params: Iterable[Value], lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0) -> None:  # fmt: skip
+
+class _Parameters:
+    """The parameter Values of one optimizer group, and the loops that update them."""
+
+    def __init__(self, params: Iterable[Value]) -> None:
         self.params = list(params)
         for p in self.params:
             if not isinstance(p, Value):
-                raise TypeError(f"SGD parameters must be Values, not {type(p).__name__!r}")
-        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            as_float(value, name)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self._velocity = [0.0] * len(self.params)
-        self._steps = 0
+                raise TypeError(f"optimizer parameters must be Values, not {type(p).__name__!r}")
 
-    def step(self) -> None:
-        lr = as_float(self.lr, "lr")
-        momentum = as_float(self.momentum, "momentum")
-        weight_decay = as_float(self.weight_decay, "weight_decay")
+    def __len__(self) -> int:
+        return len(self.params)
+
+    def _fits(self, *arrays: Any) -> None:
+        for array in arrays:
+            if len(array) != len(self.params):
+                raise ValueError(f"an optimizer state array has {len(array)} entries for "
+                                 f"{len(self.params)} parameters")  # fmt: skip
+
+    def sgd(self, lr: float, momentum: float, dampening: float, weight_decay: float,
+            nesterov: bool, maximize: bool, momentum_buffer: Any,
+            has_buffer: Any) -> None:  # fmt: skip
+        self._fits(momentum_buffer, has_buffer)
         for i, p in enumerate(self.params):
-            d = p._grad
+            d = -p._grad if maximize else p._grad
             if weight_decay != 0.0:
                 d = d + weight_decay * p._data
             if momentum != 0.0:
-                self._velocity[i] = d if self._steps == 0 else momentum * self._velocity[i] + d
-                d = self._velocity[i]
-            p._data = p._data - lr * d
-        self._steps += 1
+                if not has_buffer[i]:
+                    buf = d
+                    has_buffer[i] = 1
+                else:
+                    buf = float(momentum_buffer[i]) * momentum + (1.0 - dampening) * d
+                momentum_buffer[i] = buf
+                d = d + momentum * buf if nesterov else buf
+            p._data = p._data + -lr * d
+
+    def adam(self, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+             decoupled: bool, amsgrad: bool, maximize: bool, step: Any, exp_avg: Any,
+             exp_avg_sq: Any, max_exp_avg_sq: Any) -> None:  # fmt: skip
+        self._fits(step, exp_avg, exp_avg_sq, max_exp_avg_sq)
+        for i, p in enumerate(self.params):
+            g = -p._grad if maximize else p._grad
+            t = float(step[i]) + 1.0
+            step[i] = t
+            if weight_decay != 0.0:
+                if decoupled:
+                    p._data = p._data * (1.0 - lr * weight_decay)
+                else:
+                    g = g + weight_decay * p._data
+            m = _lerp(float(exp_avg[i]), g, 1.0 - beta1)
+            v = float(exp_avg_sq[i]) * beta2 + (1.0 - beta2) * g * g
+            exp_avg[i], exp_avg_sq[i] = m, v
+            bias_correction1 = 1.0 - beta1**t
+            bias_correction2 = 1.0 - beta2**t
+            step_size = lr / bias_correction1
+            if amsgrad:
+                v_max = float(max_exp_avg_sq[i])
+                if math.isnan(v) or v > v_max:  # torch.maximum: nan wins
+                    v_max = v
+                max_exp_avg_sq[i] = v_max
+                denom = _sqrt(v_max) / bias_correction2**0.5 + eps
+            else:
+                denom = _sqrt(v) / bias_correction2**0.5 + eps
+            p._data = p._data + -step_size * _div(m, denom)
+
+    def rmsprop(self, lr: float, alpha: float, eps: float, weight_decay: float, momentum: float,
+                centered: bool, maximize: bool, step: Any, square_avg: Any, grad_avg: Any,
+                momentum_buffer: Any) -> None:  # fmt: skip
+        self._fits(step, square_avg, grad_avg, momentum_buffer)
+        for i, p in enumerate(self.params):
+            g = -p._grad if maximize else p._grad
+            step[i] = float(step[i]) + 1.0
+            if weight_decay != 0.0:
+                g = g + weight_decay * p._data
+            s = float(square_avg[i]) * alpha + (1.0 - alpha) * g * g
+            square_avg[i] = s
+            if centered:
+                a = _lerp(float(grad_avg[i]), g, 1.0 - alpha)
+                grad_avg[i] = a
+                avg = _sqrt(s + -1.0 * a * a)
+            else:
+                avg = _sqrt(s)
+            avg = avg + eps
+            if momentum > 0.0:
+                buf = float(momentum_buffer[i]) * momentum + 1.0 * _div(g, avg)
+                momentum_buffer[i] = buf
+                p._data = p._data + -lr * buf
+            else:
+                p._data = p._data + -lr * _div(g, avg)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p._grad = 0.0
+
+
+def _sqrt(x: float) -> float:
+    """C's sqrt: nan for a negative number (a centered average's rounding, a loaded state),
+    where Python raises, as PyTorch gives."""
+    return math.sqrt(x) if x >= 0.0 else math.nan
+
+
+def _div(x: float, y: float) -> float:
+    """C's x / y: where Python raises for y == 0, IEEE's inf or nan, as PyTorch gives."""
+    if y != 0.0:
+        return x / y
+    if x == 0.0 or math.isnan(x):
+        return math.nan
+    return math.copysign(math.inf, x) * math.copysign(1.0, y)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
-from .._common import NUMPY_SCALAR_DEFERS, as_float, exponent_text, not_a_number
+from .._common import (NUMPY_SCALAR_DEFERS, as_float, exponent_text, not_a_number,
+                       value_is_not_a_number)
 from .ops import (
     BINARY,
     NARY,
@@ -252,7 +253,19 @@ class Value:
     __hash__ = object.__hash__  # identity, as micrograd's (Values live in sets)
 
     def __float__(self) -> float:
+        raise value_is_not_a_number(self)
+
+    def item(self) -> float:
+        """The number this Value holds (its .data), as PyTorch's Tensor.item()."""
         return self._data
+
+    def __format__(self, spec: str) -> str:
+        """format(v, ".3f") and f"{v:.3f}" format .data; an empty spec gives repr(v)."""
+        return format(self._data, spec) if spec else repr(self)
+
+    def detach(self) -> Value:
+        """A new leaf holding this Value's data, outside any graph (no grad flows back)."""
+        return Value(self._data)
 
     # ---- the chain rule ----
 

@@ -1,0 +1,408 @@
+"""The optimizers: PyTorch's SGD, Adam, AdamW and RMSprop over Values.
+
+Written once over either implementation: each parameter group's update is one loop of the
+engine its Values belong to (a C loop over the parameter nodes with the C extension, its
+pure-Python twin with the reference), following PyTorch's single-tensor rule (foreach=False)
+in its order of operations. Hyperparameters live in ``param_groups``, where schedulers change
+them, as in PyTorch; ``opt.lr`` reads the first group's and sets every group's.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+
+import numpy as np
+
+from .._common import as_float, engine_of
+
+if TYPE_CHECKING:
+    from .._core import Value
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSprop"]
+
+T = TypeVar("T")
+Params = Iterable["Value"] | Iterable[dict[str, Any]]
+
+
+class Hyperparameter(Generic[T]):
+    """opt.name: the first parameter group's value; setting it sets every group's."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Hyperparameter[T]: ...
+    @overload
+    def __get__(self, obj: Optimizer, owner: type) -> T: ...
+    def __get__(self, obj: Optimizer | None, owner: type) -> Any:
+        if obj is None:
+            return self
+        value: T = obj.param_groups[0][self.name]
+        return value
+
+    def __set__(self, obj: Optimizer, value: T) -> None:
+        for group in obj.param_groups:
+            group[self.name] = value
+
+
+def _engine(params: list[Any]) -> types.ModuleType:
+    names = set()
+    for p in params:
+        name = engine_of(p)
+        if name is None:
+            raise TypeError(f"optimizer parameters must be Values, not {type(p).__name__!r}")
+        names.add(name)
+    if len(names) > 1:
+        raise TypeError("optimizer parameters mix the C extension's Values with the pure-Python "
+                        "reference's")  # fmt: skip
+    return importlib.import_module(names.pop())
+
+
+def _non_negative(value: Any, name: str, label: str) -> float:
+    x = as_float(value, name)
+    if not x >= 0.0:
+        raise ValueError(f"Invalid {label}: {value}")
+    return x
+
+
+class Optimizer:
+    """What every optimizer shares: parameter groups, zero_grad, step, state_dict."""
+
+    # per-parameter state arrays, float64 but for the flags, and the ones state_dict shows
+    STATE: ClassVar[tuple[str, ...]] = ()
+    FLAGS: ClassVar[tuple[str, ...]] = ()
+
+    lr = Hyperparameter[float]()
+
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
+        self.defaults = defaults
+        self.param_groups: list[dict[str, Any]] = []
+        self._kernels: list[Any] = []
+        self._state: list[dict[str, np.ndarray]] = []
+        groups = list(params)
+        if not groups:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a group of parameters with hyperparameters of its own (the rest default)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"a parameter group must be a dict, not {type(param_group).__name__!r}")
+        params = param_group.get("params")
+        params = [params] if engine_of(params) is not None else list(params or [])
+        unknown = sorted(set(param_group) - set(self.defaults) - {"params"})
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no hyperparameter {unknown[0]!r}")
+        seen = {id(p) for group in self.param_groups for p in group["params"]}
+        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        group = {**self.defaults, **param_group, "params": params}
+        self._check(group)
+        kernel = _engine(params)._Parameters(params) if params else None
+        self.param_groups.append(group)
+        self._kernels.append(kernel)
+        self._state.append(self._zero_state(len(params)))
+
+    def _zero_state(self, count: int) -> dict[str, np.ndarray]:
+        state = {name: np.zeros(count) for name in self.STATE}
+        state.update({name: np.zeros(count, dtype=np.uint8) for name in self.FLAGS})
+        return state
+
+    def _check(self, group: dict[str, Any]) -> None:
+        """Raises ValueError for a hyperparameter PyTorch refuses."""
+        _non_negative(group["lr"], "lr", "learning rate")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Sets every parameter's grad to 0.0 (a Value's grad is always a number, so
+        set_to_none, PyTorch's default, zeroes too)."""
+        for kernel in self._kernels:
+            if kernel is not None:
+                kernel.zero_grad()
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+    @overload
+    def step(self, closure: Callable[[], T]) -> T: ...
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter from its .grad; with closure, calls it first (it
+        recomputes the loss and its grads) and returns what it returns."""
+        loss = closure() if closure is not None else None
+        for group, kernel, state in zip(self.param_groups, self._kernels, self._state):
+            if kernel is not None:
+                self._check(group)
+                self._update(kernel, group, state)
+        return loss
+
+    def _update(self, kernel: Any, group: dict[str, Any], state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    # ---- state: PyTorch's layout, a parameter's entries under its number ----
+
+    def _has_state(self, state: dict[str, np.ndarray], i: int) -> bool:
+        return bool(state["step"][i] != 0.0)
+
+    def _shown(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """The state entries PyTorch keeps for a parameter of this group."""
+        return self.STATE
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"state": {number: {name: float}}, "param_groups": [{hyperparameters, "params":
+        [numbers]}]}, parameters numbered across the groups in order, as PyTorch's."""
+        states: dict[int, dict[str, Any]] = {}
+        groups, number = [], 0
+        for group, state in zip(self.param_groups, self._state):
+            shown = self._shown(group)
+            for i in range(len(group["params"])):
+                if self._has_state(state, i):
+                    states[number + i] = {name: self._entry(state, name, i) for name in shown}
+            groups.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(number, number + len(group["params"])))})
+            number += len(group["params"])
+        return {"state": states, "param_groups": groups}
+
+    def _entry(self, state: dict[str, np.ndarray], name: str, i: int) -> Any:
+        return float(state[name][i])
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Loads what state_dict() gave, for the same parameters in the same groups; checks
+        all of it before it changes anything (ValueError for a state that does not fit)."""
+        if not isinstance(state_dict, Mapping):
+            raise ValueError("an optimizer state must be a dict")
+        groups, states = state_dict.get("param_groups"), state_dict.get("state")
+        if not isinstance(groups, list) or not isinstance(states, Mapping):
+            raise ValueError("an optimizer state has 'state' and 'param_groups'")
+        if len(groups) != len(self.param_groups):
+            raise ValueError(f"the state has {len(groups)} parameter groups; this optimizer has "
+                             f"{len(self.param_groups)}")  # fmt: skip
+        new_groups, new_states, number = [], [], 0
+        numbered = {int(k) if isinstance(k, (int, str)) and str(k).isdigit() else k: v
+                    for k, v in states.items()}  # fmt: skip
+        for saved, group in zip(groups, self.param_groups):
+            count = len(group["params"])
+            if not isinstance(saved, Mapping) or list(saved.get("params", ())) != list(
+                range(number, number + count)
+            ):
+                raise ValueError("the state's parameter groups do not fit this optimizer's")
+            hyper = {k: v for k, v in saved.items() if k != "params"}
+            if not set(self.defaults) <= set(hyper):  # schedulers add keys of their own
+                raise ValueError(f"the state's hyperparameters {sorted(hyper)} are not "
+                                 f"{type(self).__name__}'s {sorted(self.defaults)}")  # fmt: skip
+            candidate = {**hyper, "params": group["params"]}
+            if "betas" in candidate:
+                candidate["betas"] = tuple(candidate["betas"])
+            self._check(candidate)
+            arrays = self._zero_state(count)
+            for i in range(count):
+                entry = numbered.pop(number + i, None)
+                if entry is not None:
+                    self._load_entry(arrays, i, entry, self._shown(candidate))
+            new_groups.append(candidate)
+            new_states.append(arrays)
+            number += count
+        if numbered:
+            raise ValueError(f"the state names parameters this optimizer does not have: "
+                             f"{sorted(map(str, numbered))[:5]}")  # fmt: skip
+        self.param_groups[:] = new_groups
+        self._state[:] = new_states
+
+    def _load_entry(self, arrays: dict[str, np.ndarray], i: int, entry: Any,
+                    shown: tuple[str, ...]) -> None:  # fmt: skip
+        if not isinstance(entry, Mapping) or set(entry) != set(shown):
+            raise ValueError(f"a parameter's state must hold {sorted(shown)}, not {entry!r}")
+        for name in shown:
+            arrays[name][i] = as_float(entry[name], f"state {name!r}")
+
+    @property
+    def state(self) -> dict[Value, dict[str, Any]]:
+        """Each parameter with state (one that has taken a step): its entries, by name."""
+        numbered = self.state_dict()["state"]
+        params = [p for group in self.param_groups for p in group["params"]]
+        return {params[i]: entry for i, entry in numbered.items()}
+
+    # ---- pickling: the parameters (shared with the model pickled beside) and the state ----
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"defaults": self.defaults, "param_groups": self.param_groups,
+                "state_dict": self.state_dict()}  # fmt: skip
+
+    def __setstate__(self, saved: dict[str, Any]) -> None:
+        Optimizer.__init__(self, saved["param_groups"], saved["defaults"])
+        self.load_state_dict(saved["state_dict"])
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
+        return "\n".join(lines + [")"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, PyTorch's rule: with maximize the gradient is negated;
+    weight_decay adds weight_decay * data to it; with momentum a buffer starts as the first
+    gradient and becomes momentum * buffer + (1 - dampening) * gradient (nesterov then steps
+    along gradient + momentum * buffer); data becomes data - lr * step. Without momentum or
+    weight decay, micrograd's p.data -= lr * p.grad, bit for bit."""
+
+    STATE = ("momentum_buffer",)
+    FLAGS = ("has_buffer",)
+
+    momentum = Hyperparameter[float]()
+    dampening = Hyperparameter[float]()
+    weight_decay = Hyperparameter[float]()
+    nesterov = Hyperparameter[bool]()
+    maximize = Hyperparameter[bool]()
+
+    def __init__(self, params: Params, lr: float = 1e-3, momentum: float = 0.0,
+                 dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, *,
+                 maximize: bool = False) -> None:  # fmt: skip
+        super().__init__(params, {"lr": lr, "momentum": momentum, "dampening": dampening,
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "maximize": maximize})  # fmt: skip
+
+    def _check(self, group: dict[str, Any]) -> None:
+        super()._check(group)
+        momentum = _non_negative(group["momentum"], "momentum", "momentum value")
+        _non_negative(group["weight_decay"], "weight_decay", "weight_decay value")
+        dampening = as_float(group["dampening"], "dampening")
+        if group["nesterov"] and (momentum <= 0.0 or dampening != 0.0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+    def _update(self, kernel: Any, group: dict[str, Any], state: dict[str, np.ndarray]) -> None:
+        kernel.sgd(as_float(group["lr"], "lr"), as_float(group["momentum"], "momentum"),
+                   as_float(group["dampening"], "dampening"),
+                   as_float(group["weight_decay"], "weight_decay"), bool(group["nesterov"]),
+                   bool(group["maximize"]), state["momentum_buffer"], state["has_buffer"])
+
+    def _has_state(self, state: dict[str, np.ndarray], i: int) -> bool:
+        return True  # PyTorch keeps momentum_buffer, None until momentum makes one
+
+    def _entry(self, state: dict[str, np.ndarray], name: str, i: int) -> Any:
+        return float(state["momentum_buffer"][i]) if state["has_buffer"][i] else None
+
+    def _load_entry(self, arrays: dict[str, np.ndarray], i: int, entry: Any,
+                    shown: tuple[str, ...]) -> None:  # fmt: skip
+        if not isinstance(entry, Mapping) or set(entry) != {"momentum_buffer"}:
+            raise ValueError(f"an SGD parameter's state holds momentum_buffer, not {entry!r}")
+        if entry["momentum_buffer"] is not None:
+            arrays["momentum_buffer"][i] = as_float(entry["momentum_buffer"], "momentum_buffer")
+            arrays["has_buffer"][i] = 1
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    if not isinstance(value, Sequence) or len(value) != 2:
+        raise ValueError(f"betas must be a pair of numbers, not {value!r}")
+    betas = (as_float(value[0], "betas[0]"), as_float(value[1], "betas[1]"))
+    for i, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta parameter at index {i}: {value[i]}")
+    return betas
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba), PyTorch's rule: moments m = lerp(m, g, 1 - beta1) and
+    v = beta2 * v + (1 - beta2) * g * g, data += -(lr / (1 - beta1**t)) * m /
+    (sqrt(v) / sqrt(1 - beta2**t) + eps); weight_decay adds to the gradient (L2), or, with
+    decoupled_weight_decay (AdamW), scales the data by 1 - lr * weight_decay first; amsgrad
+    divides by the largest v so far."""
+
+    STATE = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    DECOUPLED: ClassVar[bool] = False
+
+    betas = Hyperparameter[tuple[float, float]]()
+    eps = Hyperparameter[float]()
+    weight_decay = Hyperparameter[float]()
+    amsgrad = Hyperparameter[bool]()
+    maximize = Hyperparameter[bool]()
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False) -> None:  # fmt: skip
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay, "amsgrad": amsgrad,
+                                  "maximize": maximize,
+                                  "decoupled_weight_decay": decoupled_weight_decay or
+                                  self.DECOUPLED})  # fmt: skip
+
+    def _check(self, group: dict[str, Any]) -> None:
+        super()._check(group)
+        _non_negative(group["eps"], "eps", "epsilon value")
+        _betas(group["betas"])
+        _non_negative(group["weight_decay"], "weight_decay", "weight_decay value")
+
+    def _update(self, kernel: Any, group: dict[str, Any], state: dict[str, np.ndarray]) -> None:
+        beta1, beta2 = _betas(group["betas"])
+        kernel.adam(as_float(group["lr"], "lr"), beta1, beta2, as_float(group["eps"], "eps"),
+                    as_float(group["weight_decay"], "weight_decay"),
+                    bool(group["decoupled_weight_decay"]), bool(group["amsgrad"]),
+                    bool(group["maximize"]), state["step"], state["exp_avg"],
+                    state["exp_avg_sq"], state["max_exp_avg_sq"])
+
+    def _shown(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return self.STATE if group["amsgrad"] else self.STATE[:3]
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov and Hutter): data is scaled by
+    1 - lr * weight_decay before each step; weight_decay defaults to 0.01, as PyTorch's."""
+
+    DECOUPLED = True
+
+    def __init__(self, params: Params, lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *,
+                 maximize: bool = False) -> None:  # fmt: skip
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)  # fmt: skip
+
+
+class RMSprop(Optimizer):
+    """RMSprop, PyTorch's rule: v = alpha * v + (1 - alpha) * g * g; centered subtracts the
+    square of the gradient's running mean; data += -lr * g / (sqrt(v) + eps), through a
+    momentum buffer when momentum > 0."""
+
+    STATE = ("step", "square_avg", "grad_avg", "momentum_buffer")
+
+    alpha = Hyperparameter[float]()
+    eps = Hyperparameter[float]()
+    weight_decay = Hyperparameter[float]()
+    momentum = Hyperparameter[float]()
+    centered = Hyperparameter[bool]()
+    maximize = Hyperparameter[bool]()
+
+    def __init__(self, params: Params, lr: float = 1e-2, alpha: float = 0.99,
+                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False, *, maximize: bool = False) -> None:  # fmt: skip
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps,
+                                  "weight_decay": weight_decay, "momentum": momentum,
+                                  "centered": centered, "maximize": maximize})  # fmt: skip
+
+    def _check(self, group: dict[str, Any]) -> None:
+        super()._check(group)
+        _non_negative(group["eps"], "eps", "epsilon value")
+        _non_negative(group["momentum"], "momentum", "momentum value")
+        _non_negative(group["weight_decay"], "weight_decay", "weight_decay value")
+        _non_negative(group["alpha"], "alpha", "alpha value")
+
+    def _update(self, kernel: Any, group: dict[str, Any], state: dict[str, np.ndarray]) -> None:
+        kernel.rmsprop(as_float(group["lr"], "lr"), as_float(group["alpha"], "alpha"),
+                       as_float(group["eps"], "eps"),
+                       as_float(group["weight_decay"], "weight_decay"),
+                       as_float(group["momentum"], "momentum"), bool(group["centered"]),
+                       bool(group["maximize"]), state["step"], state["square_avg"],
+                       state["grad_avg"], state["momentum_buffer"])
+
+    def _shown(self, group: dict[str, Any]) -> tuple[str, ...]:
+        shown = ["step", "square_avg"]
+        if as_float(group["momentum"], "momentum") > 0.0:
+            shown.append("momentum_buffer")
+        if group["centered"]:
+            shown.append("grad_avg")
+        return tuple(shown)
