@@ -1,0 +1,304 @@
+"""fastgrad.optim on both implementations: C == reference with ==, each optimizer within 1e-12
+of torch.optim (foreach=False) after 300 steps for every option set, the schedules' lr
+sequences == PyTorch's, state_dict / pickle round trips, and bad hyperparameters refused
+before any change. The PyTorch comparisons skip cleanly without it."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+import random
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+
+import fastgrad._core
+import fastgrad.reference
+from fastgrad import optim
+from fastgrad.optim import lr_scheduler
+
+OPTIONS: dict[str, list[dict[str, Any]]] = {
+    "SGD": [dict(lr=0.05, momentum=m, dampening=d, weight_decay=w, nesterov=n, maximize=x)
+            for m, d, w, n, x in itertools.product((0.0, 0.9), (0.0, 0.3), (0.0, 1e-2),
+                                                   (False, True), (False, True))
+            if not (n and (m == 0.0 or d != 0.0))],
+    "Adam": [dict(lr=1e-2, betas=(0.8, 0.99), eps=e, weight_decay=w, amsgrad=a, maximize=x)
+             for e, w, a, x in itertools.product((1e-8, 0.0), (0.0, 1e-2), (False, True),
+                                                 (False, True))],
+    "AdamW": [dict(lr=1e-2, weight_decay=w, amsgrad=a, maximize=x)
+              for w, a, x in itertools.product((0.0, 0.1), (False, True), (False, True))],
+    "RMSprop": [dict(lr=1e-2, alpha=0.9, eps=1e-8, weight_decay=w, momentum=m, centered=c,
+                     maximize=x)
+                for w, m, c, x in itertools.product((0.0, 1e-2), (0.0, 0.5), (False, True),
+                                                    (False, True))],
+}  # fmt: skip
+CASES = [(name, options) for name, sets in OPTIONS.items() for options in sets]
+
+
+def gradient_stream(count: int, steps: int, seed: int = 0) -> list[list[float]]:
+    rng = random.Random(seed)
+    return [[rng.gauss(0.0, 1.0) * rng.choice((1e-3, 1.0, 30.0)) for _ in range(count)]
+            for _ in range(steps)]  # fmt: skip
+
+
+def train(impl: types.ModuleType, name: str, options: dict[str, Any], start: list[float],
+          grads: list[list[float]]) -> list[float]:  # fmt: skip
+    params = [impl.Value(x) for x in start]
+    opt = getattr(optim, name)(params, **options)
+    for step in grads:
+        opt.zero_grad()
+        for p, g in zip(params, step):
+            p.grad = g
+        opt.step()
+    return [p.data for p in params]
+
+
+def start_values(count: int) -> list[float]:
+    rng = random.Random(1)
+    return [rng.uniform(-2.0, 2.0) for _ in range(count)]
+
+
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_c_and_reference_take_the_same_steps(name: str, options: dict[str, Any]) -> None:
+    start, grads = start_values(8), gradient_stream(8, 40)
+    c = train(fastgrad._core, name, options, start, grads)
+    py = train(fastgrad.reference, name, options, start, grads)
+    assert [struct_bits(x) for x in c] == [struct_bits(x) for x in py]
+
+
+def struct_bits(x: float) -> bytes:
+    return b"nan" if math.isnan(x) else np.float64(x).tobytes()
+
+
+@pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_within_1e12_of_pytorch_after_300_steps(name: str, options: dict[str, Any]) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    count, steps = 16, 300
+    start, grads = start_values(count), gradient_stream(count, steps, seed=2)
+    ours = train(fastgrad._core, name, options, start, grads)
+    weights = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    opt = getattr(torch.optim, name)([weights], foreach=False, **options)
+    for step in grads:
+        opt.zero_grad()
+        weights.grad = torch.tensor(step, dtype=torch.float64)
+        opt.step()
+    theirs = weights.detach().tolist()
+    worst = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(ours, theirs))
+    assert worst <= 1e-12, worst
+
+
+def test_param_groups_and_the_lr_attribute(impl: types.ModuleType) -> None:
+    a, b = [impl.Value(1.0)], [impl.Value(1.0)]
+    opt = optim.SGD([{"params": a}, {"params": b, "lr": 0.5}], lr=0.1, momentum=0.9)
+    for p in a + b:
+        p.grad = 1.0
+    opt.step()
+    assert (a[0].data, b[0].data) == (1.0 - 0.1 * 1.0, 1.0 - 0.5 * 1.0)
+    assert opt.lr == 0.1 and opt.momentum == 0.9
+    opt.lr = opt.lr * 0.5  # sets every group's
+    assert [g["lr"] for g in opt.param_groups] == [0.05, 0.05]
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": a})
+    with pytest.raises(TypeError, match="no hyperparameter 'betas'"):
+        optim.SGD([{"params": [impl.Value(0.0)], "betas": (0.9, 0.9)}])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda ps: optim.SGD(ps, lr=-1.0), "Invalid learning rate: -1.0"),
+    (lambda ps: optim.SGD(ps, lr=0.1, nesterov=True), "Nesterov momentum requires"),
+    (lambda ps: optim.Adam(ps, betas=(1.0, 0.9)), "Invalid beta parameter at index 0"),
+    (lambda ps: optim.Adam(ps, eps=-1e-8), "Invalid epsilon value"),
+    (lambda ps: optim.RMSprop(ps, momentum=-0.5), "Invalid momentum value"),
+    (lambda ps: optim.AdamW([]), "empty parameter list"),
+])  # fmt: skip
+def test_bad_hyperparameters_are_refused(impl: types.ModuleType, make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make([impl.Value(1.0)])
+
+
+def test_bad_hyperparameters_set_later_change_nothing(impl: types.ModuleType) -> None:
+    p = impl.Value(1.0)
+    p.grad = 1.0
+    opt = optim.Adam([p], lr=0.1)
+    opt.lr = -0.1
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        opt.step()
+    assert p.data == 1.0 and opt.state == {}
+
+
+# ---- state: state_dict, load_state_dict, pickle ----
+
+
+def stepped(impl: types.ModuleType, name: str, options: dict[str, Any], steps: int,
+            grads: list[list[float]], resume: Any = None) -> tuple[list[Any], Any]:  # fmt: skip
+    params = [impl.Value(x) for x in start_values(4)]
+    opt = getattr(optim, name)(params, **options)
+    if resume is not None:
+        for p, x in zip(params, resume[0]):
+            p.data = x
+        opt.load_state_dict(resume[1])
+    for step in grads[:steps]:
+        for p, g in zip(params, step):
+            p.grad = g
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name, options", [CASES[5], CASES[-1], ("Adam", OPTIONS["Adam"][3])])
+def test_state_dict_resumes_bit_for_bit(impl: types.ModuleType, name: str,
+                                        options: dict[str, Any]) -> None:  # fmt: skip
+    grads = gradient_stream(4, 20, seed=5)
+    straight, _ = stepped(impl, name, options, 20, grads)
+    half, opt = stepped(impl, name, options, 10, grads)
+    saved = pickle.loads(pickle.dumps(opt.state_dict()))
+    resumed, _ = stepped(impl, name, options, 10, grads[10:], ([p.data for p in half], saved))
+    assert [p.data for p in resumed] == [p.data for p in straight]
+
+
+def test_state_dict_has_pytorchs_layout(impl: types.ModuleType) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    params = [impl.Value(1.0), impl.Value(2.0)]
+    weights = [torch.tensor(1.0, dtype=torch.float64, requires_grad=True),
+               torch.tensor(2.0, dtype=torch.float64, requires_grad=True)]  # fmt: skip
+    ours = optim.Adam(params, lr=0.1, amsgrad=True)
+    theirs = torch.optim.Adam(weights, lr=0.1, amsgrad=True, foreach=False)
+    for p, w in zip(params, weights):
+        p.grad, w.grad = 0.5, torch.tensor(0.5, dtype=torch.float64)
+    ours.step()
+    theirs.step()
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a["state"].keys() == b["state"].keys()
+    for i, entry in a["state"].items():
+        assert entry.keys() == b["state"][i].keys()
+        assert all(math.isclose(v, float(b["state"][i][k]), rel_tol=1e-15)
+                   for k, v in entry.items())  # fmt: skip
+    assert a["param_groups"][0]["params"] == b["param_groups"][0]["params"]
+    assert set(a["param_groups"][0]) <= set(b["param_groups"][0])
+
+
+def test_a_state_that_does_not_fit_changes_nothing(impl: types.ModuleType) -> None:
+    params = [impl.Value(1.0), impl.Value(2.0)]
+    opt = optim.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = 1.0
+    opt.step()
+    before = opt.state_dict()
+    other = optim.Adam([impl.Value(0.0)], lr=0.1)
+    bad_states = [
+        other.state_dict(),  # one parameter, not two
+        {**before, "param_groups": [{**before["param_groups"][0], "lr": "fast"}]},
+        {**before, "state": {0: {"step": 1.0}}},
+        {**before, "state": {7: before["state"][0]}},
+        {"state": before["state"]},
+        [1, 2],
+    ]
+    for bad in bad_states:
+        with pytest.raises((ValueError, TypeError)):
+            opt.load_state_dict(bad)  # type: ignore[arg-type]
+        assert opt.state_dict() == before
+
+
+def test_an_optimizer_pickles_with_its_model(impl: types.ModuleType) -> None:
+    params = [impl.Value(x) for x in (0.5, -1.5)]
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    for p in params:
+        p.grad = 0.25
+    opt.step()
+    params2, opt2 = pickle.loads(pickle.dumps((params, opt)))
+    for p, q in zip(params + params2, params + params2):
+        q.grad = 0.5
+    opt.step()
+    opt2.step()
+    assert [p.data for p in params] == [p.data for p in params2]
+    assert opt2.param_groups[0]["params"][0] is params2[0]
+
+
+# ---- schedules: the lr sequence == PyTorch's ----
+
+SCHEDULES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "StepLR": ("SGD", dict(step_size=30, gamma=0.7)),
+    "MultiStepLR": ("SGD", dict(milestones=[50, 120, 120, 300], gamma=0.3)),
+    "ExponentialLR": ("SGD", dict(gamma=0.99)),
+    "CosineAnnealingLR": ("SGD", dict(T_max=70, eta_min=1e-4)),
+    "LambdaLR": ("SGD", dict(lr_lambda=lambda epoch: 0.95**epoch + 1 / (epoch + 1))),
+    "LinearLR": ("SGD", dict(start_factor=0.1, end_factor=0.9, total_iters=150)),
+    "OneCycleLR-sgd": ("SGD", dict(max_lr=0.5, total_steps=400)),
+    "OneCycleLR-adam": ("Adam", dict(max_lr=0.5, total_steps=400, three_phase=True,
+                                     anneal_strategy="linear")),
+}
+
+
+def lr_sequence(module: Any, make_optimizer: Any, schedule: str, kwargs: dict[str, Any]) -> Any:
+    opt = make_optimizer()
+    scheduler = getattr(module, schedule.split("-")[0])(opt, **kwargs)
+    seen = []
+    for _ in range(400):
+        opt.step()
+        scheduler.step()
+        group = opt.param_groups[0]
+        seen.append((group["lr"], group.get("momentum"), tuple(group.get("betas", ()))))
+    return seen
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_schedules_give_pytorchs_lrs(impl: types.ModuleType, schedule: str) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    kind, kwargs = SCHEDULES[schedule]
+    momentum = {"momentum": 0.9} if kind == "SGD" else {}
+    ours = lr_sequence(lr_scheduler, lambda: getattr(optim, kind)([impl.Value(1.0)], lr=0.1,
+                                                                   **momentum), schedule, kwargs)
+    weight = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    theirs = lr_sequence(torch.optim.lr_scheduler,
+                         lambda: getattr(torch.optim, kind)([weight], lr=0.1, **momentum),
+                         schedule, kwargs)  # fmt: skip
+    assert ours == theirs
+
+
+def test_reduce_on_plateau_gives_pytorchs_lrs(impl: types.ModuleType) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    metrics = [1.0 / (1 + k // 7) + 0.01 * (k % 3) for k in range(400)]
+    kwargs = dict(mode="min", factor=0.5, patience=3, cooldown=2, min_lr=1e-4)
+    runs = []
+    for module, make in ((lr_scheduler, lambda: optim.SGD([impl.Value(1.0)], lr=0.1)),
+                         (torch.optim.lr_scheduler, lambda: torch.optim.SGD(
+                             [torch.tensor(1.0, requires_grad=True)], lr=0.1))):  # fmt: skip
+        opt = make()
+        scheduler = module.ReduceLROnPlateau(opt, **kwargs)
+        lrs = []
+        for metric in metrics:
+            opt.step()
+            scheduler.step(metric)
+            lrs.append(scheduler.get_last_lr()[0])
+        runs.append(lrs)
+    assert runs[0] == runs[1] and len(set(runs[0])) > 3
+
+
+def test_schedule_state_resumes(impl: types.ModuleType) -> None:
+    def make() -> tuple[Any, Any]:
+        opt = optim.Adam([impl.Value(1.0)], lr=0.1)
+        return opt, lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=100)
+
+    opt, scheduler = make()
+    for _ in range(30):
+        opt.step()
+        scheduler.step()
+    saved = pickle.loads(pickle.dumps((opt.state_dict(), scheduler.state_dict())))
+    straight = []
+    for _ in range(30):
+        opt.step()
+        scheduler.step()
+        straight.append(scheduler.get_last_lr())
+    opt2, scheduler2 = make()
+    opt2.load_state_dict(saved[0])
+    scheduler2.load_state_dict(saved[1])
+    resumed = []
+    for _ in range(30):
+        opt2.step()
+        scheduler2.step()
+        resumed.append(scheduler2.get_last_lr())
+    assert resumed == straight
+    with pytest.raises(ValueError, match="does not fit"):
+        scheduler2.load_state_dict({"last_epoch": 3})
