@@ -14,7 +14,7 @@ import os
 import tempfile
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from . import nn
 
@@ -76,10 +76,19 @@ def _digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Writes module's architecture and parameters to path (JSON), atomically."""
-    document = {"format": FORMAT, "version": VERSION, "module": _describe(module),
-                "state": module.state_dict()}  # fmt: skip
+def save(module: nn.Module, path: str | os.PathLike[str], *, optimizer: Any = None,
+         scheduler: Any = None) -> None:
+    """Writes module's architecture and parameters to path (JSON), atomically; with
+    optimizer and scheduler, their state too (a checkpoint to resume training from)."""
+    document: dict[str, Any] = {"format": FORMAT, "version": VERSION,
+                                "module": _describe(module), "state": module.state_dict()}
+    for name, part in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if part is not None:
+            document[name] = {"type": type(part).__name__, "state": part.state_dict()}
+    try:  # as it reads back: int keys become strings, tuples lists
+        document = json.loads(json.dumps(document))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"this state cannot be saved as JSON: {error}") from None
     document["sha256"] = _digest(document)
     target = Path(path)
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
@@ -92,31 +101,76 @@ def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
         raise
 
 
-def load(path: str | os.PathLike[str], module: nn.Module | None = None,
-         engine: types.ModuleType | None = None) -> nn.Module:  # fmt: skip
-    """The module saved in path: built anew (on `engine`, by default fastgrad's), or, given
-    `module`, loaded into it, which must then have the saved architecture. A file that is not
-    a fastgrad module file, is damaged or edited, or does not fit raises ValueError (KeyError
-    for parameter names that do not fit) and changes nothing."""
+def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked document in path, or ValueError saying what is wrong with the file."""
     try:
         document = json.loads(Path(path).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not a fastgrad module file (not JSON: {error})") from None
+    except RecursionError:  # a hostile file: thousands of nested [ or {
+        raise ValueError(f"{path} is not a fastgrad module file (nested too deeply)") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastgrad module file")
     if document.get("version") != VERSION:
         raise ValueError(f"{path} has format version {document.get('version')!r}; this "
                          f"fastgrad reads version {VERSION}")  # fmt: skip
     stored = document.pop("sha256", None)
-    if stored != _digest(document):
+    try:
+        digest = _digest(document)
+    except RecursionError:
+        raise ValueError(f"{path} is not a fastgrad module file (nested too deeply)") from None
+    if stored != digest:
         raise ValueError(f"{path} was edited or damaged after it was saved (its SHA-256 does "
                          "not match its content)")  # fmt: skip
+    return document
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+@overload
+def load(path: str | os.PathLike[str], module: None = None,
+         engine: types.ModuleType | None = None, *, optimizer: Any = None,
+         scheduler: Any = None) -> nn.Module: ...
+@overload
+def load(path: str | os.PathLike[str], module: M, engine: types.ModuleType | None = None, *,
+         optimizer: Any = None, scheduler: Any = None) -> M: ...
+def load(path: str | os.PathLike[str], module: nn.Module | None = None,
+         engine: types.ModuleType | None = None, *, optimizer: Any = None,
+         scheduler: Any = None) -> nn.Module:  # fmt: skip
+    """The module saved in path: built anew (on `engine`, by default fastgrad's), or, given
+    `module`, loaded into it, which must then have the saved architecture. Given optimizer and
+    scheduler (built over that module as for the saved run), their saved state is loaded too.
+    A file that is not a fastgrad module file, is damaged or edited, or does not fit raises
+    ValueError (KeyError for parameter names that do not fit) and changes nothing."""
+    document = _read(path)
     description, state = document.get("module"), document.get("state")
     if not isinstance(description, dict) or not isinstance(state, dict):
         raise ValueError(f"{path} lacks its module description or state")
+    parts = []
+    for name, part in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if part is None:
+            continue
+        saved = document.get(name)
+        if not isinstance(saved, dict) or "state" not in saved:
+            raise ValueError(f"{path} holds no {name} state")
+        if saved.get("type") != type(part).__name__:
+            raise ValueError(f"{path} holds the state of a {saved.get('type')}, not of a "
+                             f"{type(part).__name__}")  # fmt: skip
+        parts.append((part, saved["state"]))
     if module is None:
         module = _build(description, engine)
     elif _describe(module) != description:
         raise ValueError(f"{path} holds {description}, which does not fit {module!r}")
-    module.load_state_dict(state)
+    # each load_state_dict checks before it changes; a later one failing undoes the earlier
+    loaded: list[tuple[Any, Any]] = []
+    try:
+        for target, target_state in [(module, state), *parts]:
+            before = target.state_dict()
+            target.load_state_dict(target_state)
+            loaded.append((target, before))
+    except BaseException:
+        for target, before in reversed(loaded):
+            target.load_state_dict(before)
+        raise
     return module

@@ -22,11 +22,22 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, SupportsFloat
 
 from ._common import as_float, engine_of
+from ._losses import binary_cross_entropy_with_logits, l1_loss, mse_loss
 
 if TYPE_CHECKING:  # both implementations' Values; the C extension's stub describes them
     from ._core import Value
 
-__all__ = ["cross_entropy", "grad", "hessian", "logsumexp", "softmax", "value_and_grad"]
+__all__ = [
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "grad",
+    "hessian",
+    "l1_loss",
+    "logsumexp",
+    "mse_loss",
+    "softmax",
+    "value_and_grad",
+]
 
 
 def _engine(values: Sequence[Any], engine: types.ModuleType | None = None) -> types.ModuleType:

@@ -14,8 +14,8 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _implementation
-from ._common import as_float
+from .. import _implementation
+from .._common import as_float
 
 __all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
@@ -166,3 +166,5 @@ class MLP(Module):
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
+
+from . import utils  # noqa: E402  (fastgrad.nn.utils, as torch.nn.utils)
