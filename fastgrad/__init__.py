@@ -27,9 +27,18 @@ else:
 
         BACKEND = "c"
     except ImportError as error:
+        from importlib.machinery import EXTENSION_SUFFIXES
+        from pathlib import Path
+
+        _here = Path(__file__).parent
+        if any((_here / f"_core{suffix}").exists() for suffix in EXTENSION_SUFFIXES):
+            _why = f"could not be imported ({error})"
+        else:  # a source checkout: Python's own message guesses at a circular import
+            _why = "is not built here"
         warnings.warn(
-            f"fastgrad's C extension could not be imported ({error}); using the pure-Python "
-            "reference, which computes the same numbers much more slowly",
+            f"fastgrad's C extension {_why}: run `pip install -e .` in the source checkout "
+            "to build it. Using the pure-Python reference meanwhile, which computes the same "
+            "numbers much more slowly",
             RuntimeWarning,
             stacklevel=2,
         )

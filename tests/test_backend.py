@@ -4,8 +4,10 @@ reference when FASTGRAD_PURE_PYTHON=1 or when the extension cannot be imported (
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import fastgrad
 import fastgrad.engine
@@ -42,6 +44,21 @@ def test_pure_python_with_one_warning_when_the_extension_is_missing() -> None:
     out, err = probe(block + REPORT).split("|")
     assert out == "python fastgrad.reference"
     assert err.count("RuntimeWarning") == 1 and "blocked for the test" in err
+    assert "run `pip install -e .`" in err
+
+
+def test_a_checkout_without_the_built_extension_says_what_to_run(tmp_path: Path) -> None:
+    package = Path(fastgrad.__file__).parent
+    shutil.copytree(package, tmp_path / "fastgrad",
+                    ignore=shutil.ignore_patterns("_core*.so", "_core*.pyd", "__pycache__"))
+    code = ("import sys\n"  # the copy, not the installed package (nor an editable finder's)
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f)]\n"
+            "import fastgrad; print(fastgrad.BACKEND)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert result.stdout.strip() == "python"
+    assert "is not built here: run `pip install -e .`" in result.stderr
+    assert "circular import" not in result.stderr
 
 
 def test_engine_exports_the_chosen_value() -> None:
