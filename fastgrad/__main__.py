@@ -13,15 +13,23 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--digits", action="store_true",
                       help="classify scikit-learn's handwritten digits, trained with Tape.run "
                            "(instead of micrograd's moons)")
-    demo.add_argument("--steps", type=int, default=100, help="moons: training steps (default 100)")
+    demo.add_argument("--pinn", action="store_true",
+                      help="solve u'' = -pi^2 sin(pi x) on [0, 1], u(0) = u(1) = 0, with a "
+                           "network trained through its own second derivative")
+    demo.add_argument("--steps", type=int,
+                      help="moons, pinn: training steps (default 100, 2000)")
     demo.add_argument("--epochs", type=int, default=15, help="digits: epochs (default 15)")
     demo.add_argument("--threads", type=int, default=1,
-                      help="digits: Tape.run's worker threads (default 1)")
+                      help="digits, pinn: Tape.run's worker threads (default 1)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     demo.add_argument("--backend", choices=["c", "python"], default="c",
                       help="train on the C engine (default) or the pure-Python reference")
     demo.add_argument("--plot", metavar="FILE.png",
-                      help="draw the decision boundary, or the digits' predictions (matplotlib)")
+                      help="draw the decision boundary, the digits' predictions, or the "
+                           "pinn's solution and residual (matplotlib)")
+    demo.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                      help="moons, digits: micrograd's SGD update (moons), SGD with momentum "
+                           "(digits), or fastgrad.optim.Adam (default sgd)")
     demo.add_argument("--tape", action="store_true",
                       help="moons: record the loss graph once and replay it in C (fastgrad.Tape)")
     bench = commands.add_parser("bench", help="print the benchmark table (SPEC section 5)")
@@ -38,17 +46,25 @@ def main(argv: list[str] | None = None) -> int:
         from ._compat import run_script
 
         run_script(args.script, args.args)
+    elif args.pinn:
+        from . import pinn_demo
+        from .demo import engine_named
+
+        pinn_demo.main(engine_named(args.backend), steps=args.steps or 2000, seed=args.seed,
+                       threads=args.threads, plot_path=args.plot)  # fmt: skip
     elif args.digits:
         from . import digits_demo
         from .demo import engine_named
 
         digits_demo.main(engine_named(args.backend), epochs=args.epochs, seed=args.seed,
-                         threads=args.threads, plot_path=args.plot)  # fmt: skip
+                         threads=args.threads, plot_path=args.plot,
+                         optimizer=args.optimizer)  # fmt: skip
     else:
         from .demo import main as demo_main
 
-        demo_main(steps=args.steps, seed=args.seed, backend=args.backend, plot_path=args.plot,
-                  tape=args.tape)
+        demo_main(steps=args.steps or 100, seed=args.seed, backend=args.backend,
+                  plot_path=args.plot,
+                  tape=args.tape, optimizer=args.optimizer)
     return 0
 
 

@@ -107,11 +107,41 @@ def tape_stepper(model: nn.MLP, X: Any, y: Any,
     return step
 
 
+ADAM_LR = 0.02  # --optimizer adam: Adam's lr for the moons and the digits
+
+
+def adam_stepper(model: nn.MLP, X: Any, y: Any, engine: types.ModuleType,
+                 tape: bool) -> Any:  # fmt: skip
+    """The demo's step with fastgrad.optim.Adam instead of micrograd's SGD update, eagerly
+    or through a tape."""
+    adam = optim.Adam(model.parameters(), lr=ADAM_LR)
+    recorded = loss_and_scores(model, X, y, engine.Value) if tape else None
+    replay = engine.Tape(recorded[0]) if recorded is not None else None
+
+    def step(k: int, steps: int = 100) -> tuple[float, float]:
+        if replay is not None and recorded is not None:
+            replay.forward()
+            replay.sync()
+            total_loss, acc = recorded[0], accuracy(y, recorded[1])
+        else:
+            total_loss, acc = loss(model, X, y, engine.Value)
+        adam.zero_grad()
+        if replay is not None:
+            replay.backward()
+        else:
+            total_loss.backward()
+        adam.step()
+        return total_loss.data, acc
+
+    return step
+
+
 def train(engine: types.ModuleType, seed: int, steps: int, progress: bool = False,
-          stop: int | None = None,
-          tape: bool = False) -> tuple[nn.MLP, list[tuple[float, float]], float]:
+          stop: int | None = None, tape: bool = False,
+          optimizer: str = "sgd") -> tuple[nn.MLP, list[tuple[float, float]], float]:
     """Trains from seed's weights with the learning rate schedule of `steps` steps (the
-    first `stop` of them only, if given), eagerly or through a tape; returns the model,
+    first `stop` of them only, if given), eagerly or through a tape, with micrograd's SGD
+    update or with optimizer="adam"; returns the model,
     (loss, accuracy) per step and the seconds taken (the tape's recording included)."""
     X, y = moons(seed)
     random.seed(seed)
@@ -120,7 +150,10 @@ def train(engine: types.ModuleType, seed: int, steps: int, progress: bool = Fals
     run = steps if stop is None else stop
     bar = progress_bar(run, "training", "step") if progress else None
     start = time.perf_counter()
-    step = tape_stepper(model, X, y, engine) if tape else None
+    if optimizer == "adam":
+        step = adam_stepper(model, X, y, engine, tape)
+    else:
+        step = tape_stepper(model, X, y, engine) if tape else None
     for k in range(run):
         if step is not None:
             history.append(step(k, steps))
@@ -192,12 +225,14 @@ def engine_named(backend: str) -> types.ModuleType:
 
 
 def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | None = None,
-         tape: bool = False) -> None:
+         tape: bool = False, optimizer: str = "sgd") -> None:
     engine = engine_named(backend)
     backend = "c" if engine is _core and _core is not reference else "python"
-    model, history, seconds = train(engine, seed, steps, progress=True, tape=tape)
+    model, history, seconds = train(engine, seed, steps, progress=True, tape=tape,
+                                    optimizer=optimizer)  # fmt: skip
     final_loss, final_accuracy = history[-1]
     how = f"{backend} engine{' through a tape' if tape else ''}"
+    how += " with Adam" if optimizer == "adam" else ""
     print(f"{how}: {steps} steps, loss {final_loss:.4f}, accuracy {final_accuracy:.0%}, "
           f"{seconds * 1e3 / steps:.2f} ms per step")  # fmt: skip
     if plot_path is not None:
@@ -209,11 +244,13 @@ def main(steps: int = 100, seed: int = 0, backend: str = "c", plot_path: str | N
     compared = min(steps, 10)
     if tape:
         other, other_how = engine, f"{backend} engine eagerly"
-        _, other_history, other_seconds = train(engine, seed, steps, stop=compared)
+        _, other_history, other_seconds = train(engine, seed, steps, stop=compared,
+                                                optimizer=optimizer)  # fmt: skip
     else:
         other = reference if backend == "c" else _core
         other_how = "reference engine" if backend == "c" else "C engine"
-        _, other_history, other_seconds = train(other, seed, steps, stop=compared)
+        _, other_history, other_seconds = train(other, seed, steps, stop=compared,
+                                                optimizer=optimizer)  # fmt: skip
     same = other_history == history[:compared]
     ratio = (other_seconds / compared) / (seconds / steps)
     print(f"the {other_how} on the first {compared} steps: "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import nn, optim
-from .demo import per_sample_model, progress_bar, pyplot
+from .demo import ADAM_LR, per_sample_model, progress_bar, pyplot
 
 CLASSES = 10
 INPUTS = 64  # 8x8 pixels
@@ -92,14 +92,17 @@ def run_as_loop(net: Classifier, X: Any, Y: Any) -> Any:
 
 def train(engine: types.ModuleType, data: Digits, *, epochs: int, seed: int, batch: int = 32,
           lr: float = 0.1, momentum: float = 0.9, threads: int = 1, progress: bool = False,
-          loop: bool = False) -> tuple[Classifier, list[float], float]:  # fmt: skip
-    """Minibatch SGD over shuffled training rows, each batch one tape.run (or, with loop,
+          loop: bool = False, optimizer: str = "sgd") -> tuple[Classifier, list[float], float]:  # fmt: skip
+    """Minibatch SGD with momentum (or Adam) over shuffled training rows, each batch one tape.run (or, with loop,
     run_as_loop); returns the classifier, the mean loss per epoch, and the seconds that
     training took."""
     net = classifier(engine, seed)
     labels = np.eye(CLASSES)[data.y_train]
     # the tape adds up the batch's gradients: lr / batch makes the step the mean's
-    sgd = optim.SGD(net.model.parameters(), lr=lr / batch, momentum=momentum)
+    if optimizer == "adam":  # Adam's steps do not scale with the gradients' sum
+        sgd: optim.Optimizer = optim.Adam(net.model.parameters(), lr=ADAM_LR)
+    else:
+        sgd = optim.SGD(net.model.parameters(), lr=lr / batch, momentum=momentum)
     rng = np.random.default_rng(seed)
     losses = []
     seconds = 0.0
@@ -159,10 +162,10 @@ def plot(data: Digits, predicted: Any, path: str, accuracy: float, shown: int = 
 
 
 def main(engine: types.ModuleType, *, epochs: int = 15, seed: int = 0, threads: int = 1,
-         plot_path: str | None = None) -> float:  # fmt: skip
+         plot_path: str | None = None, optimizer: str = "sgd") -> float:  # fmt: skip
     data = load(seed)
     net, losses, seconds = train(engine, data, epochs=epochs, seed=seed, threads=threads,
-                                 progress=True)  # fmt: skip
+                                 progress=True, optimizer=optimizer)  # fmt: skip
     predicted = net.predict(data.X_test)
     accuracy = float(np.mean(predicted == data.y_test))
     rows = epochs * len(data.X_train)
@@ -174,8 +177,10 @@ def main(engine: types.ModuleType, *, epochs: int = 15, seed: int = 0, threads: 
         plot(data, predicted, plot_path, accuracy)
         print(f"test digits and their predictions drawn to {plot_path}")
     # the first epoch again, each batch as the Python loop that run replaces
-    first, _, first_seconds = train(engine, data, epochs=1, seed=seed, threads=threads)
-    looped, _, loop_seconds = train(engine, data, epochs=1, seed=seed, loop=True)
+    first, _, first_seconds = train(engine, data, epochs=1, seed=seed, threads=threads,
+                                    optimizer=optimizer)  # fmt: skip
+    looped, _, loop_seconds = train(engine, data, epochs=1, seed=seed, loop=True,
+                                    optimizer=optimizer)  # fmt: skip
     same = [p.data for p in first.model.parameters()] == [p.data for p in looped.model.parameters()]
     print(f"the first epoch as a loop of forward() and backward() per row: "
           f"{'the same bits' if same else 'DIFFERENT numbers'}; "

@@ -83,3 +83,28 @@ def test_bad_arguments_are_reported() -> None:
     result = fastgrad("demo", "--backend", "gpu")
     assert result.returncode == 2 and "invalid choice: 'gpu'" in result.stderr
     assert fastgrad().returncode == 2
+
+
+def test_demo_pinn_solves_the_equation(tmp_path: Path) -> None:
+    path = tmp_path / "pinn.png"
+    result = fastgrad("demo", "--pinn", "--plot", str(path))
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "max |u - sin(pi x)|" in line)
+    assert float(line.rsplit("=", 1)[1]) <= 1e-2, line
+    assert "2000 steps over 64 collocation points" in line
+    assert path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("extra", [[], ["--tape"]])
+def test_demo_with_adam(extra: list[str]) -> None:
+    result = fastgrad("demo", "--optimizer", "adam", "--steps", "30", *extra)
+    assert result.returncode == 0, result.stderr
+    assert "with Adam: 30 steps" in result.stdout and "the same bits" in result.stdout
+
+
+def test_digits_demo_with_adam() -> None:
+    pytest.importorskip("sklearn")
+    result = fastgrad("demo", "--digits", "--optimizer", "adam", "--epochs", "3")
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
+    assert accuracy >= 85.0 and "the same bits" in result.stdout
