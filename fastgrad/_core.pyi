@@ -2,7 +2,7 @@
 # fastgrad/reference/, has the same API; mypy.stubtest checks this file against the module.
 
 from collections.abc import Iterable
-from typing import ClassVar, SupportsFloat, SupportsIndex
+from typing import ClassVar, Literal, SupportsFloat, SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -59,7 +59,9 @@ class Value:
     def __gt__(self, other: _Operand, /) -> bool: ...
     def __ge__(self, other: _Operand, /) -> bool: ...
     def __hash__(self) -> int: ...
-    def __float__(self) -> float: ...
+    def item(self) -> float: ...
+    def __format__(self, spec: str, /) -> str: ...
+    def detach(self) -> Value: ...
     def _backward(self) -> None: ...
     def backward(self) -> None: ...
 
@@ -68,23 +70,71 @@ _Operand = Value | SupportsFloat | SupportsIndex
 def sum(values: Iterable[_Operand], start: _Operand = 0.0) -> Value: ...
 def dot(ws: Iterable[_Operand], xs: Iterable[_Operand], start: _Operand = 0.0) -> Value: ...
 
-class SGD:
-    """PyTorch's SGD (no dampening, no Nesterov) over Values."""
+class _Parameters:
+    """The parameter nodes of one optimizer group and the C loops that update them."""
 
     @property
     def params(self) -> list[Value]: ...
-    lr: _Number
-    momentum: _Number
-    weight_decay: _Number
-    def __init__(
+    def __init__(self, params: Iterable[Value]) -> None: ...
+    def __len__(self) -> int: ...
+    def sgd(
         self,
-        params: Iterable[Value],
-        lr: _Number,
-        momentum: _Number = 0.0,
-        weight_decay: _Number = 0.0,
+        lr: float,
+        momentum: float,
+        dampening: float,
+        weight_decay: float,
+        nesterov: bool,
+        maximize: bool,
+        momentum_buffer: npt.NDArray[np.float64],
+        has_buffer: npt.NDArray[np.uint8],
     ) -> None: ...
-    def step(self) -> None: ...
+    def adam(
+        self,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        weight_decay: float,
+        decoupled: bool,
+        amsgrad: bool,
+        maximize: bool,
+        step: npt.NDArray[np.float64],
+        exp_avg: npt.NDArray[np.float64],
+        exp_avg_sq: npt.NDArray[np.float64],
+        max_exp_avg_sq: npt.NDArray[np.float64],
+    ) -> None: ...
+    def rmsprop(
+        self,
+        lr: float,
+        alpha: float,
+        eps: float,
+        weight_decay: float,
+        momentum: float,
+        centered: bool,
+        maximize: bool,
+        step: npt.NDArray[np.float64],
+        square_avg: npt.NDArray[np.float64],
+        grad_avg: npt.NDArray[np.float64],
+        momentum_buffer: npt.NDArray[np.float64],
+    ) -> None: ...
     def zero_grad(self) -> None: ...
+
+@overload
+def gradients(output: Value, inputs: Value, *, create_graph: Literal[False] = False) -> float: ...
+@overload
+def gradients(output: Value, inputs: Value, *, create_graph: Literal[True]) -> Value: ...
+@overload
+def gradients(
+    output: Value, inputs: Iterable[Value], *, create_graph: Literal[False] = False
+) -> list[float]: ...
+@overload
+def gradients(
+    output: Value, inputs: Iterable[Value], *, create_graph: Literal[True]
+) -> list[Value]: ...
+@overload
+def gradients(
+    output: Value, inputs: Value | Iterable[Value], *, create_graph: bool
+) -> float | Value | list[float] | list[Value]: ...
 
 class Tape:
     """The graph below root compiled once into a C program, and replayed."""

@@ -53,7 +53,7 @@ def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0) ->
     random.seed(seed)
     model = nn.MLP(sizes[0], sizes[1:], engine=engine)
     inputs = [engine.Value(0.0) for _ in range(sizes[0])]
-    scores = model(inputs)
+    scores: Any = model(inputs)  # a Value for one output, else a list
     if loss == "margin":
         targets = [engine.Value(1.0)]
         root = (1 + -targets[0] * scores).relu()  # one output: micrograd's MLP gives a Value
@@ -61,6 +61,12 @@ def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0) ->
         targets = [engine.Value(0.0) for _ in range(sizes[-1])]
         root = functional.logsumexp(scores) - engine.dot(targets, scores)
     return engine.Tape(root), model, inputs, targets
+
+
+def _one(output: Any) -> Any:
+    """The model's output where its last layer has one neuron (a Value, not a list)."""
+    assert not isinstance(output, list), "the model has more than one output"
+    return output
 
 
 def accuracy(y: Any, scores: list[Any]) -> float:
@@ -196,7 +202,7 @@ def plot(model: nn.MLP, seed: int, path: str, accuracy: float) -> None:
     xx, yy = np.meshgrid(np.arange(x_min, x_max, h), np.arange(y_min, y_max, h))
     Value = model.parameters()[0].__class__
     grid = [list(map(Value, point)) for point in np.c_[xx.ravel(), yy.ravel()]]
-    scores = np.array([model(point).data for point in grid]).reshape(xx.shape)
+    scores = np.array([_one(model(point)).data for point in grid]).reshape(xx.shape)
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.contourf(xx, yy, scores > 0, cmap=plt.cm.Spectral, alpha=0.8)
     for label, color in ((-1, plt.cm.Spectral(0.0)), (1, plt.cm.Spectral(1.0))):

@@ -59,11 +59,16 @@ class Classifier:
     onehot: list[Any]  # the label's leaves, fed a row of the one-hot labels
     tape: Any
 
+    def scores(self, pixels: list[Any]) -> list[Any]:
+        out = self.model(pixels)
+        assert isinstance(out, list)  # ten classes
+        return out
+
     def predict(self, X: Any) -> Any:
         """The class with the largest score, per row (the model run eagerly)."""
         Value = self.pixels[0].__class__
         return np.array([
-            int(np.argmax([score.data for score in self.model([Value(float(p)) for p in row])]))
+            int(np.argmax([score.data for score in self.scores([Value(float(p)) for p in row])]))
             for row in X
         ])  # fmt: skip
 
@@ -92,10 +97,11 @@ def run_as_loop(net: Classifier, X: Any, Y: Any) -> Any:
 
 def train(engine: types.ModuleType, data: Digits, *, epochs: int, seed: int, batch: int = 32,
           lr: float = 0.1, momentum: float = 0.9, threads: int = 1, progress: bool = False,
-          loop: bool = False, optimizer: str = "sgd") -> tuple[Classifier, list[float], float]:  # fmt: skip
-    """Minibatch SGD with momentum (or Adam) over shuffled training rows, each batch one tape.run (or, with loop,
-    run_as_loop); returns the classifier, the mean loss per epoch, and the seconds that
-    training took."""
+          loop: bool = False,
+          optimizer: str = "sgd") -> tuple[Classifier, list[float], float]:  # fmt: skip
+    """Minibatch SGD with momentum (or Adam) over shuffled training rows, each batch one
+    tape.run (or, with loop, run_as_loop); returns the classifier, the mean loss per epoch,
+    and the seconds that training took."""
     net = classifier(engine, seed)
     labels = np.eye(CLASSES)[data.y_train]
     # the tape adds up the batch's gradients: lr / batch makes the step the mean's

@@ -43,13 +43,20 @@ class Pinn:
     def u(self, xs: Any) -> np.ndarray:
         """The network's u at each x, eagerly."""
         Value = type(self.x)
-        return np.array([self.model([Value(float(x))]).data for x in xs])
+        return np.array([_u(self.model, Value(float(x))).data for x in xs])
+
+
+def _u(model: nn.MLP, x: Any) -> Any:
+    """The network's u at x: one output, a Value."""
+    u = model([x])
+    assert not isinstance(u, list)
+    return u
 
 
 def second_derivative(engine: types.ModuleType, model: nn.MLP, x: Any) -> tuple[Any, Any]:
     """u(x) and u''(x) as nodes of one graph: the network's output, and its derivative's
     derivative in x, each built by gradients(create_graph=True)."""
-    u = model([x])
+    u = _u(model, x)
     du = engine.gradients(u, [x], create_graph=True)[0]
     d2u = engine.gradients(du, [x], create_graph=True)[0]
     return u, d2u
@@ -69,7 +76,7 @@ def build(engine: types.ModuleType, seed: int, points: int = POINTS) -> Pinn:
     x = engine.Value(0.5)
     interior = engine.Tape(residual_loss(engine, model, x, points))
     x_boundary = engine.Value(0.0)
-    u = model([x_boundary])
+    u = _u(model, x_boundary)
     boundary = engine.Tape(BOUNDARY_WEIGHT * u * u / 2)
     return Pinn(model, x, interior, x_boundary, boundary)
 

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from programs import ARITHMETIC, Program, apply, bits, programs
 
 import fastgrad._core
@@ -118,8 +117,8 @@ def test_derivative_graphs_are_the_same_on_c_and_reference(program: Program) -> 
 
 @settings(max_examples=60)
 @given(programs(sets=False, max_steps=30))
-def test_second_order_gradients_are_backward_of_the_derivative(impl: types.ModuleType,
-                                                               program: Program) -> None:  # fmt: skip
+def test_second_order_is_backward_of_the_derivative(impl: types.ModuleType,
+                                                    program: Program) -> None:  # fmt: skip
     pool = build(impl, program)
     root, inputs = root_and_inputs(pool, program)
     try:

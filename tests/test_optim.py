@@ -208,7 +208,7 @@ def test_an_optimizer_pickles_with_its_model(impl: types.ModuleType) -> None:
         p.grad = 0.25
     opt.step()
     params2, opt2 = pickle.loads(pickle.dumps((params, opt)))
-    for p, q in zip(params + params2, params + params2):
+    for q in params + params2:
         q.grad = 0.5
     opt.step()
     opt2.step()

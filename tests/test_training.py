@@ -87,7 +87,8 @@ def test_losses_match_pytorch(impl: types.ModuleType, name: str, reduction: str,
                                  min_size=n, max_size=n))  # fmt: skip
     extra: dict[str, Any] = {}
     if "entropy" in name and data.draw(st.booleans()):
-        extra = {"pos_weight": data.draw(st.floats(0.1, 5.0)), "weight": data.draw(st.floats(0.1, 2))}
+        extra = {"pos_weight": data.draw(st.floats(0.1, 5.0)),
+                 "weight": data.draw(st.floats(0.1, 2.0))}
     vs = [impl.Value(x) for x in xs]
     out = getattr(functional, name)(vs, targets, reduction=reduction, **extra)
     t = torch.tensor(xs, dtype=torch.float64, requires_grad=True)

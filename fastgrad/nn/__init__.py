@@ -12,10 +12,15 @@ import importlib
 import random
 import types
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _implementation
 from .._common import as_float
+
+if TYPE_CHECKING:  # both implementations' Values; the C extension's stub describes them
+    from .._core import Value
+
+    Input = Value | float
 
 __all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
@@ -25,10 +30,10 @@ class Module:
         for p in self.parameters():
             p.grad = 0.0
 
-    def parameters(self) -> list[Any]:
+    def parameters(self) -> list[Value]:
         return []
 
-    def named_parameters(self) -> list[tuple[str, Any]]:
+    def named_parameters(self) -> list[tuple[str, Value]]:
         """The parameters with the names state_dict uses, in parameters() order."""
         return [(str(i), p) for i, p in enumerate(self.parameters())]
 
@@ -97,14 +102,15 @@ class Neuron(Module):
         self.b = self.engine.Value(0)
         self.nonlin = self.activation != "linear"
 
-    def __call__(self, x: Sequence[Any]) -> Any:
+    def __call__(self, x: Sequence[Input]) -> Value:
         act = self.engine.dot(self.w, x, self.b)  # micrograd: sum((wi*xi ...), self.b)
-        return _activate(act, self.activation)
+        out: Value = _activate(act, self.activation)
+        return out
 
-    def parameters(self) -> list[Any]:
+    def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
-    def named_parameters(self) -> list[tuple[str, Any]]:
+    def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
     def __repr__(self) -> str:
@@ -119,8 +125,9 @@ class Layer(Module):
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
-    def __call__(self, x: Sequence[Any]) -> Any:
-        out = []
+    def __call__(self, x: Sequence[Input]) -> Value | list[Value]:
+        """The neurons' outputs: a list, or the one Value of a layer of one neuron."""
+        out: list[Value] = []
         for n in self.neurons:
             if type(n) is Neuron:  # Neuron.__call__ inlined: its frame is a fifth of the layer
                 act = n.engine.dot(n.w, x, n.b)
@@ -130,10 +137,10 @@ class Layer(Module):
                 out.append(n(x))
         return out[0] if len(out) == 1 else out
 
-    def parameters(self) -> list[Any]:
+    def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
 
-    def named_parameters(self) -> list[tuple[str, Any]]:
+    def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"neurons.{j}.{name}", p) for j, n in enumerate(self.neurons)
                 for name, p in n.named_parameters()]  # fmt: skip
 
@@ -152,19 +159,22 @@ class MLP(Module):
                              activation=activation, engine=engine)
                        for i in range(len(nouts))]  # fmt: skip
 
-    def __call__(self, x: Sequence[Any]) -> Any:
+    def __call__(self, x: Sequence[Input]) -> Value | list[Value]:
+        """The last layer's outputs: a list, or one Value where it has one neuron."""
+        out: Any = x
         for layer in self.layers:
-            x = layer(x)
-        return x
+            out = layer(out)
+        result: Value | list[Value] = out
+        return result
 
-    def parameters(self) -> list[Any]:
+    def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def named_parameters(self) -> list[tuple[str, Any]]:
+    def named_parameters(self) -> list[tuple[str, Value]]:
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.named_parameters()]  # fmt: skip
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
 
-from . import utils  # noqa: E402  (fastgrad.nn.utils, as torch.nn.utils)
+from . import utils  # noqa: E402, F401  (fastgrad.nn.utils, as torch.nn.utils)

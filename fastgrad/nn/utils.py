@@ -57,7 +57,7 @@ def clip_grad_norm_(parameters: Value | Iterable[Value], max_norm: float,
     coefficient = min(max_norm / (total + 1e-6), 1.0) if not math.isnan(total) else math.nan
     for p in params:
         p.grad = p.grad * coefficient
-    return total
+    return float(total)
 
 
 def clip_grad_value_(parameters: Value | Iterable[Value], clip_value: float) -> None:

@@ -94,8 +94,8 @@ class LRScheduler:
         """Resumes from what state_dict() gave (the optimizer's own state is loaded apart);
         a state of another schedule raises ValueError and changes nothing."""
         if not isinstance(state_dict, Mapping) or set(state_dict) != set(self.state_dict()):
-            raise ValueError(f"the state does not fit {type(self).__name__}: it holds "
-                             f"{sorted(state_dict) if isinstance(state_dict, Mapping) else state_dict!r}")  # fmt: skip
+            held = sorted(state_dict) if isinstance(state_dict, Mapping) else state_dict
+            raise ValueError(f"the state does not fit {type(self).__name__}: it holds {held!r}")
         self.__dict__.update(self._decoded(dict(state_dict)))
 
     def _decoded(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +116,7 @@ class LambdaLR(LRScheduler):
                                  f"{len(lr_lambda)}")  # fmt: skip
             self.lr_lambdas = list(lr_lambda)
         else:
-            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)  # type: ignore[list-item]
+            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
@@ -279,7 +279,7 @@ class OneCycleLR(LRScheduler):
         else:
             phases.append((self.total_steps - 1, "max_lr", "min_lr", "base_momentum",
                            "max_momentum"))  # fmt: skip
-        self.phases = [list(phase) for phase in phases]
+        self.phases: list[list[Any]] = [list(phase) for phase in phases]
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         if last_epoch == -1:
             for top, group in zip(max_lrs, optimizer.param_groups):

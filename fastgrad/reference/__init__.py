@@ -9,9 +9,9 @@ the compiled Tape; optim.py the optimizers' update loops.
 
 from .._common import register_value_class
 from .derive import gradients
-from .optim import _Parameters
+from .optim import _Parameters  # noqa: F401  (fastgrad.optim's kernels)
 from .tape import Tape
-from .value import Value, _constant_leaf, dot, sum
+from .value import Value, _constant_leaf, dot, sum  # noqa: F401  (for functional)
 
 __all__ = ["Tape", "Value", "dot", "gradients", "sum"]
 

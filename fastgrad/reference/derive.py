@@ -59,7 +59,9 @@ def _binary(rule: str, x: Any, y: Any) -> Any:
         return x
     if isinstance(x, float) and isinstance(y, float):
         return BINARY[rule][0](x, y)
-    return Derived(Value._binary(rule, _unwrap(x), _unwrap(y)))
+    node = Value._binary(rule, _unwrap(x), _unwrap(y))
+    assert node is not None  # both are Values or numbers here
+    return Derived(node)
 
 
 class Derived:

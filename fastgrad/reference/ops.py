@@ -133,7 +133,8 @@ def _derivatives(rule: str, operands: tuple[float, ...], exponent: float,
     try:
         if rule in UNARY:
             return UNARY[rule][1](operands[0], exponent, out), 0.0
-        return BINARY[rule][1](operands[0], operands[1], out)
+        d_da, d_db = BINARY[rule][1](operands[0], operands[1], out)
+        return d_da, d_db
     except _FAILURES as e:
         raise op_error(type(e), rule, operands, exponent, in_backward=True) from None
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
-from .._common import (NUMPY_SCALAR_DEFERS, as_float, exponent_text, not_a_number,
-                       value_is_not_a_number)
+from .._common import (
+    NUMPY_SCALAR_DEFERS,
+    as_float,
+    exponent_text,
+    not_a_number,
+    value_is_not_a_number,
+)
 from .ops import (
     BINARY,
     NARY,
