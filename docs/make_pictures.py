@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastgrad import demo, digits_demo, nn, viz
+from fastgrad import demo, digits_demo, nn, pinn_demo, viz
 
 HERE = Path(__file__).parent / "images"
 
@@ -23,6 +23,9 @@ def main() -> None:
     predicted = net.predict(data.X_test)
     accuracy = float(np.mean(predicted == data.y_test))
     digits_demo.plot(data, predicted, str(HERE / "digits.png"), accuracy)
+
+    pinn, _, _ = pinn_demo.train(demo._core, seed=0, steps=2000)
+    pinn_demo.plot(pinn, str(HERE / "pinn.png"))
 
     random.seed(2)
     neuron = nn.Neuron(3)
