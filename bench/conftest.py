@@ -1,4 +1,4 @@
-"""pytest-benchmark runs SPEC section 5's cases (fastgrad/benchmarks.py); at the end this
+"""pytest-benchmark runs the benchmark cases (fastgrad/benchmarks.py); at the end this
 prints each case's ratios, fastgrad against the baselines timed in the same run.
 
 Timing is off in the plain test run (--benchmark-disable in pyproject.toml: each case runs

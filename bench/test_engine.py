@@ -1,4 +1,4 @@
-"""SPEC section 5's cases: fastgrad beside its baselines, in one run."""
+"""The benchmark cases: fastgrad beside its baselines, in one run."""
 
 from __future__ import annotations
 

@@ -8,9 +8,13 @@
  * defined here over derivative values; no op has code of its own in this file.
  *
  * The bits are backward's: a node's grad is ((0.0 + c1) + c2) + ... over its contributions
- * c = d * g in the order backward adds them, built as one SUM node (0.0 + c1 for one), and
+ * c = d * g in the order backward adds them, built as one n-ary node (0.0 + c1 for one), and
  * every derivative node computes what backward computes in doubles. The folds below keep
- * the bits: 1.0 * x is x, and 0.0 + x is x for a node that is never -0.0.
+ * the bits: 1.0 * x is x, and 0.0 + x is x for a node that is never -0.0; and where some
+ * contributions are products this pass just made for them alone (a weight times the grad of
+ * the dot that reads it, the usual case), the sum is one DOT over the products' operands
+ * (the others times 1.0) instead of a SUM over product nodes: DOT rounds each product and
+ * adds them in the same order, so the bits are the same and the graph is a third the size.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -39,6 +43,7 @@ typedef struct slot {
 typedef struct contribution {
     dval amount;
     uint32_t next;
+    uint8_t product;                /* amount is a MUL node made for this contribution alone */
 } contribution;
 
 #define NONE UINT32_MAX
@@ -54,8 +59,10 @@ typedef struct derive {
     size_t slot_count;
     contribution *contributions;
     size_t contribution_count, contribution_capacity;
-    fg_node **scratch;              /* a SUM's operands */
+    fg_node **scratch;              /* a SUM's or DOT's operands */
     size_t scratch_capacity;
+    fg_node **owned;                /* the constants made for them, released once it holds them */
+    size_t made_mark;               /* D->made's length when the current chain rule began */
 } derive;
 
 static dval number(double x)
@@ -96,8 +103,8 @@ static int is_number(dval x, double y)
     return x.node == NULL && x.value == y && signbit(x.value) == signbit(y);
 }
 
-/* x + y is -0.0 only where both are, so an ADD with a constant that is not -0.0, or a SUM
- * starting from one, never is: 0.0 + such a node is the node itself, bit for bit. */
+/* x + y is -0.0 only where both are, so an ADD with a constant that is not -0.0, or a SUM or
+ * DOT starting from one, never is: 0.0 + such a node is the node itself, bit for bit. */
 static int positive_constant(const fg_node *n)
 {
     return (n->flags & FG_CONSTANT) && !(n->data == 0.0 && signbit(n->data));
@@ -110,7 +117,7 @@ static int never_negative_zero(dval x)
         return 0;
     if (n->op == FG_ADD)
         return positive_constant(n->u.arg[0]) || positive_constant(n->u.arg[1]);
-    if (n->op == FG_SUM)
+    if (n->op == FG_SUM || n->op == FG_DOT)
         return positive_constant(n->u.nary.args[0]);
     return 0;
 }
@@ -304,6 +311,18 @@ static dval operand(const derive *D, fg_node *n)
     return v;
 }
 
+/* Whether x is a MUL node the current chain rule made, which nothing else holds. */
+static int fresh_product(const derive *D, dval x)
+{
+    size_t i;
+    if (x.node == NULL || x.node->op != FG_MUL || x.node->refs != 1)
+        return 0;
+    for (i = D->made_mark; i < D->made.length; i++)
+        if (D->made.items[i] == x.node)
+            return 1;
+    return 0;
+}
+
 /* Adds amount to the contributions of n's grad, after those before it. */
 static void contribute(derive *D, fg_node *n, dval amount)
 {
@@ -326,6 +345,7 @@ static void contribute(derive *D, fg_node *n, dval amount)
     c = &D->contributions[D->contribution_count];
     c->amount = amount;
     c->next = NONE;
+    c->product = (uint8_t)fresh_product(D, amount);
     if (s->last_in == NONE)
         s->first_in = (uint32_t)D->contribution_count;
     else
@@ -334,57 +354,83 @@ static void contribute(derive *D, fg_node *n, dval amount)
     s->inputs++;
 }
 
+/* Room for `count` operands in D->scratch and D->owned. */
+static int reserve_operands(derive *D, size_t count)
+{
+    fg_node **scratch, **owned;
+    if (count <= D->scratch_capacity)
+        return 1;
+    scratch = (fg_node **)realloc(D->scratch, 2 * count * sizeof(fg_node *));
+    if (scratch != NULL)
+        D->scratch = scratch;
+    owned = scratch == NULL ? NULL : (fg_node **)realloc(D->owned, 2 * count * sizeof(fg_node *));
+    if (owned == NULL) {
+        fail(D, FG_NO_MEMORY);
+        return 0;
+    }
+    D->owned = owned;
+    D->scratch_capacity = 2 * count;
+    return 1;
+}
+
+/* A constant leaf for x among the operands being gathered. */
+static void push_constant(derive *D, double x, size_t *count, size_t *owned)
+{
+    fg_node *leaf;
+    fg_status st = fg_new_constant(D->A, x, &leaf);
+    if (st != FG_OK) {
+        fail(D, st);
+        return;
+    }
+    D->scratch[(*count)++] = leaf;
+    D->owned[(*owned)++] = leaf;
+}
+
 /* ((0.0 + c1) + c2) + ... over s's contributions: a number if they all are, 0.0 + c1 for one,
- * else one SUM node from a constant 0.0, numbers among them as constant leaves (as sum()
- * makes them). */
+ * else one n-ary node from a constant 0.0 (numbers among them as constant leaves, as sum()
+ * makes them): a DOT where some are fresh products, else a SUM. */
 static dval sum_of(derive *D, const slot *s)
 {
     uint32_t c;
-    size_t count = 0, i;
-    int numbers = 1;
-    fg_node *n = NULL, *leaf;
+    size_t count = 0, owned = 0, i;
+    int numbers = 1, products = 0;
+    fg_node *n = NULL;
     fg_status st = FG_OK;
     double acc = 0.0;
     for (c = s->first_in; c != NONE; c = D->contributions[c].next) {
-        numbers &= D->contributions[c].amount.node == NULL;
-        acc = acc + D->contributions[c].amount.value;
+        const contribution *k = &D->contributions[c];
+        numbers &= k->amount.node == NULL;
+        products |= k->product && k->amount.node->refs == 1;
+        acc = acc + k->amount.value;
     }
     if (numbers || D->st != FG_OK)
         return number(acc);
     if (s->inputs == 1)
         return ADD(NUM(0.0), D->contributions[s->first_in].amount);
-    if (s->inputs + 1 > D->scratch_capacity) {
-        size_t capacity = 2 * ((size_t)s->inputs + 1);
-        fg_node **grown = (fg_node **)realloc(D->scratch, capacity * sizeof(fg_node *));
-        if (grown == NULL) {
-            fail(D, FG_NO_MEMORY);
-            return number(0.0);
+    if (!reserve_operands(D, 2 * (size_t)s->inputs + 1))
+        return number(0.0);
+    push_constant(D, 0.0, &count, &owned);
+    for (c = s->first_in; D->st == FG_OK && c != NONE; c = D->contributions[c].next) {
+        const contribution *k = &D->contributions[c];
+        fg_node *x = k->amount.node;
+        if (products && k->product && x->refs == 1) {
+            D->scratch[count++] = x->u.arg[0];      /* the product's factors */
+            D->scratch[count++] = x->u.arg[1];
+            continue;
         }
-        D->scratch = grown;
-        D->scratch_capacity = capacity;
+        if (x != NULL)
+            D->scratch[count++] = x;
+        else
+            push_constant(D, k->amount.value, &count, &owned);
+        if (products)
+            push_constant(D, 1.0, &count, &owned);  /* x * 1.0 is x, exactly */
     }
-    /* operands: a constant 0.0 and the contributions, numbers as constants made here,
-     * whose references the SUM then holds alone */
-    st = fg_new_constant(D->A, 0.0, &leaf);
-    if (st == FG_OK)
-        D->scratch[count++] = leaf;
-    for (c = s->first_in; st == FG_OK && c != NONE; c = D->contributions[c].next) {
-        dval x = D->contributions[c].amount;
-        if (x.node != NULL) {
-            D->scratch[count++] = x.node;
-        } else if ((st = fg_new_constant(D->A, x.value, &leaf)) == FG_OK) {
-            D->scratch[count++] = leaf;
-        }
-    }
-    if (st == FG_OK)
-        st = fg_new_nary(D->A, FG_SUM, D->scratch, (uint32_t)count, &n);
-    c = s->first_in;
-    for (i = 0; i < count; i++) {
-        if (i == 0 || D->contributions[c].amount.node == NULL)
-            fg_decref(D->A, D->scratch[i]);
-        if (i > 0)
-            c = D->contributions[c].next;
-    }
+    if (D->st == FG_OK)
+        st = fg_new_nary(D->A, products ? FG_DOT : FG_SUM, D->scratch, (uint32_t)count, &n);
+    for (i = 0; i < owned; i++)
+        fg_decref(D->A, D->owned[i]);   /* the n-ary node holds them now, or nothing does */
+    if (D->st != FG_OK)
+        return number(0.0);
     return built(D, st, n);
 }
 
@@ -392,6 +438,7 @@ static dval sum_of(derive *D, const slot *s)
 static void chain_rule(derive *D, fg_node *n, dval g)
 {
     fg_op op = (fg_op)n->op;
+    D->made_mark = D->made.length;
     switch (fg_kind_of(n)) {
     case FG_KIND_UNARY: {
         fg_node *a = n->u.arg[0];
@@ -532,5 +579,6 @@ fg_status fg_gradients(fg_arena *A, fg_node *root, fg_node *const *inputs, size_
     free(D.slots);
     free(D.contributions);
     free(D.scratch);
+    free(D.owned);
     return st;
 }

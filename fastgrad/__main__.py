@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                            "(digits), or fastgrad.optim.Adam (default sgd)")
     demo.add_argument("--tape", action="store_true",
                       help="moons: record the loss graph once and replay it in C (fastgrad.Tape)")
-    bench = commands.add_parser("bench", help="print the benchmark table (SPEC section 5)")
+    bench = commands.add_parser(
+        "bench", help="time fastgrad beside float ops, micrograd, PyTorch and hand-written C "
+                      "in one run, and print the ratios")
     bench.add_argument("--quick", action="store_true", help="shorter timings, rougher figures")
     run = commands.add_parser("run", help="run a micrograd script on fastgrad, unchanged")
     run.add_argument("script", help="the script; `import micrograd` in it gives fastgrad")

@@ -1,4 +1,4 @@
-"""SPEC section 5's cases for the compiled tape: B7 (one graph replayed, beside hand-written C),
+"""The benchmark cases of the compiled tape: B7 (one graph replayed, beside hand-written C),
 a graph of another mix (what fusion buys beyond B7), and B8/B9 (tape.run over datasets,
 beside PyTorch and across threads)."""
 
@@ -29,8 +29,8 @@ HANDWRITTEN_SOURCE = Path(__file__).resolve().parent.parent / "bench" / "b7_hand
 
 
 def fastest_autograd_graph(engine: Any) -> tuple[Any, list[Any]]:
-    """SPEC section 5's B7 graph: 10,000 ops over leaves i / 100 (softplus, sums of four,
-    products, softmaxes of four). Returns the root and the 100 leaves."""
+    """B7's graph, the "fastest autograd" workload: 10,000 ops over leaves i / 100 (softplus,
+    sums of four, products, softmaxes of four). Returns the root and the 100 leaves."""
     leaves = [engine.Value(i / 100) for i in range(100)]
     nodes = list(leaves)
     for op in range(10_000):

@@ -1,4 +1,4 @@
-"""The benchmark cases of SPEC section 5, defined once.
+"""The benchmark cases (B1-B10), defined once: each says what it times and against what.
 
 Every case times fastgrad beside a baseline in the same process, because these machines are
 shared and noisy: the figure that means something is the ratio. ``bench/`` runs the cases
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._bench_case import Case, Contenders, optional, torch_parameters
+from ._derivative_benchmarks import DERIVATIVE_CASES
 from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
 
 
@@ -274,6 +275,7 @@ CASES: list[Case] = [
     _training_step_case(),
     _tape_step_case(),
     *TAPE_CASES,
+    *DERIVATIVE_CASES,
 ]
 
 
@@ -399,4 +401,5 @@ def main(quick: bool = False) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(shown, widths)))
         previous = row[0]
     print("\nEach figure is the best of several timings in this one process; the ratios are what")
-    print("carries over between machines (SPEC section 5).")
+    print("carries over between machines: each baseline ran in the same process, on the same")
+    print("machine, as fastgrad did.")

@@ -280,7 +280,8 @@ def test_submodules_are_attributes() -> None:
     for name in ("nn", "optim", "viz", "datasets", "engine", "functional"):
         assert isinstance(getattr(fastgrad, name), types.ModuleType)
         assert name in dir(fastgrad) and name in fastgrad.__all__
-    assert fastgrad.optim.SGD is fastgrad._implementation.SGD
+    assert fastgrad.optim.SGD.__module__ == "fastgrad.optim.optimizer"
+    assert isinstance(fastgrad.optim.lr_scheduler, types.ModuleType)
     assert callable(fastgrad.viz.draw_dot) and callable(fastgrad.save)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         fastgrad.nope  # type: ignore[attr-defined]  # noqa: B018

@@ -67,9 +67,17 @@ def test_demo_plot(tmp_path: Path) -> None:
 def test_bench_prints_the_table() -> None:
     result = fastgrad("bench", "--quick")
     assert result.returncode == 0, result.stderr
-    for line in ("B1 `a + b`", "B2 `2.0 + a`", "B3 backward", "B4 a training step", "B6 retained"):
+    for line in ("B1 `a + b`", "B2 `2.0 + a`", "B3 backward", "B4 a training step", "B6 retained",
+                 "B10 PINN pass, MLP 1-16-16-1", "B10 building du/dx"):
         assert line in result.stdout
     assert "x the float op" in result.stdout and "faster" in result.stdout
+    assert "SPEC" not in result.stdout  # users have no such document: the table says it all
+
+
+def test_help_cites_no_document_users_lack() -> None:
+    for args in (["--help"], ["demo", "--help"], ["bench", "--help"]):
+        result = fastgrad(*args)
+        assert result.returncode == 0 and "SPEC" not in result.stdout, args
 
 
 def test_demo_without_the_extension_runs_on_the_reference() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S) if README.exists() else []
+TEXT = README.read_text() if README.exists() else ""
+BLOCKS = re.findall(r"```python\n(.*?)```", TEXT, flags=re.S)
 COMPLETE = [block for block in BLOCKS if block.startswith(("import ", "from "))]
 
 

@@ -4,18 +4,21 @@ The twin of csrc/derive.c. micrograd's backward runs again over the order backwa
 the same formulas (ops.py), but each node's grad is a value of this pass's own: a float, or a
 Derived node of the derivative graph, whose arithmetic builds Values, so that a derivative can
 be differentiated again. The bits are backward's: a node's grad is ((0.0 + c1) + c2) + ...
-over its contributions c = d * g in backward's order, one sum node (0.0 + c1 for one); the
-folds keep the bits: 1.0 * x is x, and 0.0 + x is x for a node that is never -0.0.
+over its contributions c = d * g in backward's order, one n-ary node (0.0 + c1 for one); the
+folds keep the bits: 1.0 * x is x, and 0.0 + x is x for a node that is never -0.0. Where some
+contributions are products made by the node's chain rule for them alone, the sum is one dot
+over the products' factors (the others times 1.0): the same roundings in the same order.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from typing import Any
 
 from .ops import BINARY, NARY, UNARY, _term_contributions
-from .value import Value, sum
+from .value import Value, dot, sum
 
 __all__ = ["gradients"]
 
@@ -32,19 +35,23 @@ def _positive_constant(v: Value) -> bool:
 
 def _never_negative_zero(x: Any) -> bool:
     """x + y is -0.0 only where both are, so an add with a constant that is not -0.0, or a
-    sum starting from one, never is."""
+    sum or dot starting from one, never is."""
     if not isinstance(x, Derived):
         return False
     v = x.value
     if v._rule == "+":
         return any(_positive_constant(child) for child in v._children)
-    if v._rule == "sum":
+    if v._rule in ("sum", "dot"):
         return _positive_constant(v._children[0])
     return False
 
 
 def _unwrap(x: Any) -> Any:
-    return x.value if isinstance(x, Derived) else x
+    """x's Value (now an operand of another node: no longer a product alone), or number."""
+    if isinstance(x, Derived):
+        x.product = False
+        return x.value
+    return x
 
 
 def _binary(rule: str, x: Any, y: Any) -> Any:
@@ -61,17 +68,22 @@ def _binary(rule: str, x: Any, y: Any) -> Any:
         return BINARY[rule][0](x, y)
     node = Value._binary(rule, _unwrap(x), _unwrap(y))
     assert node is not None  # both are Values or numbers here
-    return Derived(node)
+    return Derived(node, product=rule == "*")
+
+
+_serials = itertools.count()
 
 
 class Derived:
     """A node of the derivative graph inside a derivative formula: its arithmetic with numbers
     and other nodes builds Values, and its comparisons compare data (ops.def's DATA)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("product", "serial", "value")
 
-    def __init__(self, value: Value) -> None:
+    def __init__(self, value: Value, product: bool = False) -> None:
         self.value = value
+        self.product = product  # a * node made here that nothing else holds yet
+        self.serial = next(_serials)  # when it was made
 
     def __add__(self, other: Any) -> Any:
         return _binary("+", self, other)
@@ -99,26 +111,26 @@ class Derived:
 
     def __pow__(self, other: Any) -> Any:  # a number exponent makes a **c node, as Value's
         if isinstance(other, float):
-            return Derived(self.value._unary("**c", other))
+            return Derived(_unwrap(self)._unary("**c", other))
         return _binary("**", self, other)
 
     def __rpow__(self, other: Any) -> Any:
         return _binary("**", other, self)
 
     def __neg__(self) -> Derived:
-        return Derived(self.value._unary("neg"))
+        return Derived(_unwrap(self)._unary("neg"))
 
     def sigmoid(self) -> Derived:
-        return Derived(self.value._unary("sigmoid"))
+        return Derived(_unwrap(self)._unary("sigmoid"))
 
     def sin(self) -> Derived:
-        return Derived(self.value._unary("sin"))
+        return Derived(_unwrap(self)._unary("sin"))
 
     def cos(self) -> Derived:
-        return Derived(self.value._unary("cos"))
+        return Derived(_unwrap(self)._unary("cos"))
 
     def log(self) -> Derived:
-        return Derived(self.value._unary("log"))
+        return Derived(_unwrap(self)._unary("log"))
 
     def __lt__(self, other: float) -> bool:
         return self.value._data < other
@@ -138,9 +150,12 @@ class Derived:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _sum_of(contributions: list[Any]) -> Any:
-    """((0.0 + c1) + c2) + ...: a float if they all are, 0.0 + c1 for one, else one sum node
-    from 0.0 (numbers among them become constant leaves, as sum() makes them)."""
+def _sum_of(contributed: list[tuple[Any, bool]]) -> Any:
+    """((0.0 + c1) + c2) + ...: a float if they all are, 0.0 + c1 for one, else one n-ary node
+    from 0.0 (numbers among them become constant leaves, as sum() makes them): a dot where
+    some are fresh products (made by the chain rule that contributed them, for them alone),
+    else a sum."""
+    contributions = [c for c, _ in contributed]
     if all(isinstance(c, float) for c in contributions):
         acc = 0.0
         for c in contributions:
@@ -148,7 +163,19 @@ def _sum_of(contributions: list[Any]) -> Any:
         return acc
     if len(contributions) == 1:
         return _binary("+", 0.0, contributions[0])
-    return Derived(sum([_unwrap(c) for c in contributions], start=0.0))
+    alone = [fresh and c.product for c, fresh in contributed]
+    if not any(alone):
+        return Derived(sum([_unwrap(c) for c in contributions], start=0.0))
+    ws, xs = [], []
+    for c, product in zip(contributions, alone):
+        if product:
+            a, b = c.value._children  # the product's factors
+            ws.append(a)
+            xs.append(b)
+        else:
+            ws.append(_unwrap(c))
+            xs.append(1.0)  # x * 1.0 is x, exactly
+    return Derived(dot(ws, xs, start=0.0))
 
 
 def _inputs(inputs: Any) -> list[Value]:
@@ -187,30 +214,37 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
     def operand(v: Value) -> Any:
         return Derived(v) if create_graph and not v._constant else v._data
 
-    contributions: dict[Value, list[Any]] = {}
+    contributions: dict[Value, list[tuple[Any, bool]]] = {}
     grads: dict[Value, Any] = {}
+    mark = 0
+
+    def contribute(v: Value, amount: Any) -> None:
+        fresh = isinstance(amount, Derived) and amount.product and amount.serial > mark
+        contributions.setdefault(v, []).append((amount, fresh))
+
     for v, k in reversed(order):
         if not needed[v]:
             continue
         if v not in grads:
             grads[v] = 1.0 if v is output else _sum_of(contributions[v])
         g, rule, args = grads[v], v._rule, v._children
+        mark = next(_serials)  # what the chain rule makes from here on is fresh
         if rule in UNARY:
             if needed[args[0]]:
                 d = UNARY[rule][1](operand(args[0]), v._exponent, operand(v))
-                contributions.setdefault(args[0], []).append(d * g)
+                contribute(args[0], d * g)
         elif rule in BINARY:
             want_a, want_b = needed[args[0]], needed[args[1]]
             d_da, d_db = BINARY[rule][1](operand(args[0]), operand(args[1]), operand(v))
             for child, want, d in ((args[0], want_a, d_da), (args[1], want_b, d_db)):
                 if want:
-                    contributions.setdefault(child, []).append(d * g)
+                    contribute(child, d * g)
         elif rule in NARY:
             stride = NARY[rule][0]
             v0, v1 = operand(args[1 + k * stride]), operand(args[stride + k * stride])
             for position, amount in _term_contributions(rule, k, v._terms(), g, v0, v1):
                 if needed[args[position]]:
-                    contributions.setdefault(args[position], []).append(amount)
+                    contribute(args[position], amount)
     results = [grads[v] if needed.get(v) else 0.0 for v in items]
     if create_graph:
         results = [r.value if isinstance(r, Derived) else Value._leaf(r) for r in results]
