@@ -26,7 +26,7 @@ pytestmark = [
 ]  # fmt: skip
 
 SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py",
-          "test_files.py", "test_nn.py", "test_run.py"]
+          "test_files.py", "test_nn.py", "test_run.py", "test_gradients.py", "test_optim.py"]
 
 
 def runtime(name: str) -> str:
@@ -53,8 +53,10 @@ def test_extension_under_sanitizers(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     assert any((tmp_path / "fastgrad").glob(f"_core*{sysconfig.get_config_var('EXT_SUFFIX')}"))
 
+    # hypothesis's quick profile: every test and op under the sanitizers, fewer random programs
     env = dict(os.environ, LD_PRELOAD=preload, PYTHONPATH=str(tmp_path),
-               ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")  # fmt: skip
+               ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1",
+               FASTGRAD_HYPOTHESIS="quick")  # fmt: skip
     env.pop("FASTGRAD_PURE_PYTHON", None)
     check = subprocess.run(
         [sys.executable, "-c", "import fastgrad._core as c; print(c.__file__)"],
