@@ -44,10 +44,12 @@ void fg_adam_step(fg_node *const *params, size_t count, const fg_adam_options *o
                   double *step, double *exp_avg, double *exp_avg_sq, double *max_exp_avg_sq)
 {
     size_t i;
+    /* the parameters' steps are almost always equal: the powers are taken once per step */
+    double last_step = -1.0, bias_correction1 = 0.0, bias_correction2 = 0.0, sqrt2 = 0.0;
     for (i = 0; i < count; i++) {
         fg_node *p = params[i];
         double g = o->maximize ? -p->grad : p->grad;
-        double bias_correction1, bias_correction2, step_size, denom;
+        double step_size, denom;
         step[i] += 1.0;
         if (o->weight_decay != 0.0) {
             if (o->decoupled)
@@ -57,16 +59,20 @@ void fg_adam_step(fg_node *const *params, size_t count, const fg_adam_options *o
         }
         exp_avg[i] = lerp(exp_avg[i], g, 1.0 - o->beta1);
         exp_avg_sq[i] = exp_avg_sq[i] * o->beta2 + (1.0 - o->beta2) * g * g;
-        bias_correction1 = 1.0 - pow(o->beta1, step[i]);
-        bias_correction2 = 1.0 - pow(o->beta2, step[i]);
+        if (step[i] != last_step) {
+            last_step = step[i];
+            bias_correction1 = 1.0 - pow(o->beta1, step[i]);
+            bias_correction2 = 1.0 - pow(o->beta2, step[i]);
+            sqrt2 = pow(bias_correction2, 0.5);
+        }
         step_size = o->lr / bias_correction1;
         if (o->amsgrad) {
             /* torch.maximum: nan wins */
             if (isnan(exp_avg_sq[i]) || exp_avg_sq[i] > max_exp_avg_sq[i])
                 max_exp_avg_sq[i] = exp_avg_sq[i];
-            denom = sqrt(max_exp_avg_sq[i]) / pow(bias_correction2, 0.5) + o->eps;
+            denom = sqrt(max_exp_avg_sq[i]) / sqrt2 + o->eps;
         } else {
-            denom = sqrt(exp_avg_sq[i]) / pow(bias_correction2, 0.5) + o->eps;
+            denom = sqrt(exp_avg_sq[i]) / sqrt2 + o->eps;
         }
         p->data = p->data + -step_size * (exp_avg[i] / denom);
     }
