@@ -385,8 +385,8 @@ static int block_forward(const run_context *ctx, block *blk)
             }
         }
     }
-    (void)st;
-    return forward_st != FG_OK || derivative_st != FG_OK;
+    (void)st;   /* a derivative that fails matters only to a backward */
+    return forward_st != FG_OK || (ctx->job->backward && derivative_st != FG_OK);
 }
 
 #undef FORWARD
@@ -492,9 +492,9 @@ static void block_backward(const run_context *ctx, block *blk)
             g[r] = -0.0;
     }
     {
-        double *g = ROW(blk, grad, P->root);
+        double *g = ROW(blk, grad, P->root), seed = ctx->job->root_grad;
         for (r = 0; r < n; r++)
-            g[r] = 1.0;
+            g[r] = seed;
     }
     for (i = P->length; i-- > 0;) {
         const fg_step *s = &P->steps[i];
@@ -732,7 +732,8 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
             if (!flag) {
                 const double *root = ROW(blk, value, ctx->P->root);
                 memcpy(job->out + blk->row0, root, blk->rows * sizeof(double));
-                block_backward(ctx, blk);
+                if (job->backward)
+                    block_backward(ctx, blk);
             }
         }
         if (ctx->threads > 1)
@@ -745,7 +746,7 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
             return;
         }
         /* block by block in row order: each leaf still gets its rows in order */
-        for (index = chunk * ctx->threads; index < (chunk + 1) * ctx->threads && index < ctx->blocks;
+        for (index = chunk * ctx->threads; job->backward && index < (chunk + 1) * ctx->threads && index < ctx->blocks;
              index++)
             for (w = ctx->split[t]; w < ctx->split[t + 1]; w++) {
                 uint32_t item = ctx->work[w];

@@ -223,6 +223,8 @@ typedef struct fg_run {
     size_t target_count;
     const double *Y;
     double *out;                    /* rows doubles */
+    double root_grad;               /* the seed of each row's backward (1.0: the rows' sum) */
+    int backward;                   /* 0: forward only, no grad read or written */
     unsigned threads;               /* worker threads, the calling one included (>= 1) */
     /* called by the calling thread between blocks; nonzero stops the run (FG_INTERRUPTED) */
     int (*interrupted)(void *context);
@@ -233,7 +235,12 @@ fg_status fg_tape_run(fg_tape *T, const fg_run *job, fg_node **failed, size_t *f
 /* in three parts, as forward and backward: load reads every leaf's data and grad */
 void fg_tape_load_run(fg_tape *T);
 fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
-void fg_tape_store_run(fg_tape *T, const fg_run *job);   /* grads, fed leaves' data, root */
+void fg_tape_store_run(fg_tape *T, const fg_run *job);   /* grads (with backward), root data */
+
+/* The node-rows of work below which run() gives a thread no share (fewer threads than asked
+ * where the rows are few; the bits are the same). Sets it, returns the one before; tests set
+ * 0 so that every thread they ask for runs. */
+size_t fg_run_min_work(size_t node_rows);
 
 /* Whether run() may use its AVX2 copy where the CPU has AVX2 (the default): the bits are the
  * same either way; tests compare the two. Returns whether it will use it now. */

@@ -48,6 +48,15 @@ static void plan_free(fg_plan *p)
 
 static void forget_buffers(run_context *ctx);
 
+static size_t min_work_per_thread = MIN_WORK_PER_THREAD;
+
+size_t fg_run_min_work(size_t node_rows)
+{
+    size_t before = min_work_per_thread;
+    min_work_per_thread = node_rows;
+    return before;
+}
+
 void fg_rows_cache_free(fg_rows_cache *cache)
 {
     if (cache != NULL) {
@@ -505,7 +514,8 @@ static fg_status name_failed_row(fg_tape *T, const run_context *ctx)
     for (; st == FG_OK && row < ctx->job->rows; row++) {
         row_leaves(T, ctx->job, row, leaves);
         st = fg_plain_forward(T, leaves);
-        T->failed_in_backward = st == FG_OK && T->plain->pending.status != FG_OK;
+        T->failed_in_backward = ctx->job->backward && st == FG_OK
+                                && T->plain->pending.status != FG_OK;
         if (T->failed_in_backward) {
             T->failed = T->plain->pending;
             st = T->failed.status;
@@ -539,6 +549,8 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
         return st;
     cache = T->rows;
     wanted = job->threads < 1 ? 1 : job->threads;
+    while (wanted > 1 && job->rows * T->slots / wanted < min_work_per_thread)
+        wanted--;
     n = lanes_per_block(T, plan, job->rows, wanted);
     if ((size_t)wanted > (job->rows + n - 1) / n)
         wanted = (unsigned)((job->rows + n - 1) / n);
@@ -607,12 +619,14 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
         row_leaves(T, job, job->rows - 1, T->now.value);
         T->now.value[P->root] = job->out[job->rows - 1];
         T->now_stale = 1;
-        for (i = 0; i < plan->terms_count; i++)
-            ctx.totals[plan->terms[i].leaf] = ctx.accumulators[i];
-        memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
-        if (P->root >= T->leaf_count)
-            T->grad[P->root] = 1.0;
-        T->backward_done = 1;
+        T->backward_done = job->backward;
+        if (job->backward) {
+            for (i = 0; i < plan->terms_count; i++)
+                ctx.totals[plan->terms[i].leaf] = ctx.accumulators[i];
+            memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
+            if (P->root >= T->leaf_count)
+                T->grad[P->root] = job->root_grad;
+        }
         st = FG_OK;
     }
 done:
@@ -623,16 +637,13 @@ done:
     return st;
 }
 
+/* The fed leaves keep the data they had: the rows are the run's, not the leaves'. */
 void fg_tape_store_run(fg_tape *T, const fg_run *job)
 {
-    size_t j;
     if (job->rows == 0)
         return;
-    fg_tape_store_grads(T);
-    for (j = 0; j < job->input_count; j++)
-        T->nodes[job->inputs[j]]->data = job->X[(job->rows - 1) * job->input_count + j];
-    for (j = 0; j < job->target_count; j++)
-        T->nodes[job->targets[j]]->data = job->Y[(job->rows - 1) * job->target_count + j];
+    if (job->backward)
+        fg_tape_store_grads(T);
     fg_tape_store_forward(T);
 }
 

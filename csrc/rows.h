@@ -11,6 +11,9 @@
 #define NONE UINT32_MAX
 #define BLOCK_BYTES (384 * 1024)    /* a block's lanes: about half of a core's L2 */
 #define MAX_LANES 128
+/* Node-rows of work a thread must get to pay for being started (tens of microseconds): a
+ * minibatch of 32 rows through a small MLP is done sooner by the calling thread alone. */
+#define MIN_WORK_PER_THREAD 200000
 
 /* A parameter whose row gradients phase 2 computes: term k's operand `side` (2: the start). */
 typedef struct deferred_term {

@@ -62,6 +62,8 @@ cdef extern from "fastgrad.h" nogil:
         size_t target_count
         const double *Y
         double *out
+        double root_grad
+        int backward
         unsigned threads
         int (*interrupted)(void *context) noexcept nogil
         void *context
@@ -88,6 +90,7 @@ cdef extern from "fastgrad.h" nogil:
     void fg_tape_store_run(fg_tape *T, const fg_run *job)
     fg_status fg_tape_sync(fg_tape *T)
     int fg_blocks_allow_avx2(int allow)
+    size_t fg_run_min_work(size_t node_rows)
 
     ctypedef struct fg_sgd_options:
         double lr, momentum, dampening, weight_decay

@@ -879,17 +879,21 @@ cdef class Tape:
             numbers.append(number)
         return numbers
 
-    def run(self, inputs, X, targets=(), y=None, *, threads=1):
+    def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0):
         """Replays the tape once per row of X (and y), the input leaves taking the row's
         values (the target leaves y's), and returns the root's value per row. Each row's
         forward and backward are those of forward(); backward() at that row, its leaf
-        gradients computed from zero; each leaf's grad becomes its grad before the call plus
-        the rows' gradients, added one row at a time in row order. So the bits never depend
-        on `threads`, the worker threads (the calling one included) that share the rows.
-        A failing row raises what eager code raises, naming the row, and changes nothing."""
+        gradients computed from zero with the root's grad seeded root_grad; each leaf's grad
+        becomes its grad before the call plus the rows' gradients, added one row at a time in
+        row order: their sum (root_grad=1 / len(X) gives the mean's, as PyTorch's
+        reduction="mean"). backward=False runs forward only and touches no grad. The bits
+        never depend on `threads`, the most worker threads (the calling one included) that
+        share the rows; the fed leaves keep their .data. A failing row raises what eager
+        code raises, naming the row, and changes nothing."""
         import numpy as np
 
         cdef unsigned workers = check_threads(threads)
+        cdef double seed = _as_double(root_grad, "root_grad")
         cdef list input_numbers = self._leaf_numbers(inputs, "input")
         cdef list target_numbers = self._leaf_numbers(targets, "target")
         X_rows = np.ascontiguousarray(rows_of(np, X, len(input_numbers), "X"))
@@ -927,6 +931,8 @@ cdef class Tape:
             job.target_count = len(target_numbers)
             job.Y = &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL
             job.out = &ov[0] if job.rows else NULL
+            job.root_grad = seed
+            job.backward = 1 if backward else 0
             job.threads = workers
             job.interrupted = _check_signals
             job.context = NULL
@@ -947,6 +953,12 @@ def _allow_avx2(allow):
     """Whether Tape.run may use its AVX2 code where the CPU has it (for tests: the bits are
     the same); returns whether it will."""
     return bool(fg_blocks_allow_avx2(1 if allow else 0))
+
+
+def _run_min_work(node_rows):
+    """Sets the node-rows of work below which run() uses fewer threads than asked (tests set
+    0, so that every thread they ask for runs); returns the one before."""
+    return fg_run_min_work(node_rows)
 
 
 def _arena_stats():

@@ -27,9 +27,18 @@ from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, progr
 
 import fastgrad
 import fastgrad._core
-from fastgrad import demo, nn
+from fastgrad import _bench_case, demo, nn
 
 run_programs = programs(sets=False, max_steps=40)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def every_thread_asked_for() -> Any:
+    """run() gives few rows fewer threads than asked; these tests compare thread counts, so
+    every thread they ask for runs."""
+    before = fastgrad._core._run_min_work(0)
+    yield
+    fastgrad._core._run_min_work(before)
 
 
 def definition(impl: types.ModuleType, program: Program, fed: list[int], X: np.ndarray,
@@ -95,8 +104,8 @@ def test_run_follows_its_definition(impl: types.ModuleType, program: Program,
             assert got == ("ok", expected[1])
             held_grads = [bits(v.grad) for i, v in enumerate(leaves) if i in held]
             assert held_grads == [g for i, g in enumerate(expected[2]) if i in held]
-            if rows:
-                assert [bits(leaves[i].data) for i in fed] == [bits(x) for x in X[-1].tolist()]
+            # the rows are the run's: the fed leaves keep their data
+            assert [(bits(v.data)) for v in leaves] == [s[0] for s in state[:-1]]
 
 
 def per_sample_classifier(impl: types.ModuleType, inputs: int, hidden: int, classes: int,
@@ -359,3 +368,74 @@ def test_the_avx2_and_baseline_vector_code_give_the_same_bits() -> None:
     finally:
         fastgrad._core._allow_avx2(True)
     assert results[0] == results[1]
+
+
+@settings(max_examples=100)
+@given(run_programs, st.data())
+def test_forward_only_runs_touch_no_grad(impl: types.ModuleType, program: Program,
+                                        data: st.DataObject) -> None:  # fmt: skip
+    try:
+        root, leaves = build_summed(impl, program, program.leaves)
+    except ARITHMETIC:
+        return
+    tape = impl.Tape(root)
+    held = [v for v in leaves if any(v is w for w in tape.leaves)]
+    if not held:
+        return
+    X = np.array(data.draw(st.lists(st.lists(edge_floats, min_size=1, max_size=1), max_size=12)),
+                 dtype=float).reshape(-1, 1)  # fmt: skip
+    state = [(bits(v.data), bits(v.grad)) for v in leaves]
+    try:
+        out = tape.run([held[0]], X, backward=False)
+    except ARITHMETIC as e:  # a forward failure; a derivative's never matters here
+        per_row = []
+        for x in X.tolist():
+            values = list(program.leaves)
+            values[next(i for i, v in enumerate(leaves) if v is held[0])] = x[0]
+            try:
+                build_summed(impl, program, values)
+            except ARITHMETIC as failure:
+                per_row.append(f"{type(failure).__name__}: {failure}")
+                break
+        assert per_row and str(e).endswith(per_row[0].split(": ", 1)[1])
+        return
+    finally:
+        assert [(bits(v.data), bits(v.grad)) for v in leaves] == state
+    where = next(i for i, v in enumerate(leaves) if v is held[0])
+    for row, x in enumerate(X.tolist()):
+        values = list(program.leaves)
+        values[where] = x[0]
+        assert bits(out[row]) == bits(build_summed(impl, program, values)[0].data)
+
+
+def test_root_grad_seeds_each_rows_backward(impl: types.ModuleType) -> None:
+    tape, model, xs, onehot = per_sample_classifier(impl, 4, 5, 3)
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(9, 4)), np.eye(3)[rng.integers(0, 3, size=9)]
+    grads = []
+    for seed in (1.0, 2.0):
+        model.zero_grad()
+        tape.run(xs, X, onehot, Y, threads=2, root_grad=seed)
+        grads.append([p.grad for p in model.parameters()])
+    assert grads[1] == [2.0 * g for g in grads[0]]  # a power of two scales every bit exactly
+    assert any(g != 0.0 for g in grads[0])
+    with pytest.raises(TypeError, match="root_grad"):
+        tape.run(xs, X, onehot, Y, root_grad="mean")  # type: ignore[arg-type]
+
+
+def test_root_grad_gives_pytorchs_mean_reduction(impl: types.ModuleType) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    tape, model, xs, onehot = per_sample_classifier(impl, 6, 8, 4)
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(20, 6)), np.eye(4)[rng.integers(0, 4, size=20)]
+    model.zero_grad()
+    tape.run(xs, X, onehot, Y, root_grad=1 / len(X))
+    params = _bench_case.torch_parameters(torch, model)
+    h = torch.relu(torch.tensor(X) @ params[0] + params[1])
+    loss = torch.nn.functional.cross_entropy(h @ params[2] + params[3],
+                                             torch.tensor(Y.argmax(1)), reduction="mean")
+    loss.backward()
+    theirs = [float(v) for W, b in zip(params[::2], params[1::2])
+              for j in range(W.shape[1]) for v in [*W.grad[:, j].tolist(), b.grad[j]]]
+    ours = [p.grad for p in model.parameters()]
+    assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15) for a, b in zip(ours, theirs))

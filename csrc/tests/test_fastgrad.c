@@ -281,7 +281,10 @@ static void test_tape(void)
     job.X = xs;
     job.out = outs;
     job.threads = 1;
-    CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK);
+    job.backward = 1;
+    job.root_grad = 1.0;
+    x->data = 7.0;
+    CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK && x->data == 7.0);  /* x keeps its data */
     totals[0] = totals[1] = 0.0;
     for (r = 0; r < 3; r++) {
         x2->data = xs[r];
@@ -292,7 +295,19 @@ static void test_tape(void)
         totals[1] = totals[1] + w2->grad;
         fg_decref(A, fresh);
     }
-    CHECK(same_bits(x->grad, totals[0]) && same_bits(w->grad, totals[1]) && x->data == 4.0);
+    CHECK(same_bits(x->grad, totals[0]) && same_bits(w->grad, totals[1]));
+    /* forward only: the same values per row, no grad touched */
+    job.backward = 0;
+    x->grad = 0.125;
+    CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK && x->grad == 0.125);
+    for (r = 0; r < 3; r++) {
+        x2->data = xs[r];
+        fresh = tape_graph(x2, w2);
+        CHECK(same_bits(outs[r], fresh->data));
+        fg_decref(A, fresh);
+    }
+    job.backward = 1;
+    x->data = 4.0;
     /* failures change nothing: w = -1 divides by zero forward; a bad row in run */
     before = root->data;
     w->data = -1.0;
@@ -597,6 +612,9 @@ static void test_run_threads(void)
     job.inputs = fed;
     job.input_count = IN;
     job.X = X;
+    job.backward = 1;
+    job.root_grad = 1.0;
+    fg_run_min_work(0);     /* every thread asked for, however few the rows */
     for (threads = 1; threads <= 4; threads++) {
         for (i = 0; i < made; i++)
             params[i]->grad = 0.5;

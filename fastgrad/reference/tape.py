@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .._common import check_threads, rows_of, with_row
+from .._common import as_float, check_threads, rows_of, with_row
 from .ops import _FAILURES, BINARY, NARY, _derivatives, _forward, _nary_forward, _term_contributions
 from .value import Value
 
@@ -75,8 +75,9 @@ class Tape:
                 value[out] = _forward(rule, tuple(value[i] for i in operands), exponent)
         return value
 
-    def _backward_grads(self, value: list[float], grad: list[float]) -> None:
-        """Backward over `value` into `grad`, whose leaf entries hold the grads to add to."""
+    def _backward_grads(self, value: list[float], grad: list[float], seed: float = 1.0) -> None:
+        """Backward over `value` into `grad`, whose leaf entries hold the grads to add to,
+        from the root's grad `seed`."""
         for rule, out, operands, exponent, _ in self._code:  # check first: change nothing
             if rule not in NARY:
                 _derivatives(rule, tuple(value[i] for i in operands), exponent, value[out])
@@ -84,7 +85,7 @@ class Tape:
             grad[out] = 0.0
         for i in self._constants:  # fresh constant leaves, as a rebuilt graph has
             grad[i] = 0.0
-        grad[self._root] = 1.0
+        grad[self._root] = seed
         for rule, out, operands, exponent, k in reversed(self._code):
             values = [value[i] for i in operands]
             if rule in NARY:
@@ -132,17 +133,22 @@ class Tape:
         return numbers
 
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
-            y: Any = None, *, threads: int = 1) -> Any:  # fmt: skip
+            y: Any = None, *, threads: int = 1, backward: bool = True,
+            root_grad: float = 1.0) -> Any:  # fmt: skip
         """Replays the tape once per row of X (and y), the input leaves taking the row's
         values (the target leaves y's), and returns the root's value per row. Each row's
         forward and backward are those of forward(); backward() at that row, its leaf
-        gradients computed from zero; each leaf's grad becomes its grad before the call plus
-        the rows' gradients, added one row at a time in row order. So the bits never depend
-        on `threads` (the C engine's worker threads; here the rows run one after another).
-        A failing row raises what eager code raises, naming the row, and changes nothing."""
+        gradients computed from zero with the root's grad seeded root_grad; each leaf's grad
+        becomes its grad before the call plus the rows' gradients, added one row at a time in
+        row order: their sum (root_grad=1 / len(X) gives the mean's). backward=False runs
+        forward only and touches no grad. The bits never depend on `threads` (the C engine's
+        worker threads; here the rows run one after another); the fed leaves keep their
+        .data. A failing row raises what eager code raises, naming the row, and changes
+        nothing."""
         import numpy as np
 
         check_threads(threads)
+        seed = as_float(root_grad, "root_grad")
         leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]
         target_leaves = [self._leaves[i] for i in self._leaf_numbers(targets, "target")]
         X_rows = rows_of(np, X, len(leaves), "X")
@@ -164,17 +170,20 @@ class Tape:
                 grad[i] = -0.0  # passes a single contribution on unchanged
             try:
                 value = self._forward_values()
-                self._backward_grads(value, grad)
+                if backward:
+                    self._backward_grads(value, grad, seed)
             except _FAILURES as e:
-                for i, x in zip(fed, saved):
-                    self._nodes[i]._data = x
                 raise with_row(e, row) from None
+            finally:
+                for i, x in zip(fed, saved):  # the rows are the run's, not the leaves'
+                    self._nodes[i]._data = x
             for i in self._leaves:
                 totals[i] = totals[i] + grad[i]
             out[row] = value[self._root]
         if len(X_rows):
             self._value = value
-            self._commit_grads([totals.get(i, g) for i, g in enumerate(grad)])
+            if backward:
+                self._commit_grads([totals.get(i, g) for i, g in enumerate(grad)])
             self.root._data = value[self._root]
         return out
 
