@@ -57,6 +57,7 @@ typedef struct derive {
     size_t mask;
     slot *slots;
     size_t slot_count;
+    uint32_t *at;                   /* order position -> its node's slot number */
     contribution *contributions;
     size_t contribution_count, contribution_capacity;
     fg_node **scratch;              /* a SUM's or DOT's operands */
@@ -323,10 +324,9 @@ static int fresh_product(const derive *D, dval x)
     return 0;
 }
 
-/* Adds amount to the contributions of n's grad, after those before it. */
-static void contribute(derive *D, fg_node *n, dval amount)
+/* Adds amount to the contributions of s's grad, after those before it. */
+static void contribute(derive *D, slot *s, dval amount)
 {
-    slot *s = slot_of(D, n);
     contribution *c;
     if (D->st != FG_OK)
         return;
@@ -442,25 +442,27 @@ static void chain_rule(derive *D, fg_node *n, dval g)
     switch (fg_kind_of(n)) {
     case FG_KIND_UNARY: {
         fg_node *a = n->u.arg[0];
-        if (slot_of(D, a)->needed) {
+        slot *sa = slot_of(D, a);
+        if (sa->needed) {
             double c = op == FG_POWC ? n->u.powc.exponent : 0.0;
             dval d = local_derivative(D, op, 0, operand(D, a), number(0.0), c, operand(D, n));
-            contribute(D, a, MUL(d, g));
+            contribute(D, sa, MUL(d, g));
         }
         return;
     }
     case FG_KIND_BINARY: {
         fg_node *a = n->u.arg[0], *b = n->u.arg[1];
         dval da = number(0.0), db = number(0.0);
-        int want_a = slot_of(D, a)->needed, want_b = slot_of(D, b)->needed;
+        slot *sa = slot_of(D, a), *sb = slot_of(D, b);
+        int want_a = sa->needed, want_b = sb->needed;
         if (want_a)
             da = local_derivative(D, op, 0, operand(D, a), operand(D, b), 0.0, operand(D, n));
         if (want_b)
             db = local_derivative(D, op, 1, operand(D, a), operand(D, b), 0.0, operand(D, n));
         if (want_a)
-            contribute(D, a, MUL(da, g));
+            contribute(D, sa, MUL(da, g));
         if (want_b)
-            contribute(D, b, MUL(db, g));
+            contribute(D, sb, MUL(db, g));
         return;
     }
     case FG_KIND_NARY: {
@@ -468,17 +470,19 @@ static void chain_rule(derive *D, fg_node *n, dval g)
         uint32_t stride = fg_stride(op), terms = (n->u.nary.count - 1) / stride;
         uint32_t k = --n->u.nary.cursor;
         fg_node *v0 = args[1 + k * stride], *v1 = stride > 1 ? args[2 + k * stride] : v0;
-        int want_start = k == 0 && slot_of(D, args[0])->needed;
-        int want_v0 = slot_of(D, v0)->needed, want_v1 = stride > 1 && slot_of(D, v1)->needed;
+        slot *s0 = slot_of(D, v0), *s1 = stride > 1 ? slot_of(D, v1) : s0;
+        slot *start = k == 0 ? slot_of(D, args[0]) : NULL;
+        int want_start = start != NULL && start->needed;
+        int want_v0 = s0->needed, want_v1 = stride > 1 && s1->needed;
         dval to_start, to_v0, to_v1;
         FG_NARY_TERM_RULE(dval, TERM_DERIVATIVES, op, k, terms, g, operand(D, v0),
                           operand(D, v1), want_v0, want_v1, &to_start, &to_v0, &to_v1);
         if (want_start)
-            contribute(D, args[0], to_start);
+            contribute(D, start, to_start);
         if (want_v0)
-            contribute(D, v0, to_v0);
+            contribute(D, s0, to_v0);
         if (want_v1)
-            contribute(D, v1, to_v1);
+            contribute(D, s1, to_v1);
         return;
     }
     default:
@@ -491,7 +495,7 @@ static void mark_needed(derive *D, fg_node *const *order, size_t length)
 {
     size_t i;
     for (i = 0; i < length; i++) {
-        slot *s = slot_of(D, order[i]);
+        slot *s = &D->slots[D->at[i]];
         uint32_t count, j;
         fg_node *const *operands;
         if (s->last != i)
@@ -517,13 +521,17 @@ static fg_status derive_all(derive *D, fg_node *root, fg_node *const *inputs, si
         return FG_NO_MEMORY;
     D->table = (uint32_t *)malloc(capacity * sizeof(uint32_t));
     D->slots = (slot *)malloc(length * sizeof(slot));
-    if (D->table == NULL || D->slots == NULL)
+    D->at = (uint32_t *)malloc(length * sizeof(uint32_t));
+    if (D->table == NULL || D->slots == NULL || D->at == NULL)
         return FG_NO_MEMORY;
     D->mask = capacity - 1;
     for (i = 0; i < capacity; i++)
         D->table[i] = NONE;
-    for (i = 0; i < length; i++)
-        slot_for(D, order[i])->last = i;
+    for (i = 0; i < length; i++) {
+        slot *s = slot_for(D, order[i]);
+        s->last = i;
+        D->at[i] = (uint32_t)(s - D->slots);
+    }
     for (i = 0; i < count; i++) {
         slot *s = slot_of(D, inputs[i]);
         if (s != NULL)
@@ -532,7 +540,7 @@ static fg_status derive_all(derive *D, fg_node *root, fg_node *const *inputs, si
     mark_needed(D, order, length);
     for (i = length; i-- > 0 && D->st == FG_OK;) {
         fg_node *n = order[i];
-        slot *s = slot_of(D, n);
+        slot *s = &D->slots[D->at[i]];
         if (!s->needed)
             continue;
         if (!s->final) {
@@ -577,6 +585,7 @@ fg_status fg_gradients(fg_arena *A, fg_node *root, fg_node *const *inputs, size_
     free(D.made.items);
     free(D.table);
     free(D.slots);
+    free(D.at);
     free(D.contributions);
     free(D.scratch);
     free(D.owned);
