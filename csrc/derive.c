@@ -58,6 +58,8 @@ typedef struct derive {
     slot *slots;
     size_t slot_count;
     uint32_t *at;                   /* order position -> its node's slot number */
+    fg_node *const *inputs;         /* the nodes differentiated against */
+    size_t input_count;
     contribution *contributions;
     size_t contribution_count, contribution_capacity;
     fg_node **scratch;              /* a SUM's or DOT's operands */
@@ -312,6 +314,23 @@ static dval operand(const derive *D, fg_node *n)
     return v;
 }
 
+/* n's slot where n is needed, else NULL. A leaf is needed only as an input: where the
+ * inputs are few, a scan of them spares the hash lookup (most leaves are weights). */
+static slot *needed_slot(const derive *D, const fg_node *n)
+{
+    slot *s;
+    if (fg_kind_of(n) == FG_KIND_LEAF && D->input_count <= 8) {
+        size_t i;
+        for (i = 0; i < D->input_count; i++)
+            if (D->inputs[i] == n)
+                break;
+        if (i == D->input_count)
+            return NULL;
+    }
+    s = slot_of(D, n);
+    return s->needed ? s : NULL;
+}
+
 /* Whether x is a MUL node the current chain rule made, which nothing else holds. */
 static int fresh_product(const derive *D, dval x)
 {
@@ -442,8 +461,8 @@ static void chain_rule(derive *D, fg_node *n, dval g)
     switch (fg_kind_of(n)) {
     case FG_KIND_UNARY: {
         fg_node *a = n->u.arg[0];
-        slot *sa = slot_of(D, a);
-        if (sa->needed) {
+        slot *sa = needed_slot(D, a);
+        if (sa != NULL) {
             double c = op == FG_POWC ? n->u.powc.exponent : 0.0;
             dval d = local_derivative(D, op, 0, operand(D, a), number(0.0), c, operand(D, n));
             contribute(D, sa, MUL(d, g));
@@ -453,8 +472,8 @@ static void chain_rule(derive *D, fg_node *n, dval g)
     case FG_KIND_BINARY: {
         fg_node *a = n->u.arg[0], *b = n->u.arg[1];
         dval da = number(0.0), db = number(0.0);
-        slot *sa = slot_of(D, a), *sb = slot_of(D, b);
-        int want_a = sa->needed, want_b = sb->needed;
+        slot *sa = needed_slot(D, a), *sb = needed_slot(D, b);
+        int want_a = sa != NULL, want_b = sb != NULL;
         if (want_a)
             da = local_derivative(D, op, 0, operand(D, a), operand(D, b), 0.0, operand(D, n));
         if (want_b)
@@ -470,10 +489,9 @@ static void chain_rule(derive *D, fg_node *n, dval g)
         uint32_t stride = fg_stride(op), terms = (n->u.nary.count - 1) / stride;
         uint32_t k = --n->u.nary.cursor;
         fg_node *v0 = args[1 + k * stride], *v1 = stride > 1 ? args[2 + k * stride] : v0;
-        slot *s0 = slot_of(D, v0), *s1 = stride > 1 ? slot_of(D, v1) : s0;
-        slot *start = k == 0 ? slot_of(D, args[0]) : NULL;
-        int want_start = start != NULL && start->needed;
-        int want_v0 = s0->needed, want_v1 = stride > 1 && s1->needed;
+        slot *s0 = needed_slot(D, v0), *s1 = stride > 1 ? needed_slot(D, v1) : NULL;
+        slot *start = k == 0 ? needed_slot(D, args[0]) : NULL;
+        int want_start = start != NULL, want_v0 = s0 != NULL, want_v1 = s1 != NULL;
         dval to_start, to_v0, to_v1;
         FG_NARY_TERM_RULE(dval, TERM_DERIVATIVES, op, k, terms, g, operand(D, v0),
                           operand(D, v1), want_v0, want_v1, &to_start, &to_v0, &to_v1);
@@ -525,6 +543,8 @@ static fg_status derive_all(derive *D, fg_node *root, fg_node *const *inputs, si
     if (D->table == NULL || D->slots == NULL || D->at == NULL)
         return FG_NO_MEMORY;
     D->mask = capacity - 1;
+    D->inputs = inputs;
+    D->input_count = count;
     for (i = 0; i < capacity; i++)
         D->table[i] = NONE;
     for (i = 0; i < length; i++) {
