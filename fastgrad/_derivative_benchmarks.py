@@ -12,13 +12,13 @@ timing, the losses and every parameter's gradient agree within 1e-12 across the 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ._bench_case import Case, Contenders, optional, torch_parameters
+from .pinn_demo import network, squared_residual, squared_residual_of, u_of
 
 POINTS = 1000
 PYTORCH = "pytorch, float64, 1 thread, autograd.grad twice"
@@ -26,24 +26,8 @@ DERIVATIVE = "fastgrad run, gradients graph"
 FORWARD_MODE = "fastgrad run, forward-mode graph"
 
 
-def network(engine: Any, hidden: int, seed: int = 0) -> Any:
-    from . import nn
-
-    random.seed(seed)
-    return nn.MLP(1, [hidden, hidden, 1], activation="tanh", engine=engine)
-
-
-def residual_squared(d2u: Any, x: Any) -> Any:
-    residual = d2u + math.pi**2 * (x * math.pi).sin()
-    return residual * residual
-
-
-def derivative_loss(engine: Any, model: Any, x: Any) -> Any:
-    """The loss with u'' from gradients(create_graph=True) twice."""
-    u = model([x])
-    du = engine.gradients(u, [x], create_graph=True)[0]
-    d2u = engine.gradients(du, [x], create_graph=True)[0]
-    return residual_squared(d2u, x)
+# the loss with u'' from gradients(create_graph=True) twice: the PINN demo's
+derivative_loss = squared_residual
 
 
 def forward_mode_loss(engine: Any, model: Any, x: Any) -> Any:
@@ -67,7 +51,7 @@ def forward_mode_loss(engine: Any, model: Any, x: Any) -> Any:
         g1.append(slope)
         g2.append(-2 * value * slope * z1 + s * z2)
     d2u = engine.dot(last.neurons[0].w, g2)
-    return residual_squared(d2u, x)
+    return squared_residual_of(d2u, x)
 
 
 def torch_pass(torch: Any, model: Any, X: Any) -> tuple[Callable[[], float], list[Any]]:
@@ -148,7 +132,7 @@ EAGER = "eager ops building the graph"
 def _graph_nodes(hidden: int) -> int:
     from . import _core
 
-    return len(_core.Tape(network(_core, hidden)([_core.Value(0.5)])))
+    return len(_core.Tape(u_of(network(_core, hidden), _core.Value(0.5))))
 
 
 def _build_cost_case(hidden: int = 16) -> Case:
@@ -160,7 +144,7 @@ def _build_cost_case(hidden: int = 16) -> Case:
 
         model = network(_core, hidden)
         x = _core.Value(0.5)
-        u = model([x])
+        u = u_of(model, x)
         return {BUILD: lambda: _core.gradients(u, [x], create_graph=True),
                 EAGER: lambda: model([x])}  # fmt: skip
 

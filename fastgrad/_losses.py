@@ -8,6 +8,7 @@ loss is an ordinary node: backward(), Tape and run take it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._common import as_float, engine_of
@@ -50,14 +51,19 @@ def _reduce(losses: list[Any], reduction: str, listed: bool, engine: Any, what: 
     return total / len(losses) if reduction == "mean" else total
 
 
+def _elementwise(what: str, loss: Callable[[Any, Any], Any], input: Any, target: Any,
+                 reduction: str) -> Any:  # fmt: skip
+    xs, ts, listed, engine = _pairs(input, target, what)
+    return _reduce([loss(x, t) for x, t in zip(xs, ts)], reduction, listed, engine, what)
+
+
 @overload
 def mse_loss(input: list[Any], target: Any, reduction: Literal["none"]) -> list[Value]: ...
 @overload
 def mse_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Value: ...
 def mse_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
     """(input - target) ** 2, averaged (or summed, or each) over the elements."""
-    xs, ts, listed, engine = _pairs(input, target, "mse_loss")
-    return _reduce([(x - t) ** 2 for x, t in zip(xs, ts)], reduction, listed, engine, "mse_loss")
+    return _elementwise("mse_loss", lambda x, t: (x - t) ** 2, input, target, reduction)
 
 
 @overload
@@ -66,8 +72,7 @@ def l1_loss(input: list[Any], target: Any, reduction: Literal["none"]) -> list[V
 def l1_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Value: ...
 def l1_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
     """|input - target|, averaged (or summed, or each) over the elements."""
-    xs, ts, listed, engine = _pairs(input, target, "l1_loss")
-    return _reduce([abs(x - t) for x, t in zip(xs, ts)], reduction, listed, engine, "l1_loss")
+    return _elementwise("l1_loss", lambda x, t: abs(x - t), input, target, reduction)
 
 
 def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None,

@@ -123,8 +123,7 @@ def _variables(arg: Any, engine: types.ModuleType, where: str) -> Any:
     confusion); lists, tuples and numpy arrays as the same shape of them."""
     if isinstance(arg, (list, tuple)):
         return type(arg)(_variables(item, engine, where) for item in arg)
-    ndim = getattr(arg, "ndim", None)
-    if type(arg).__module__ == "numpy" and isinstance(ndim, int) and ndim > 0:  # an array
+    if _is_array(arg):
         return _variables(arg.tolist(), engine, where)
     if isinstance(arg, engine.Value):
         return arg * 1.0

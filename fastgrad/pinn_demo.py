@@ -43,10 +43,10 @@ class Pinn:
     def u(self, xs: Any) -> np.ndarray:
         """The network's u at each x, eagerly."""
         Value = type(self.x)
-        return np.array([_u(self.model, Value(float(x))).data for x in xs])
+        return np.array([u_of(self.model, Value(float(x))).data for x in xs])
 
 
-def _u(model: nn.MLP, x: Any) -> Any:
+def u_of(model: nn.MLP, x: Any) -> Any:
     """The network's u at x: one output, a Value."""
     u = model([x])
     assert not isinstance(u, list)
@@ -56,27 +56,36 @@ def _u(model: nn.MLP, x: Any) -> Any:
 def second_derivative(engine: types.ModuleType, model: nn.MLP, x: Any) -> tuple[Any, Any]:
     """u(x) and u''(x) as nodes of one graph: the network's output, and its derivative's
     derivative in x, each built by gradients(create_graph=True)."""
-    u = _u(model, x)
+    u = u_of(model, x)
     du = engine.gradients(u, [x], create_graph=True)[0]
     d2u = engine.gradients(du, [x], create_graph=True)[0]
     return u, d2u
 
 
-def residual_loss(engine: types.ModuleType, model: nn.MLP, x: Any, points: int) -> Any:
-    """The equation's squared residual at x, divided by the number of points so that run's
-    sum over them is their mean."""
-    _, d2u = second_derivative(engine, model, x)
+def squared_residual_of(d2u: Any, x: Any) -> Any:
+    """(u''(x) + pi^2 sin(pi x))^2, the equation's loss at x, from u''."""
     residual = d2u + math.pi**2 * (x * math.pi).sin()
-    return residual * residual / points
+    return residual * residual
+
+
+def squared_residual(engine: types.ModuleType, model: nn.MLP, x: Any) -> Any:
+    """The loss at x with u'' from gradients(create_graph=True) twice."""
+    return squared_residual_of(second_derivative(engine, model, x)[1], x)
+
+
+def network(engine: types.ModuleType, hidden: int = HIDDEN, seed: int = 0) -> nn.MLP:
+    """An MLP 1-hidden-hidden-1 of tanh units, from seed's weights."""
+    random.seed(seed)
+    return nn.MLP(1, [hidden, hidden, 1], activation="tanh", engine=engine)
 
 
 def build(engine: types.ModuleType, seed: int, points: int = POINTS) -> Pinn:
-    random.seed(seed)
-    model = nn.MLP(1, [HIDDEN, HIDDEN, 1], activation="tanh", engine=engine)
+    model = network(engine, HIDDEN, seed)
     x = engine.Value(0.5)
-    interior = engine.Tape(residual_loss(engine, model, x, points))
+    # divided by the number of points, so that run's sum over them is their mean
+    interior = engine.Tape(squared_residual(engine, model, x) / points)
     x_boundary = engine.Value(0.0)
-    u = _u(model, x_boundary)
+    u = u_of(model, x_boundary)
     boundary = engine.Tape(BOUNDARY_WEIGHT * u * u / 2)
     return Pinn(model, x, interior, x_boundary, boundary)
 

@@ -12,8 +12,8 @@ import random
 import types
 from typing import Any
 
-import numpy as np
 import pytest
+from programs import bits
 
 import fastgrad._core
 import fastgrad.reference
@@ -66,11 +66,7 @@ def test_c_and_reference_take_the_same_steps(name: str, options: dict[str, Any])
     start, grads = start_values(8), gradient_stream(8, 40)
     c = train(fastgrad._core, name, options, start, grads)
     py = train(fastgrad.reference, name, options, start, grads)
-    assert [struct_bits(x) for x in c] == [struct_bits(x) for x in py]
-
-
-def struct_bits(x: float) -> bytes:
-    return b"nan" if math.isnan(x) else np.float64(x).tobytes()
+    assert [bits(x) for x in c] == [bits(x) for x in py]
 
 
 @pytest.mark.parametrize("name, options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])

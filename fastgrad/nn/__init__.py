@@ -71,9 +71,10 @@ def _few(names: list[str]) -> str:
     return repr(names[:5])[:-1] + (", ...]" if len(names) > 5 else "]")
 
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "linear")
+# each activation, by the name Neuron takes, and the name its repr shows
 _REPR_NAMES = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "softplus": "Softplus",
                "linear": "Linear"}  # fmt: skip
+ACTIVATIONS = tuple(_REPR_NAMES)
 
 
 def _activation(nonlin: bool, activation: str) -> str:

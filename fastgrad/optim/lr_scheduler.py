@@ -81,7 +81,7 @@ class LRScheduler:
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
             group["lr"] = lr
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._last_lr = self._current()
 
     def _current(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
