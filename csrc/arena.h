@@ -5,6 +5,7 @@
 #ifndef FASTGRAD_ARENA_H
 #define FASTGRAD_ARENA_H
 
+#include "atomics.h"
 #include "fastgrad.h"
 
 /* Nodes per slab: 4096 * 48 bytes is 192 KiB, large enough that slab headers cost nothing
@@ -37,8 +38,31 @@
 typedef struct fg_slab fg_slab;
 struct fg_slab {
     fg_slab *next;                  /* the slab allocated before this one */
+    fg_arena *arena;                /* the arena the slab belongs to */
     fg_node nodes[FG_SLAB_NODES];
 };
+
+#ifdef FG_THREADSAFE
+/* Slabs start at multiples of this, so that a node's slab, and so its arena, is its address
+ * rounded down: a thread tells its own nodes from other threads' with one load. */
+#define FG_SLAB_ALIGN ((uintptr_t)1 << 18)
+static inline fg_slab *fg_slab_of(const fg_node *n)
+{
+    return (fg_slab *)((uintptr_t)n & ~(FG_SLAB_ALIGN - 1));
+}
+
+/* The nodes of other threads' arenas that one traversal has reached: a traversal marks its
+ * own arena's nodes in place, and these here, so that two threads walking one shared node
+ * never write to it. An entry is valid while its stamp is the traversal's. */
+typedef struct fg_foreign {
+    fg_node **keys;
+    uint32_t *cursors;              /* an NARY node's terms still to run, as nary.cursor */
+    uint32_t *stamps;
+    size_t capacity;                /* a power of two, or 0 */
+    size_t count;                   /* entries of this traversal */
+    uint32_t stamp;
+} fg_foreign;
+#endif
 
 /* A growable array of node pointers, kept by the arena between traversals. */
 typedef struct fg_vec {
@@ -79,7 +103,54 @@ struct fg_arena {
     fg_vec order;                   /* scratch: the last topological order */
     fg_frame *stack;                /* scratch: depth-first search stack */
     size_t stack_capacity;
+#ifdef FG_THREADSAFE
+    void *owner;                    /* the thread that allocates from it (fg_thread_tag) */
+    fg_node *remote_free;           /* nodes other threads freed, pushed atomically */
+    size_t remote_released;         /* how many, ever (atomic) */
+    size_t remote_operand_bytes;    /* their operand lists' bytes, ever (atomic) */
+    fg_foreign foreign;             /* scratch: other arenas' nodes in this traversal */
+#endif
 };
+
+#ifdef FG_THREADSAFE
+/* The calling thread's identity: the address of a thread-local variable. */
+void *fg_thread_tag(void);
+
+/* Whether n belongs to A (to the calling thread, whose arena A is). */
+static inline int fg_owned(const fg_arena *A, const fg_node *n)
+{
+    return fg_slab_of(n)->arena == A;
+}
+
+/* Starts a traversal's set of foreign nodes. */
+void fg_foreign_begin(fg_arena *A);
+
+/* Adds n to this traversal's foreign set: 1 if it was not there, 0 if it was, -1 without
+ * memory. */
+int fg_foreign_visit(fg_arena *A, fg_node *n);
+
+/* The entry of a foreign node already visited by this traversal. */
+uint32_t *fg_foreign_cursor(fg_arena *A, const fg_node *n);
+
+/* The cursor of an NARY node that the current traversal reached, wherever it belongs. */
+static inline uint32_t *fg_cursor_of(fg_arena *A, fg_node *n)
+{
+    return fg_owned(A, n) ? &n->u.nary.cursor : fg_foreign_cursor(A, n);
+}
+#else
+static inline int fg_owned(const fg_arena *A, const fg_node *n)
+{
+    (void)A;
+    (void)n;
+    return 1;
+}
+
+static inline uint32_t *fg_cursor_of(fg_arena *A, fg_node *n)
+{
+    (void)A;
+    return &n->u.nary.cursor;
+}
+#endif
 
 fg_node *fg_alloc_slow(fg_arena *A);
 

@@ -487,7 +487,7 @@ static void chain_rule(derive *D, fg_node *n, dval g)
     case FG_KIND_NARY: {
         fg_node *const *args = n->u.nary.args;
         uint32_t stride = fg_stride(op), terms = (n->u.nary.count - 1) / stride;
-        uint32_t k = --n->u.nary.cursor;
+        uint32_t k = --*fg_cursor_of(D->A, n);
         fg_node *v0 = args[1 + k * stride], *v1 = stride > 1 ? args[2 + k * stride] : v0;
         slot *s0 = needed_slot(D, v0), *s1 = stride > 1 ? needed_slot(D, v1) : NULL;
         slot *start = k == 0 ? needed_slot(D, args[0]) : NULL;

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "atomics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,6 +104,12 @@ size_t fg_arena_live(const fg_arena *A);            /* nodes allocated and not y
 size_t fg_arena_capacity(const fg_arena *A);        /* nodes the slabs hold, live or free */
 size_t fg_arena_bytes(const fg_arena *A);           /* bytes held: slabs, operand lists, scratch */
 void fg_arena_trim(fg_arena *A);                    /* gives back scratch space kept for reuse */
+/* With FG_THREADSAFE, an arena belongs to one thread at a time: only that thread allocates
+ * from it or traverses with it, and any thread may free its nodes. fg_arena_new gives the
+ * arena to the calling thread; a thread that stops using one disowns it, and another thread
+ * adopts it. Without FG_THREADSAFE both do nothing. */
+void fg_arena_adopt(fg_arena *A);
+void fg_arena_disown(fg_arena *A);
 
 /* Node constructors. Each computes the forward value from the operands' current data,
  * and on FG_OK stores in *out a new node holding one reference for the caller and one
@@ -128,7 +135,12 @@ fg_status fg_new_opaque(fg_arena *A, double data, fg_node *const *args, uint32_t
 fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node *const *args, uint32_t count,
                       double exponent, fg_node **out);
 
+#ifdef FG_THREADSAFE
+/* Atomic: graphs of other threads may hold n too. */
+static inline void fg_incref(fg_node *n) { fg_atomic_add_u32(&n->refs, 1); }
+#else
 static inline void fg_incref(fg_node *n) { n->refs++; }
+#endif
 void fg_decref(fg_arena *A, fg_node *n);            /* frees n, iteratively, at zero */
 
 /* ---- graphs (graph.c) ---- */

@@ -42,8 +42,14 @@ static inline void nary_term_backward(fg_node *n, uint32_t k)
     fg_node *const *args = n->u.nary.args;
     uint32_t stride = fg_op_table[n->op].stride;
     fg_node *v0 = args[1 + k * stride], *v1 = stride > 1 ? args[2 + k * stride] : v0;
-    fg_nary_term_backward((fg_op)n->op, k, (n->u.nary.count - 1) / stride, n->grad, v0->data,
-                          v1->data, &args[0]->grad, &v0->grad, &v1->grad);
+    double to_start, to_v0, to_v1;
+    fg_nary_term_amounts((fg_op)n->op, k, (n->u.nary.count - 1) / stride, FG_GRAD_READ(n),
+                         v0->data, v1->data, &to_start, &to_v0, &to_v1);
+    if (k == 0)
+        FG_GRAD_ADD(&args[0]->grad, to_start);
+    FG_GRAD_ADD(&v0->grad, to_v0);
+    if (stride > 1)
+        FG_GRAD_ADD(&v1->grad, to_v1);
 }
 
 /* Whether n's local derivatives can be computed at its operands' current data: backward
@@ -112,12 +118,29 @@ static fg_status nary_operand_done(fg_arena *A, fg_node *n, uint32_t done)
         return st;
     terms = (n->u.nary.count - 1) / stride;
     if ((done - 1) / stride == terms)
-        n->u.nary.cursor = terms;                      /* backward runs them last first */
+        *fg_cursor_of(A, n) = terms;                   /* backward runs them last first */
     return FG_OK;
 }
 
-/* Depth-first post-order below root into A->order (arena.h). The frame of the node being visited lives in locals; only its ancestors' frames are on
- * A->stack. Nodes count as visited when their mark equals this traversal's epoch. */
+/* 1 if this traversal reaches n for the first time (and records that it has), 0 if it has
+ * been here, -1 without memory. The arena's own nodes are marked with the traversal's epoch;
+ * another thread's nodes go into the traversal's foreign set instead (arena.h). */
+static inline int first_visit(fg_arena *A, fg_node *n, uint16_t epoch)
+{
+#ifdef FG_THREADSAFE
+    if (!fg_owned(A, n))
+        return fg_foreign_visit(A, n);
+#else
+    (void)A;
+#endif
+    if (n->mark == epoch)
+        return 0;
+    n->mark = epoch;
+    return 1;
+}
+
+/* Depth-first post-order below root into A->order (arena.h). The frame of the node being
+ * visited lives in locals; only its ancestors' frames are on A->stack. */
 fg_status fg_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
 {
     size_t depth = 0;
@@ -130,12 +153,18 @@ fg_status fg_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
     fg_new_epoch(A);
     epoch = A->epoch;
     A->order.length = 0;
-    root->mark = epoch;
+    if (first_visit(A, root, epoch) < 0)
+        return FG_NO_MEMORY;
     operands = fg_operands_of(root, &count);
     for (;;) {
         if (next < count) {
             fg_node *operand = operands[next++];
-            if (operand->mark != epoch) {
+            int first = first_visit(A, operand, epoch);
+            if (first < 0) {
+                st = FG_NO_MEMORY;
+                break;
+            }
+            if (first) {
                 fg_frame *f;
                 if (depth == A->stack_capacity && (st = grow_stack(A)) != FG_OK)
                     break;
@@ -145,7 +174,6 @@ fg_status fg_order(fg_arena *A, fg_node *root, int check, fg_node **failed)
                 f->next = next;
                 f->count = count;
                 n = operand;
-                n->mark = epoch;
                 operands = fg_operands_of(n, &count);
                 next = 0;
             } else if (fg_kind_of(n) == FG_KIND_NARY
@@ -195,11 +223,11 @@ fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
     if (st != FG_OK)
         return st;
     order = A->order.items;
-    root->grad = 1.0;
+    FG_GRAD_SET(root, 1.0);
     for (i = A->order.length; i-- > 0;) {
         fg_node *n = order[i];
         if (fg_kind_of(n) == FG_KIND_NARY)
-            nary_term_backward(n, --n->u.nary.cursor);
+            nary_term_backward(n, --*fg_cursor_of(A, n));
         else
             fg_chain_rule(n);
     }

@@ -83,7 +83,7 @@ static fg_status new_unary(fg_arena *A, fg_op op, fg_node *a, double c, fg_node 
         n->u.powc.exponent = c;
     else
         n->u.arg[1] = NULL;
-    a->refs++;
+    fg_incref(a);
     *out = n;
     return FG_OK;
 }
@@ -127,8 +127,8 @@ fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node *
         return FG_NO_MEMORY;
     n->u.arg[0] = a;
     n->u.arg[1] = b;
-    a->refs++;
-    b->refs++;
+    fg_incref(a);
+    fg_incref(b);
     *out = n;
     return FG_OK;
 }
@@ -155,7 +155,7 @@ fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x, int 
     constant->flags = FG_CONSTANT;
     n->u.arg[number_first ? 1 : 0] = a;
     n->u.arg[number_first ? 0 : 1] = constant;  /* the leaf's one reference is n's */
-    a->refs++;
+    fg_incref(a);
     *out = n;
     return FG_OK;
 }
@@ -178,7 +178,7 @@ static fg_status new_list_node(fg_arena *A, fg_op op, double data, fg_node *cons
     }
     for (i = 0; i < count; i++) {
         copy[i] = args[i];
-        args[i]->refs++;
+        fg_incref(args[i]);
     }
     n->u.nary.args = copy;
     n->u.nary.count = count;
@@ -224,10 +224,10 @@ fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node *const *args, 
         if ((n = new_node(A, op, data)) == NULL)
             return FG_NO_MEMORY;
         n->u.arg[0] = args[0];
-        args[0]->refs++;
+        fg_incref(args[0]);
         if (count == 2) {
             n->u.arg[1] = args[1];
-            args[1]->refs++;
+            fg_incref(args[1]);
         } else if (op == FG_POWC) {
             n->u.powc.exponent = exponent;
         } else {

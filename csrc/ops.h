@@ -295,14 +295,14 @@ static inline double fg_div_and_db(double a, double b, double *db, fg_status *st
 static inline void fg_chain_rule(fg_node *n)
 {
     fg_status unchecked = FG_OK, *st = &unchecked;
-    double g = n->grad;
+    double g = FG_GRAD_READ(n);
     switch ((fg_op)n->op) {
 #define FG_UNARY(name, symbol, forward, d_da) \
     case FG_##name: { \
         double a = n->u.arg[0]->data, b = 0.0, out = n->data; \
         double c = FG_##name == FG_POWC ? n->u.powc.exponent : 0.0; \
         (void)a; (void)b; (void)c; (void)out; \
-        n->u.arg[0]->grad += (d_da) * g; \
+        FG_GRAD_ADD(&n->u.arg[0]->grad, (d_da) * g); \
         return; \
     }
 #define FG_BINARY(name, symbol, forward, d_da, d_db) \
@@ -310,8 +310,8 @@ static inline void fg_chain_rule(fg_node *n)
         double a = n->u.arg[0]->data, b = n->u.arg[1]->data, c = 0.0, out = n->data; \
         double da = (d_da), db = (d_db); \
         (void)a; (void)b; (void)c; (void)out; \
-        n->u.arg[0]->grad += da * g; \
-        n->u.arg[1]->grad += db * g; \
+        FG_GRAD_ADD(&n->u.arg[0]->grad, da * g); \
+        FG_GRAD_ADD(&n->u.arg[1]->grad, db * g); \
         return; \
     }
 #include "ops.def"

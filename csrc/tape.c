@@ -328,7 +328,7 @@ void fg_tape_load_grads(fg_tape *T)
 {
     size_t i;
     for (i = 0; i < T->leaf_count; i++)
-        T->leaf_grad_before[i] = T->nodes[i]->grad;
+        T->leaf_grad_before[i] = FG_GRAD_READ(T->nodes[i]);
 }
 
 /* Names a failure of the step program by the plain program, from the same leaf values. */
@@ -395,9 +395,17 @@ static double added_grad(double now, double before, double computed)
 void fg_tape_store_grads(fg_tape *T)
 {
     size_t i;
-    for (i = 0; i < T->leaf_count; i++)
+    for (i = 0; i < T->leaf_count; i++) {
+#ifdef FG_THREADSAFE
+        double before = T->leaf_grad_before[i], computed = T->grad[i];
+#define FG_ADDED_(now) added_grad((now), before, computed)
+        FG_ATOMIC_UPDATE_DOUBLE(&T->nodes[i]->grad, FG_ADDED_);
+#undef FG_ADDED_
+#else
         T->nodes[i]->grad = added_grad(T->nodes[i]->grad, T->leaf_grad_before[i], T->grad[i]);
-    T->nodes[T->root]->grad = T->grad[T->program.root];
+#endif
+    }
+    FG_GRAD_SET(T->nodes[T->root], T->grad[T->program.root]);
 }
 
 fg_status fg_tape_forward(fg_tape *T, fg_node **failed)
