@@ -5,6 +5,8 @@ fused multiply-adds is off and fast-math is never on; the flags are chosen per c
 engine is built optimised whatever the interpreter was (-O3 vectorises run()'s loops).
 """
 
+import sysconfig
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -38,9 +40,15 @@ extensions = [
     Extension(
         "fastgrad._core",
         sources=["fastgrad/_core.pyx", *C_SOURCES],
-        include_dirs=["csrc"],
+        include_dirs=["csrc", "fastgrad"],
         depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h", "csrc/tape.h",
-                 "csrc/threads.h", "csrc/rows.h", "csrc/simd.h"],
+                 "csrc/threads.h", "csrc/rows.h", "csrc/simd.h", "csrc/atomics.h",
+                 "fastgrad/_threads.h"],
+        # a free-threaded CPython (3.13t, 3.14t): nodes may be shared between threads that run
+        # at once, so the engine keeps an arena per thread and changes counts and grads
+        # atomically (csrc/atomics.h)
+        define_macros=[("FG_THREADSAFE", "1")] if sysconfig.get_config_var("Py_GIL_DISABLED")
+        else [],
     )
 ]
 

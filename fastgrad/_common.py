@@ -111,6 +111,10 @@ def as_float(x: object, what: str) -> float:
     return float(x)  # type: ignore[arg-type]
 
 
+TAPE_IS_BUSY = ("this Tape is replaying in another thread; a Tape replays one call at a time "
+                "(make a Tape per thread)")
+
+
 def check_threads(threads: object) -> int:
     """Tape.run's worker thread count: an int of at least 1."""
     if isinstance(threads, bool) or not isinstance(threads, int):

@@ -33,6 +33,8 @@ cdef extern from "fastgrad.h" nogil:
 
     fg_arena *fg_arena_new()
     size_t fg_arena_live(const fg_arena *A)
+    void fg_arena_adopt(fg_arena *A)
+    void fg_arena_disown(fg_arena *A)
     size_t fg_arena_capacity(const fg_arena *A)
     size_t fg_arena_bytes(const fg_arena *A)
     void fg_arena_trim(fg_arena *A)

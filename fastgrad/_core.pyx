@@ -1,10 +1,15 @@
 # cython: language_level=3, c_api_binop_methods=True, auto_pickle=False, autotestdict=False
+# cython: freethreading_compatible=True
 """fastgrad's C engine: a Value is a handle on a node of the C arena (csrc/).
 
 The Python object is only a handle. Intermediate results a program drops cost their 48-byte
 node and no Python object; a node lives while a handle or a parent node refers to it.
 Labels and the _op names given to Value(data, children, _op) live in dicts beside the arena,
 keyed by node address, and leave them when the node is freed (the arena's release hook).
+
+Threads: on a free-threaded CPython each thread allocates nodes from an arena of its own,
+handed out on its first node and pooled again when the thread ends (_threads.h); any thread
+may use and free any node. On a GIL build there is one arena, as there always was.
 
 Operators are C-API binary slots (c_api_binop_methods): Python passes the operands in the
 order they were written, the Value on either side, and _binary handles both; Python itself
@@ -16,21 +21,89 @@ from cpython.exc cimport PyErr_Fetch, PyErr_Restore
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.ref cimport PyObject
+from cpython.ref cimport PyObject, Py_DECREF
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
-from ._common import (as_float, check_threads, exponent_text, not_a_number, op_error,
+from ._common import (TAPE_IS_BUSY, as_float, check_threads, exponent_text, not_a_number, op_error,
                       register_value_class, rows_of, value_is_not_a_number, with_row)
 
-cdef fg_arena *ARENA = fg_arena_new()
-if ARENA is NULL:
-    raise MemoryError("fastgrad could not allocate its node arena")
+import threading
+from builtins import sum as builtins_sum
+
+cdef extern from "_threads.h":
+    enum: FG_FREE_THREADED
+    fg_arena *fg_thread_arena
+    void fg_set_thread_arena(fg_arena *A)
+    PyObject *fg_take_handle(fg_node *n, void **seen)
+    void fg_install_handle(fg_node *n, void *seen, void *v)
+    void fg_clear_handle(fg_node *n, void *v)
 
 cdef dict _labels = {}
 cdef dict _opnames = {}
 cdef tuple _symbols = tuple(fg_op_symbol(<fg_op>i).decode() for i in range(FG_OP_COUNT))
+
+cdef list _arenas = []            # every arena made, as addresses (they live as long as the module)
+cdef list _arena_pool = []        # arenas of threads that have ended, for the next thread
+_arena_lock = threading.Lock()
+_arena_lease = threading.local()  # the calling thread's _ArenaLease
+
+
+cdef class _ArenaLease:
+    """A thread's hold on its arena: the thread's local storage drops it when the thread
+    ends, and the arena goes back to the pool (its nodes stay valid: other threads' graphs
+    may still use them, and free them into it)."""
+    cdef fg_arena *arena
+
+    def __dealloc__(self):
+        fg_arena_disown(self.arena)
+        if fg_thread_arena == self.arena:
+            fg_set_thread_arena(NULL)
+        try:
+            with _arena_lock:
+                _arena_pool.append(<size_t>self.arena)
+        except Exception:  # the interpreter is shutting down: nothing will use it again
+            pass
+
+
+cdef fg_arena *_adopt_arena() except NULL:
+    """The calling thread's first arena: one from the pool, or a new one."""
+    cdef fg_arena *A = NULL
+    cdef _ArenaLease lease
+    with _arena_lock:
+        if _arena_pool:
+            A = <fg_arena *><size_t>_arena_pool.pop()
+    if A is NULL:
+        A = fg_arena_new()
+        if A is NULL:
+            raise MemoryError("fastgrad could not allocate its node arena")
+        fg_arena_set_release_hook(A, _forget_extras, NULL)
+        with _arena_lock:
+            _arenas.append(<size_t>A)
+    else:
+        fg_arena_adopt(A)
+    if FG_FREE_THREADED:
+        lease = _ArenaLease.__new__(_ArenaLease)
+        lease.arena = A
+        _arena_lease.lease = lease
+    fg_set_thread_arena(A)
+    return A
+
+
+cdef inline fg_arena *_arena() except NULL:
+    """The arena the calling thread allocates from (on a GIL build, the one arena)."""
+    if fg_thread_arena is not NULL:
+        return fg_thread_arena
+    return _adopt_arena()
+
+
+cdef inline fg_arena *_releasing_arena() noexcept:
+    """An arena to free nodes through (which arena does not matter: each node goes back to
+    its own), without making one for a thread that only drops Values."""
+    if fg_thread_arena is not NULL:
+        return fg_thread_arena
+    return <fg_arena *><size_t>_arenas[0]
 
 
 cdef void _forget_extras(void *context, fg_node *node) noexcept:
@@ -43,7 +116,7 @@ cdef void _forget_extras(void *context, fg_node *node) noexcept:
     _opnames.pop(key, None)
     PyErr_Restore(kind, value, traceback)
 
-fg_arena_set_release_hook(ARENA, _forget_extras, NULL)
+_arena()  # the importing thread's (on a GIL build, everyone's)
 
 
 cdef object _exception_type(fg_status status):
@@ -112,7 +185,7 @@ cdef inline double _as_double(object x, str what) except? -1.0:
 
 cdef inline fg_node *_leaf(double x) except NULL:
     cdef fg_node *n = NULL
-    if fg_new_leaf(ARENA, x, &n) != FG_OK:
+    if fg_new_leaf(_arena(), x, &n) != FG_OK:
         raise MemoryError("fastgrad's node arena is out of memory")
     return n
 
@@ -120,7 +193,7 @@ cdef inline fg_node *_leaf(double x) except NULL:
 cdef inline fg_node *_constant(double x) except NULL:
     """A leaf for a number operand, as micrograd's Value(other): part of a Tape's program."""
     cdef fg_node *n = NULL
-    if fg_new_constant(ARENA, x, &n) != FG_OK:
+    if fg_new_constant(_arena(), x, &n) != FG_OK:
         raise MemoryError("fastgrad's node arena is out of memory")
     return n
 
@@ -135,10 +208,29 @@ cdef inline Value _wrap(fg_node *n):
 
 cdef inline object _handle(fg_node *n):
     """n's live handle if it has one (so that _prev gives back the same objects), else a new one."""
-    if n.handle is not NULL:
-        return <object>n.handle
+    cdef void *seen
+    cdef PyObject *h = fg_take_handle(n, &seen)
+    cdef Value v
+    if h is not NULL:
+        return _owned(h)
     fg_incref(n)
-    return _wrap(n)
+    return _new_handle(n, seen)
+
+
+cdef inline Value _new_handle(fg_node *n, void *seen):
+    """A new Value on n, taking over a reference, made n's handle unless another thread
+    made one since `seen` was read."""
+    cdef Value v = Value.__new__(Value)
+    v.node = n
+    fg_install_handle(n, seen, <void *>v)
+    return v
+
+
+cdef inline object _owned(PyObject *h):
+    """An object from a new reference (Cython's <object> would add another)."""
+    result = <object>h
+    Py_DECREF(result)
+    return result
 
 
 cdef inline fg_node *_node_of(Value v) except NULL:
@@ -160,7 +252,7 @@ cdef object _binary(fg_op op, object left, object right):
     elif isinstance(left, Value):
         a = _node_of(<Value>left)
         if isinstance(right, Value):
-            status = fg_new_binary(ARENA, op, a, _node_of(<Value>right), &out)
+            status = fg_new_binary(_arena(), op, a, _node_of(<Value>right), &out)
             if status != FG_OK:
                 _raise(status, _symbols[op], (a.data, (<Value>right).node.data))
             return _wrap(out)
@@ -175,7 +267,7 @@ cdef object _binary(fg_op op, object left, object right):
         if not isinstance(right, Value):
             return NotImplemented
         a = _node_of(<Value>right)
-    status = fg_new_binary_number(ARENA, op, a, x, number_first, &out)
+    status = fg_new_binary_number(_arena(), op, a, x, number_first, &out)
     if status != FG_OK:
         _raise(status, _symbols[op], (x, a.data) if number_first else (a.data, x))
     return _wrap(out)
@@ -186,9 +278,9 @@ cdef Value _unary(fg_op op, Value v, double exponent=0.0):
     cdef fg_node *out = NULL
     cdef fg_status status
     if op == FG_POWC:
-        status = fg_new_powc(ARENA, a, exponent, &out)
+        status = fg_new_powc(_arena(), a, exponent, &out)
     else:
-        status = fg_new_unary(ARENA, op, a, &out)
+        status = fg_new_unary(_arena(), op, a, &out)
     if status != FG_OK:
         _raise(status, "**c" if op == FG_POWC else _symbols[op], (a.data,), exponent)
     return _wrap(out)
@@ -223,13 +315,13 @@ cdef class Value:
                 raise MemoryError()
             for i in range(count):
                 args[i] = (<Value>children[i]).node
-            status = fg_new_opaque(ARENA, x, args, <uint32_t>count, &n)
+            status = fg_new_opaque(_arena(), x, args, <uint32_t>count, &n)
             PyMem_Free(args)
             if status != FG_OK:
                 _raise(status, "Value", ())
         if self.node is not NULL:  # __init__ called again: drop the old node
-            self.node.handle = NULL
-            fg_decref(ARENA, self.node)
+            fg_clear_handle(self.node, <void *>self)
+            fg_decref(_arena(), self.node)
         self.node = n
         n.handle = <void *>self
         if _op:
@@ -241,8 +333,8 @@ cdef class Value:
     def __dealloc__(self):
         cdef fg_node *n = self.node
         if n is not NULL:
-            n.handle = NULL
-            fg_decref(ARENA, n)
+            fg_clear_handle(n, <void *>self)
+            fg_decref(_releasing_arena(), n)
 
     # ---- attributes ----
 
@@ -405,7 +497,7 @@ cdef class Value:
 
     def backward(self):
         cdef fg_node *failed = NULL
-        cdef fg_status status = fg_backward(ARENA, _node_of(self), &failed)
+        cdef fg_status status = fg_backward(_arena(), _node_of(self), &failed)
         if status != FG_OK:
             _raise_backward(status, failed)
 
@@ -446,7 +538,7 @@ def gradients(output, inputs, *, create_graph=False):
     try:
         for i in range(count):
             nodes[i] = _node_of(<Value>items[i])
-        status = fg_gradients(ARENA, _node_of(<Value>output), nodes, count,
+        status = fg_gradients(_arena(), _node_of(<Value>output), nodes, count,
                               1 if create_graph else 0, values, made, &failed)
         if status != FG_OK:
             _raise_backward(status, failed)
@@ -479,10 +571,12 @@ cdef list _gradient_inputs(object inputs):
 
 cdef object _take(fg_node *n):
     """n's Value, taking over the caller's reference: its live handle if it has one."""
-    if n.handle is not NULL:
-        fg_decref(ARENA, n)
-        return <object>n.handle
-    return _wrap(n)
+    cdef void *seen
+    cdef PyObject *h = fg_take_handle(n, &seen)
+    if h is not NULL:
+        fg_decref(_arena(), n)
+        return _owned(h)
+    return _new_handle(n, seen)
 
 
 cdef dict _op_of_rule = {("**c" if i == FG_POWC else _symbols[i]): i
@@ -498,7 +592,7 @@ cdef list _records(fg_node *root):
     cdef fg_node *n
     cdef size_t length, i
     cdef uint32_t count, j
-    cdef fg_status status = fg_topo(ARENA, root, &order, &length)
+    cdef fg_status status = fg_topo(_arena(), root, &order, &length)
     if status != FG_OK:
         _raise(status, "pickle", ())
     last = {<size_t>order[i]: i for i in range(length)}  # an n-ary node is there per term
@@ -554,7 +648,7 @@ def _rebuild(records):
                     raise MemoryError()
             for k in range(arity):
                 operands[k] = nodes[children[k]]
-            status = fg_new_node(ARENA, <fg_op>op, _as_double(data, "data"), operands, arity,
+            status = fg_new_node(_arena(), <fg_op>op, _as_double(data, "data"), operands, arity,
                                  _as_double(exponent, "exponent"), &n)
             if operands is not &args[0]:
                 PyMem_Free(operands)
@@ -577,7 +671,7 @@ def _rebuild(records):
         return _wrap(nodes[made])
     finally:
         for i in range(made):
-            fg_decref(ARENA, nodes[i])
+            fg_decref(_arena(), nodes[i])
         PyMem_Free(nodes)
 
 
@@ -643,10 +737,10 @@ cdef object _nary(fg_op op, object first, object second, object start, str what)
             for i in range(terms):
                 _operand_node(first_items[i], &args[1 + 2 * i], constants, &made, what)
                 _operand_node(second_items[i], &args[2 + 2 * i], constants, &made, what)
-        status = fg_new_nary(ARENA, op, args, <uint32_t>count, &out)
+        status = fg_new_nary(_arena(), op, args, <uint32_t>count, &out)
     finally:
         for i in range(made):
-            fg_decref(ARENA, constants[i])
+            fg_decref(_arena(), constants[i])
         if args is not small_args:
             PyMem_Free(args)
             PyMem_Free(constants)
@@ -710,27 +804,31 @@ cdef class _Parameters:
         cdef double *buffer = self._state(momentum_buffer)
         if has_buffer.shape[0] != self.count:
             raise ValueError("an optimizer state array does not fit its parameters")
-        fg_sgd_step(self.nodes, self.count, &o, buffer,
-                    &has_buffer[0] if self.count else NULL)
+        with cython.critical_section(self):  # one step at a time per parameter group
+            fg_sgd_step(self.nodes, self.count, &o, buffer,
+                        &has_buffer[0] if self.count else NULL)
 
     def adam(self, double lr, double beta1, double beta2, double eps, double weight_decay,
              bint decoupled, bint amsgrad, bint maximize, double[::1] step,
              double[::1] exp_avg, double[::1] exp_avg_sq, double[::1] max_exp_avg_sq):
         cdef fg_adam_options o = fg_adam_options(lr, beta1, beta2, eps, weight_decay, decoupled,
                                                  amsgrad, maximize)
-        fg_adam_step(self.nodes, self.count, &o, self._state(step), self._state(exp_avg),
-                     self._state(exp_avg_sq), self._state(max_exp_avg_sq))
+        with cython.critical_section(self):  # one step at a time per parameter group
+            fg_adam_step(self.nodes, self.count, &o, self._state(step), self._state(exp_avg),
+                         self._state(exp_avg_sq), self._state(max_exp_avg_sq))
 
     def rmsprop(self, double lr, double alpha, double eps, double weight_decay,
                 double momentum, bint centered, bint maximize, double[::1] step,
                 double[::1] square_avg, double[::1] grad_avg, double[::1] momentum_buffer):
         cdef fg_rmsprop_options o = fg_rmsprop_options(lr, alpha, eps, weight_decay, momentum,
                                                        centered, maximize)
-        fg_rmsprop_step(self.nodes, self.count, &o, self._state(step), self._state(square_avg),
-                        self._state(grad_avg), self._state(momentum_buffer))
+        with cython.critical_section(self):  # one step at a time per parameter group
+            fg_rmsprop_step(self.nodes, self.count, &o, self._state(step), self._state(square_avg),
+                            self._state(grad_avg), self._state(momentum_buffer))
 
     def zero_grad(self):
-        fg_zero_grad(self.nodes, self.count)
+        with cython.critical_section(self):  # one step at a time per parameter group
+            fg_zero_grad(self.nodes, self.count)
 
 
 cdef int _raise_tape(fg_status status, fg_tape *tape, bint in_backward, object row=None) except -1:
@@ -785,7 +883,7 @@ cdef class Tape:
             raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
         if self.tape is not NULL:
             raise RuntimeError("a Tape records once; make another for another graph")
-        status = fg_tape_compile(ARENA, _node_of(<Value>root), 1 if fuse else 0, &self.tape)
+        status = fg_tape_compile(_arena(), _node_of(<Value>root), 1 if fuse else 0, &self.tape)
         if status != FG_OK:
             _raise(status, "tape", ())
         self.root = <Value>root
@@ -798,10 +896,10 @@ cdef class Tape:
         would share its state."""
         if self.tape is NULL:
             raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
-        if self.busy:
-            raise RuntimeError("this Tape is replaying in another thread; a Tape replays one "
-                               "call at a time (make a Tape per thread)")
-        self.busy = True
+        with cython.critical_section(self):  # one test-and-set, also without the GIL
+            if self.busy:
+                raise RuntimeError(TAPE_IS_BUSY)
+            self.busy = True
         return self.tape
 
     cdef fg_tape *_recorded(self) except NULL:
@@ -962,5 +1060,14 @@ def _run_min_work(node_rows):
 
 
 def _arena_stats():
-    """Live nodes, node capacity and bytes held by the arena (for tests and benchmarks)."""
-    return fg_arena_live(ARENA), fg_arena_capacity(ARENA), fg_arena_bytes(ARENA)
+    """Live nodes, node capacity and bytes held by the calling thread's arena (for tests and
+    benchmarks)."""
+    cdef fg_arena *A = _arena()
+    return fg_arena_live(A), fg_arena_capacity(A), fg_arena_bytes(A)
+
+
+def _all_arenas_live():
+    """Live nodes over every thread's arena (for tests; exact when no other thread runs)."""
+    with _arena_lock:
+        addresses = list(_arenas)
+    return builtins_sum(fg_arena_live(<fg_arena *><size_t>a) for a in addresses)

@@ -23,6 +23,7 @@ from typing import Any
 from ._bench_case import Case, Contenders, optional, torch_parameters
 from ._derivative_benchmarks import DERIVATIVE_CASES
 from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
+from ._thread_benchmarks import THREAD_CASES
 
 
 def _engines() -> dict[str, Any]:
@@ -276,6 +277,7 @@ CASES: list[Case] = [
     _tape_step_case(),
     *TAPE_CASES,
     *DERIVATIVE_CASES,
+    *THREAD_CASES,
 ]
 
 

@@ -3,12 +3,34 @@ replayed, the twin of csrc/tape.c (whose fast paths give these bits)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import functools
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .._common import as_float, check_threads, rows_of, with_row
+from .._common import TAPE_IS_BUSY, as_float, check_threads, rows_of, with_row
 from .ops import _FAILURES, BINARY, NARY, _derivatives, _forward, _nary_forward, _term_contributions
-from .value import Value
+from .value import GRADS_LOCK, Value
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_call_at_a_time(method: Callable[Concatenate[Tape, _P], _R]) -> Callable[Concatenate[Tape, _P], _R]:
+    """A replay owns its tape: another thread's call meanwhile raises RuntimeError (as the C
+    Tape does). Grads change under GRADS_LOCK, so that every addition is whole."""
+
+    @functools.wraps(method)
+    def claimed(self: Tape, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not self._claimed.acquire(blocking=False):
+            raise RuntimeError(TAPE_IS_BUSY)
+        try:
+            with GRADS_LOCK:
+                return method(self, *args, **kwargs)
+        finally:
+            self._claimed.release()
+
+    return claimed
 
 __all__ = ["Tape"]
 
@@ -34,6 +56,7 @@ class Tape:
         for v, _ in order:
             slot.setdefault(v, len(slot))
         self.root = root
+        self._claimed = threading.Lock()
         self._nodes = list(slot)
         self._slot = slot
         self._root = slot[root]
@@ -112,12 +135,14 @@ class Tape:
             self._nodes[i]._grad = grad[i]
         self.root._grad = grad[self._root]
 
+    @_one_call_at_a_time
     def forward(self) -> float:
         """Recomputes every node from the leaves' data; returns the root's new data."""
         self._value = self._forward_values()
         self.root._data = self._value[self._root]
         return self.root._data
 
+    @_one_call_at_a_time
     def backward(self) -> None:
         grad = self._leaf_grads()
         self._backward_grads(self._value, grad)
@@ -132,6 +157,7 @@ class Tape:
             numbers.append(self._leaf_number[i])
         return numbers
 
+    @_one_call_at_a_time
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
             y: Any = None, *, threads: int = 1, backward: bool = True,
             root_grad: float = 1.0) -> Any:  # fmt: skip
@@ -187,6 +213,7 @@ class Tape:
             self.root._data = value[self._root]
         return out
 
+    @_one_call_at_a_time
     def sync(self) -> None:
         """Writes the data and grad of every node but the leaves (whose data is the user's
         and whose grads backward writes) from the tape: interior nodes and constants."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
@@ -25,6 +26,10 @@ from .ops import (
 __all__ = ["Value", "dot", "sum"]
 
 Operand: TypeAlias = "Value | float | int"
+
+# Held while a backward or a tape's replay changes grads: threads that share leaves add into
+# their grads one whole backward at a time (the C engine adds atomically instead).
+GRADS_LOCK = threading.RLock()
 
 
 def _compared(x: object) -> float | None:
@@ -363,14 +368,15 @@ class Value:
     def backward(self) -> None:
         # topological order all of the children in the graph (checking every derivative
         # first, so that a failure changes nothing)
-        topo = self._topo(check=True)
-        # go one variable at a time and apply the chain rule to get its gradient
-        self._grad = 1.0
-        for v, k in reversed(topo):
-            if k < 0:
-                v._backward()
-            else:
-                v._term_backward(k)
+        with GRADS_LOCK:
+            topo = self._topo(check=True)
+            # go one variable at a time and apply the chain rule to get its gradient
+            self._grad = 1.0
+            for v, k in reversed(topo):
+                if k < 0:
+                    v._backward()
+                else:
+                    v._term_backward(k)
 
 
 Record: TypeAlias = tuple[str, float, float, str, tuple[int, ...], float, bool, str]
