@@ -273,9 +273,16 @@ fg_status fg_vec_reserve(fg_vec *v, size_t n)
 }
 
 #ifdef FG_THREADSAFE
-/* Takes one reference away: whether it was the last. */
+/* Takes one reference away: whether it was the last. A count of one is the caller's own
+ * reference, and no other thread can reach the node to add one (every path to a node holds
+ * a reference), so the last drop needs no atomic step, only to see the other threads' writes
+ * from before their drops (the acquire load). */
 static inline int dropped(fg_node *n)
 {
+    if (fg_atomic_load_u32_acquire(&n->refs) == 1) {
+        n->refs = 0;
+        return 1;
+    }
     return fg_atomic_add_u32(&n->refs, -1) == 0;
 }
 

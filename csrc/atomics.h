@@ -22,6 +22,10 @@ static inline uint32_t fg_atomic_add_u32(uint32_t *p, int32_t delta)   /* return
 {
     return (uint32_t)_InterlockedExchangeAdd((volatile long *)p, (long)delta) + (uint32_t)delta;
 }
+static inline uint32_t fg_atomic_load_u32_acquire(const uint32_t *p)
+{
+    return (uint32_t)_InterlockedOr((volatile long *)p, 0);
+}
 static inline int fg_atomic_cas_u64(uint64_t *p, uint64_t *expected, uint64_t desired)
 {
     uint64_t seen = (uint64_t)_InterlockedCompareExchange64((volatile __int64 *)p,
@@ -38,6 +42,14 @@ static inline uint64_t fg_atomic_load_u64(const uint64_t *p)
 static inline void *fg_atomic_load_ptr(void *const *p)
 {
     return _InterlockedCompareExchangePointer((void *volatile *)p, NULL, NULL);
+}
+static inline void *fg_relaxed_load_ptr(void *const *p)
+{
+    return *(void *const volatile *)p;
+}
+static inline void fg_relaxed_store_ptr(void **p, void *v)
+{
+    *(void *volatile *)p = v;
 }
 static inline void fg_atomic_store_ptr(void **p, void *v)
 {
@@ -71,6 +83,10 @@ static inline uint32_t fg_atomic_add_u32(uint32_t *p, int32_t delta)
      * writes to the node before it frees it */
     return __atomic_add_fetch(p, (uint32_t)delta, __ATOMIC_ACQ_REL);
 }
+static inline uint32_t fg_atomic_load_u32_acquire(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
 static inline int fg_atomic_cas_u64(uint64_t *p, uint64_t *expected, uint64_t desired)
 {
     return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_RELAXED,
@@ -83,6 +99,14 @@ static inline uint64_t fg_atomic_load_u64(const uint64_t *p)
 static inline void *fg_atomic_load_ptr(void *const *p)
 {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+static inline void *fg_relaxed_load_ptr(void *const *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void fg_relaxed_store_ptr(void **p, void *v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 static inline void fg_atomic_store_ptr(void **p, void *v)
 {

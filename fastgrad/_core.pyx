@@ -26,7 +26,8 @@ from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
-from ._common import (TAPE_IS_BUSY, as_float, check_threads, exponent_text, not_a_number, op_error,
+from ._common import TAPE_IS_BUSY as _TAPE_IS_BUSY
+from ._common import (as_float, check_threads, exponent_text, not_a_number, op_error,
                       register_value_class, rows_of, value_is_not_a_number, with_row)
 
 import threading
@@ -898,7 +899,7 @@ cdef class Tape:
             raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
         with cython.critical_section(self):  # one test-and-set, also without the GIL
             if self.busy:
-                raise RuntimeError(TAPE_IS_BUSY)
+                raise RuntimeError(_TAPE_IS_BUSY)
             self.busy = True
         return self.tape
 
@@ -1064,6 +1065,11 @@ def _arena_stats():
     benchmarks)."""
     cdef fg_arena *A = _arena()
     return fg_arena_live(A), fg_arena_capacity(A), fg_arena_bytes(A)
+
+
+def _arena_count():
+    """How many arenas there are: threads that end give theirs back to the next (for tests)."""
+    return len(_arenas)
 
 
 def _all_arenas_live():

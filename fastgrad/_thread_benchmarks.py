@@ -17,8 +17,8 @@ GRAPH_NODES = 100_000
 
 
 def build_and_backward(nodes: int = GRAPH_NODES) -> float:
-    """A graph of `nodes` nodes (a recurrence over two leaves: a product, a sum and a tanh per step),
-    built and backpropagated; returns a grad, so that nothing is optimised away."""
+    """A graph of `nodes` nodes (a recurrence over two leaves: a product, a sum and a tanh
+    per step), built and backpropagated; returns a grad, so that nothing is optimised away."""
     from . import Value
 
     x, w = Value(0.5), Value(-0.25)

@@ -67,10 +67,14 @@ static inline void fg_install_handle(fg_node *n, void *seen, void *v)
     fg_atomic_cas_ptr(&n->link.handle, &seen, v);
 }
 
-/* A handle being freed stops being n's handle, unless another has replaced it. */
+/* A handle being freed stops being n's handle, unless another has replaced it. Without an
+ * atomic read-modify-write: a handle installed by another thread between the read and the
+ * write is then forgotten, and the next request makes another (identity is lost, nothing
+ * else: each handle holds its own reference). */
 static inline void fg_clear_handle(fg_node *n, void *v)
 {
-    fg_atomic_cas_ptr(&n->link.handle, &v, NULL);
+    if (fg_relaxed_load_ptr(&n->link.handle) == v)
+        fg_relaxed_store_ptr(&n->link.handle, NULL);
 }
 #else
 #define FG_FREE_THREADED 0

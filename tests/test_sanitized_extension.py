@@ -26,7 +26,8 @@ pytestmark = [
 ]  # fmt: skip
 
 SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py",
-          "test_files.py", "test_nn.py", "test_run.py", "test_gradients.py", "test_optim.py"]
+          "test_files.py", "test_nn.py", "test_run.py", "test_gradients.py", "test_optim.py",
+          "test_free_threading.py"]
 
 
 def runtime(name: str) -> str:

@@ -3,7 +3,6 @@ replayed, the twin of csrc/tape.c (whose fast paths give these bits)."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -16,12 +15,14 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _one_call_at_a_time(method: Callable[Concatenate[Tape, _P], _R]) -> Callable[Concatenate[Tape, _P], _R]:
+_Method = Callable[Concatenate["Tape", _P], _R]
+
+
+def _one_call_at_a_time(method: _Method[_P, _R]) -> _Method[_P, _R]:
     """A replay owns its tape: another thread's call meanwhile raises RuntimeError (as the C
     Tape does). Grads change under GRADS_LOCK, so that every addition is whole."""
 
-    @functools.wraps(method)
-    def claimed(self: Tape, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    def claimed(self: Tape, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         if not self._claimed.acquire(blocking=False):
             raise RuntimeError(TAPE_IS_BUSY)
         try:
@@ -30,7 +31,9 @@ def _one_call_at_a_time(method: Callable[Concatenate[Tape, _P], _R]) -> Callable
         finally:
             self._claimed.release()
 
+    claimed.__doc__, claimed.__name__ = method.__doc__, method.__name__
     return claimed
+
 
 __all__ = ["Tape"]
 
