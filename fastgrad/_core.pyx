@@ -94,7 +94,7 @@ cdef fg_arena *_adopt_arena() except NULL:
 
 cdef inline fg_arena *_arena() except NULL:
     """The arena the calling thread allocates from (on a GIL build, the one arena)."""
-    if fg_thread_arena is not NULL:
+    if not FG_FREE_THREADED or fg_thread_arena is not NULL:
         return fg_thread_arena
     return _adopt_arena()
 
@@ -102,7 +102,7 @@ cdef inline fg_arena *_arena() except NULL:
 cdef inline fg_arena *_releasing_arena() noexcept:
     """An arena to free nodes through (which arena does not matter: each node goes back to
     its own), without making one for a thread that only drops Values."""
-    if fg_thread_arena is not NULL:
+    if not FG_FREE_THREADED or fg_thread_arena is not NULL:  # with the GIL: always set
         return fg_thread_arena
     return <fg_arena *><size_t>_arenas[0]
 
@@ -117,7 +117,7 @@ cdef void _forget_extras(void *context, fg_node *node) noexcept:
     _opnames.pop(key, None)
     PyErr_Restore(kind, value, traceback)
 
-_arena()  # the importing thread's (on a GIL build, everyone's)
+_adopt_arena()  # the importing thread's (on a GIL build, every thread's)
 
 
 cdef object _exception_type(fg_status status):
