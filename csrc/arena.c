@@ -107,7 +107,7 @@ void fg_arena_set_release_hook(fg_arena *A, fg_release_hook hook, void *context)
 size_t fg_arena_live(const fg_arena *A)
 {
 #ifdef FG_THREADSAFE
-    return A->live - fg_atomic_add_size((size_t *)&A->remote_released, 0);
+    return A->live - fg_atomic_load_size(&A->remote_released);
 #else
     return A->live;
 #endif
@@ -122,7 +122,7 @@ size_t fg_arena_bytes(const fg_arena *A)
 {
     size_t operand_bytes = A->operand_bytes;
 #ifdef FG_THREADSAFE
-    operand_bytes -= fg_atomic_add_size((size_t *)&A->remote_operand_bytes, 0);
+    operand_bytes -= fg_atomic_load_size(&A->remote_operand_bytes);
 #endif
     return sizeof(fg_arena) + A->slab_count * sizeof(fg_slab) + operand_bytes
            + A->order.capacity * sizeof(fg_node *) + A->stack_capacity * sizeof(fg_frame);

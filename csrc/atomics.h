@@ -39,6 +39,10 @@ static inline uint64_t fg_atomic_load_u64(const uint64_t *p)
 {
     return (uint64_t)_InterlockedCompareExchange64((volatile __int64 *)p, 0, 0);
 }
+static inline void fg_atomic_store_u64(uint64_t *p, uint64_t v)
+{
+    _InterlockedExchange64((volatile __int64 *)p, (__int64)v);
+}
 static inline void *fg_atomic_load_ptr(void *const *p)
 {
     return _InterlockedCompareExchangePointer((void *volatile *)p, NULL, NULL);
@@ -75,6 +79,10 @@ static inline size_t fg_atomic_add_size(size_t *p, size_t delta)
     return (size_t)_InterlockedExchangeAdd((volatile long *)p, (long)delta) + delta;
 #endif
 }
+static inline size_t fg_atomic_load_size(const size_t *p)
+{
+    return *(const volatile size_t *)p;  /* aligned word reads are whole on Windows' targets */
+}
 #else
 #define FG_THREAD_LOCAL __thread
 static inline uint32_t fg_atomic_add_u32(uint32_t *p, int32_t delta)
@@ -95,6 +103,10 @@ static inline int fg_atomic_cas_u64(uint64_t *p, uint64_t *expected, uint64_t de
 static inline uint64_t fg_atomic_load_u64(const uint64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+static inline void fg_atomic_store_u64(uint64_t *p, uint64_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 static inline void *fg_atomic_load_ptr(void *const *p)
 {
@@ -124,6 +136,10 @@ static inline int fg_atomic_cas_ptr(void **p, void **expected, void *desired)
 static inline size_t fg_atomic_add_size(size_t *p, size_t delta)
 {
     return __atomic_add_fetch(p, delta, __ATOMIC_RELAXED);
+}
+static inline size_t fg_atomic_load_size(const size_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 #endif
 
@@ -158,9 +174,9 @@ static inline void fg_atomic_add_double(double *p, double x)
 
 static inline void fg_atomic_store_double(double *p, double x)
 {
-#define FG_JUST_X_(old) ((void)(old), x)
-    FG_ATOMIC_UPDATE_DOUBLE(p, FG_JUST_X_);
-#undef FG_JUST_X_
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    fg_atomic_store_u64((uint64_t *)(void *)p, bits);
 }
 
 /* A grad is read and added to by whichever thread runs a backward through it. */
