@@ -715,6 +715,22 @@ static void add_summed(run_context *ctx, uint32_t leaf, size_t index)
     ctx->totals[leaf] = total;
 }
 
+/* The outputs' values of the block's rows, into the run's row-major result. */
+static void write_outputs(const run_context *ctx, const block *blk)
+{
+    size_t count = ctx->T->output_count, i, r;
+    double *out = ctx->job->out + blk->row0 * count;
+    if (count == 1) {
+        memcpy(out, ROW(blk, value, ctx->P->outputs[0]), blk->rows * sizeof(double));
+        return;
+    }
+    for (i = 0; i < count; i++) {
+        const double *values = ROW(blk, value, ctx->P->outputs[i]);
+        for (r = 0; r < blk->rows; r++)
+            out[r * count + i] = values[r];
+    }
+}
+
 void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
 {
     const fg_run *job = ctx->job;
@@ -730,8 +746,7 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
             feed(ctx, blk);
             flag = block_forward(ctx, blk);
             if (!flag) {
-                const double *root = ROW(blk, value, ctx->P->root);
-                memcpy(job->out + blk->row0, root, blk->rows * sizeof(double));
+                write_outputs(ctx, blk);
                 if (job->backward)
                     block_backward(ctx, blk);
             }

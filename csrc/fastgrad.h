@@ -190,6 +190,15 @@ typedef struct fg_tape fg_tape;
 fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out);  /* compiled and fused */
 /* fuse = 0 keeps one step per node, as the eager order has them (to measure what fusing buys) */
 fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out);
+/* The same, reporting the values of `outputs` (nodes below root; fg_tape_compile's output is
+ * the root): forward writes their data, backward their grads, run() their values per row.
+ * FG_BAD_ARGUMENT for an output that is not below root. */
+fg_status fg_tape_compile_outputs(fg_arena *A, fg_node *root, fg_node *const *outputs,
+                                  size_t count, int fuse, fg_tape **out);
+size_t fg_tape_output_count(const fg_tape *T);
+/* Replaces the value the last forward read for leaf number `leaf`, for the next backward:
+ * only for a leaf that no derivative of another node reads (a DOT's seed of several roots). */
+void fg_tape_set_leaf_value(fg_tape *T, size_t leaf, double value);
 void fg_tape_free(fg_tape *T);                      /* drops the references */
 size_t fg_tape_size(const fg_tape *T);              /* nodes, one slot each */
 size_t fg_tape_steps(const fg_tape *T);             /* steps of its fused program */
@@ -213,8 +222,10 @@ void fg_tape_load_data(fg_tape *T);
 void fg_tape_load_grads(fg_tape *T);
 fg_status fg_tape_compute_forward(fg_tape *T);
 fg_status fg_tape_compute_backward(fg_tape *T);
-void fg_tape_store_forward(fg_tape *T);             /* the root's data */
-void fg_tape_store_grads(fg_tape *T);               /* the leaves' and the root's grads */
+/* The same from the root's grad `seed` instead of 1.0 (Tape.backward's seed). */
+fg_status fg_tape_compute_backward_from(fg_tape *T, double seed);
+void fg_tape_store_forward(fg_tape *T);             /* the outputs' data (not a leaf's) */
+void fg_tape_store_grads(fg_tape *T);               /* the leaves', root's and outputs' grads */
 fg_node *fg_tape_failed_node(const fg_tape *T);     /* NULL for FG_NO_MEMORY */
 const double *fg_tape_failed_operands(const fg_tape *T); /* its operands' values */
 size_t fg_tape_failed_row(const fg_tape *T);        /* run(): the row that failed */
@@ -225,7 +236,8 @@ int fg_tape_failed_in_backward(const fg_tape *T);   /* a local derivative failed
  * fg_tape_backward at that row, its leaf gradients computed from zero (-0.0); each leaf's
  * grad becomes its grad before the call plus the rows' gradients added one row at a time in
  * row order, so the bits depend neither on `threads` nor on how the rows are cut into
- * blocks. out[row] is the root's value. X and Y are row-major. */
+ * blocks. out[row * outputs + i] is output i's value (fg_tape_output_count outputs; the root
+ * alone for fg_tape_compile's tapes). X and Y are row-major. */
 typedef struct fg_run {
     size_t rows;
     const size_t *inputs;           /* leaf numbers fed by X's columns */
@@ -234,7 +246,7 @@ typedef struct fg_run {
     const size_t *targets;          /* leaf numbers fed by Y's columns */
     size_t target_count;
     const double *Y;
-    double *out;                    /* rows doubles */
+    double *out;                    /* rows * fg_tape_output_count(T) doubles */
     double root_grad;               /* the seed of each row's backward (1.0: the rows' sum) */
     int backward;                   /* 0: forward only, no grad read or written */
     unsigned threads;               /* worker threads, the calling one included (>= 1) */
@@ -247,7 +259,8 @@ fg_status fg_tape_run(fg_tape *T, const fg_run *job, fg_node **failed, size_t *f
 /* in three parts, as forward and backward: load reads every leaf's data and grad */
 void fg_tape_load_run(fg_tape *T);
 fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
-void fg_tape_store_run(fg_tape *T, const fg_run *job);   /* grads (with backward), root data */
+/* the leaves' and root's grads (with backward), the outputs' data */
+void fg_tape_store_run(fg_tape *T, const fg_run *job);
 
 /* The node-rows of work below which run() gives a thread no share (fewer threads than asked
  * where the rows are few; the bits are the same). Sets it, returns the one before; tests set

@@ -118,7 +118,7 @@ fg_status fg_plain_backward(fg_tape *T, const double *leaf_grads)
     memcpy(g, leaf_grads, T->leaf_count * sizeof(double));
     /* interior nodes and constants from 0, as on a graph built afresh */
     memset(g + T->leaf_count, 0, (T->slots + 1 - T->leaf_count) * sizeof(double));
-    g[T->root] = 1.0;
+    g[T->root] = T->seed;
     for (i = T->length; i-- > 0;) {
         const fg_instr *ins = &T->code[i];
         double gout = g[ins->out];

@@ -162,13 +162,13 @@ static inline double tail_backward(const double *d, uint8_t tail, double g)
 }
 
 void fg_replay_backward(const fg_program *P, const fg_row_state *state, size_t leaf_count,
-                        double *grad)
+                        double seed, double *grad)
 {
     const double *v = state->value, *d = state->deriv + P->derivs;
     size_t i = P->length;
     fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
     memset(grad + leaf_count, 0, (P->slots + 1 - leaf_count) * sizeof(double));
-    grad[P->root] = 1.0;
+    grad[P->root] = seed;
     while (i-- > 0) {
         const fg_step *s = &P->steps[i];
         double g;

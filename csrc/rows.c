@@ -194,9 +194,11 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             break;
         }
     }
+    for (i = 0; i < T->output_count; i++)    /* the outputs are read by the result rows */
+        reads_in_steps[P->outputs[i]]++;
     /* lanes: every fed leaf and step result; a parameter or constant read outside n-ary
-     * steps (broadcast once); a parameter read more than once (its row gradient collects
-     * several contributions); the root */
+     * steps (broadcast once), or an output; a parameter read more than once (its row
+     * gradient collects several contributions); the root */
     for (i = 0; i < values; i++) {
         int lanes = i >= P->constant_end || (is_leaf(T, (uint32_t)i) && fed[i])
                     || reads_in_steps[i] > 0 || i == P->root
@@ -617,7 +619,8 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
         /* the tape's state is then the last row's, as if it had been replayed alone: its
          * leaves now, the rest when a backward needs it (fg_tape_compute_backward) */
         row_leaves(T, job, job->rows - 1, T->now.value);
-        T->now.value[P->root] = job->out[job->rows - 1];
+        for (i = 0; i < T->output_count; i++)
+            T->now.value[P->outputs[i]] = job->out[(job->rows - 1) * T->output_count + i];
         T->now_stale = 1;
         T->backward_done = job->backward;
         if (job->backward) {
@@ -626,6 +629,7 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
             memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
             if (P->root >= T->leaf_count)
                 T->grad[P->root] = job->root_grad;
+            T->seed = job->root_grad;
         }
         st = FG_OK;
     }
@@ -643,7 +647,7 @@ void fg_tape_store_run(fg_tape *T, const fg_run *job)
     if (job->rows == 0)
         return;
     if (job->backward)
-        fg_tape_store_grads(T);
+        fg_tape_store_leaf_grads(T);
     fg_tape_store_forward(T);
 }
 

@@ -552,6 +552,10 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
     }
     P->slots = L->next;
     P->root = L->slot[T->root];
+    if ((P->outputs = (uint32_t *)malloc((T->output_count + 1) * sizeof(uint32_t))) == NULL)
+        return FG_NO_MEMORY;
+    for (i = 0; i < T->output_count; i++)
+        P->outputs[i] = L->slot[T->outputs[i]];
     return FG_OK;
 }
 
@@ -563,6 +567,7 @@ void fg_program_free(fg_program *P)
     free(P->constants);
     free(P->numbers);
     free(P->uses);
+    free(P->outputs);
     memset(P, 0, sizeof *P);
 }
 
@@ -603,7 +608,11 @@ static fg_status count_reads(scheduler *S)
     for (e = 0; e < T->length; e++)
         if (T->code[e].kind != FG_KIND_NARY || T->code[e].u.run.last + 1 == T->code[e].u.run.terms)
             S->made_by[T->code[e].out] = e;
+    /* the root and the outputs are read once more, by the caller: they keep their slots */
     S->uses[T->root]++;
+    for (i = 0; i < T->output_count; i++)
+        if (T->outputs[i] != T->root)
+            S->uses[T->outputs[i]]++;
     return FG_OK;
 }
 

@@ -31,11 +31,15 @@ static size_t hash_node(const fg_node *n, size_t mask)
     return (size_t)(((uintptr_t)n >> 4) * (uintptr_t)0x9E3779B97F4A7C15ull) & mask;
 }
 
+/* n's slot, or UINT32_MAX for a node not below the root */
 static uint32_t find_slot(const slot_map *m, const fg_node *n)
 {
     size_t i = hash_node(n, m->mask);
-    while (m->keys[i] != n)
+    while (m->keys[i] != n) {
+        if (m->keys[i] == NULL)
+            return UINT32_MAX;
         i = (i + 1) & m->mask;
+    }
     return m->slots[i];
 }
 
@@ -83,6 +87,7 @@ void fg_tape_free(fg_tape *T)
     free(T->grad);
     free(T->leaf_data);
     free(T->leaf_grad_before);
+    free(T->outputs);
     fg_rows_cache_free(T->rows);
     free(T);
 }
@@ -146,8 +151,9 @@ static fg_status index_leaves(fg_tape *T)
     return FG_OK;
 }
 
-/* Slots, plain program and step program for the graph below root. */
-static fg_status compile(fg_tape *T, fg_node *root, int fuse)
+/* Slots, plain program and step program for the graph below root, reporting `outputs`. */
+static fg_status compile(fg_tape *T, fg_node *root, fg_node *const *outputs, size_t count,
+                         int fuse)
 {
     fg_node *const *order;
     size_t length, capacity = 16, i, args_used = 0, counts[3] = {0, 0, 0}, next[3];
@@ -214,6 +220,14 @@ static fg_status compile(fg_tape *T, fg_node *root, int fuse)
         T->length++;
     }
     T->root = find_slot(&map, root);
+    if ((T->outputs = (uint32_t *)malloc((count + 1) * sizeof(uint32_t))) == NULL)
+        goto done;
+    for (i = 0; i < count; i++)
+        if ((T->outputs[i] = find_slot(&map, outputs[i])) == UINT32_MAX) {
+            st = FG_BAD_ARGUMENT;
+            goto done;
+        }
+    T->output_count = count;
     if ((st = index_leaves(T)) == FG_OK)
         st = fg_schedule(T, fuse);
 done:
@@ -235,7 +249,8 @@ static fg_status new_state(const fg_program *P, size_t leaf_count, fg_row_state 
     return FG_OK;
 }
 
-fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out)
+fg_status fg_tape_compile_outputs(fg_arena *A, fg_node *root, fg_node *const *outputs,
+                                  size_t count, int fuse, fg_tape **out)
 {
     fg_tape *T = (fg_tape *)calloc(1, sizeof(fg_tape));
     fg_program *P;
@@ -244,7 +259,8 @@ fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out)
     if (T == NULL)
         return FG_NO_MEMORY;
     T->arena = A;
-    if ((st = compile(T, root, fuse)) != FG_OK)
+    T->seed = 1.0;
+    if ((st = compile(T, root, outputs, count, fuse)) != FG_OK)
         goto failed;
     P = &T->program;
     L = T->leaf_count;
@@ -267,6 +283,11 @@ fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out)
 failed:
     fg_tape_free(T);
     return st;
+}
+
+fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out)
+{
+    return fg_tape_compile_outputs(A, root, &root, 1, fuse, out);
 }
 
 fg_status fg_tape_new(fg_arena *A, fg_node *root, fg_tape **out)
@@ -297,6 +318,16 @@ fg_node *fg_tape_node(const fg_tape *T, size_t slot)
 fg_node *fg_tape_root(const fg_tape *T)
 {
     return T->nodes[T->root];
+}
+
+size_t fg_tape_output_count(const fg_tape *T)
+{
+    return T->output_count;
+}
+
+void fg_tape_set_leaf_value(fg_tape *T, size_t leaf, double value)
+{
+    T->now.value[leaf] = value;
 }
 
 long fg_tape_leaf_index(const fg_tape *T, const fg_node *n)
@@ -364,12 +395,21 @@ fg_status fg_tape_compute_forward(fg_tape *T)
     return FG_OK;
 }
 
+/* The outputs' data; a leaf's is the user's, even when it is an output. */
 void fg_tape_store_forward(fg_tape *T)
 {
-    T->nodes[T->root]->data = T->now.value[T->program.root];
+    size_t i;
+    for (i = 0; i < T->output_count; i++)
+        if (T->outputs[i] >= T->leaf_count)
+            T->nodes[T->outputs[i]]->data = T->now.value[T->program.outputs[i]];
 }
 
 fg_status fg_tape_compute_backward(fg_tape *T)
+{
+    return fg_tape_compute_backward_from(T, 1.0);
+}
+
+fg_status fg_tape_compute_backward_from(fg_tape *T, double seed)
 {
     if (T->now_stale) {
         fg_replay_forward(&T->program, &T->now);    /* a row that run() replayed already */
@@ -378,8 +418,9 @@ fg_status fg_tape_compute_backward(fg_tape *T)
     if (FG_UNLIKELY(T->now.pending))
         return name_failure(T, T->now.value, 1);
     memcpy(T->grad, T->leaf_grad_before, T->leaf_count * sizeof(double));
-    fg_replay_backward(&T->program, &T->now, T->leaf_count, T->grad);
+    fg_replay_backward(&T->program, &T->now, T->leaf_count, seed, T->grad);
     T->backward_done = 1;
+    T->seed = seed;
     return FG_OK;
 }
 
@@ -392,7 +433,7 @@ static double added_grad(double now, double before, double computed)
     return now + (computed - before);
 }
 
-void fg_tape_store_grads(fg_tape *T)
+void fg_tape_store_leaf_grads(fg_tape *T)
 {
     size_t i;
     for (i = 0; i < T->leaf_count; i++) {
@@ -406,6 +447,15 @@ void fg_tape_store_grads(fg_tape *T)
 #endif
     }
     FG_GRAD_SET(T->nodes[T->root], T->grad[T->program.root]);
+}
+
+void fg_tape_store_grads(fg_tape *T)
+{
+    size_t i;
+    fg_tape_store_leaf_grads(T);
+    for (i = 0; i < T->output_count; i++)
+        if (T->outputs[i] >= T->leaf_count)
+            FG_GRAD_SET(T->nodes[T->outputs[i]], T->grad[T->program.outputs[i]]);
 }
 
 fg_status fg_tape_forward(fg_tape *T, fg_node **failed)

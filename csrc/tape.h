@@ -139,8 +139,9 @@ typedef struct fg_program {
     size_t numbers_length;
     size_t derivs;                  /* doubles of local derivatives a forward stores */
     uint32_t root;                  /* the root's slot */
-    uint32_t *uses;                 /* slot -> how many operand places read it (the root one
-                                     * more), for rows.c's plan */
+    uint32_t *outputs;              /* the outputs' slots, fg_tape.output_count of them */
+    uint32_t *uses;                 /* slot -> how many operand places read it (the root and
+                                     * each output one more), for rows.c's plan */
 } fg_program;
 
 /* ---- the tape ---- */
@@ -170,6 +171,8 @@ struct fg_tape {
     size_t constant_end;            /* plain constants in [leaf_count, constant_end) */
     fg_node **nodes;                /* plain slot -> node, each holding one reference */
     uint32_t root;                  /* the root's plain slot */
+    uint32_t *outputs;              /* the plain slots of the nodes whose values replay reports */
+    size_t output_count;
     fg_node **lookup;               /* open-addressing table node -> leaf number */
     uint32_t *lookup_leaf;
     size_t lookup_mask;
@@ -186,6 +189,7 @@ struct fg_tape {
     double *leaf_data;              /* the leaves' data as read by fg_tape_load_data */
     double *leaf_grad_before;       /* the leaves' grads as read, to add into them after */
     int backward_done;              /* backward ran over `now` (sync writes its grads) */
+    double seed;                    /* the root's grad that backward started from */
     int now_stale;                  /* `now` holds only its leaves and root (a run's last row):
                                      * a backward replays the rest first */
     fg_rows_cache *rows;            /* rows.c's plans, by the leaves run() feeds */
@@ -212,7 +216,11 @@ fg_status fg_plain_backward(fg_tape *T, const double *leaf_grads);
  * failed, and plain.c names it. */
 fg_status fg_replay_forward(const fg_program *P, fg_row_state *state);
 void fg_replay_backward(const fg_program *P, const fg_row_state *state, size_t leaf_count,
-                        double *grad);
+                        double seed, double *grad);
+
+/* tape.c: the leaves' grads and the root's, not the other outputs' (run() writes no interior
+ * grad: those are sync()'s) */
+void fg_tape_store_leaf_grads(fg_tape *T);
 
 /* rows.c */
 void fg_rows_cache_free(fg_rows_cache *cache);

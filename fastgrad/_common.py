@@ -111,6 +111,37 @@ def as_float(x: object, what: str) -> float:
     return float(x)  # type: ignore[arg-type]
 
 
+def tape_roots(roots: object, value_type: type) -> tuple[list[Any], bool]:
+    """A Tape's roots and whether there are several: one Value, or a list or tuple of Values
+    (a classifier's scores), whose backward then takes one seed per root."""
+    if isinstance(roots, value_type):
+        return [roots], False
+    if not isinstance(roots, (list, tuple)):
+        raise TypeError(f"Tape needs a Value to start from, or a list of Values, not "
+                        f"{type(roots).__name__!r}")
+    items = list(roots)
+    if not items:
+        raise ValueError("Tape needs at least one root")
+    for v in items:
+        if not isinstance(v, value_type):
+            raise TypeError(f"a Tape's roots must be Values, not {type(v).__name__!r}")
+    return items, True
+
+
+def several_roots_have_no_root(count: int) -> str:
+    return f"this Tape has {count} roots: they are in .roots"
+
+
+def root_seeds(seeds: object, count: int, what: str) -> list[float]:
+    """One seed per root: a number gives every root that seed, a sequence one each."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(type(seeds), "__iter__"):
+        return [as_float(seeds, what)] * count
+    items = list(seeds)  # type: ignore[call-overload]
+    if len(items) != count:
+        raise ValueError(f"{what} has {len(items)} seed(s) for {count} root(s)")
+    return [as_float(s, what) for s in items]
+
+
 TAPE_IS_BUSY = ("this Tape is replaying in another thread; a Tape replays one call at a time "
                 "(make a Tape per thread)")
 

@@ -70,6 +70,10 @@ cdef extern from "fastgrad.h" nogil:
         int (*interrupted)(void *context) noexcept nogil
         void *context
     fg_status fg_tape_compile(fg_arena *A, fg_node *root, int fuse, fg_tape **out)
+    fg_status fg_tape_compile_outputs(fg_arena *A, fg_node *root, fg_node *const *outputs,
+                                      size_t count, int fuse, fg_tape **out)
+    size_t fg_tape_output_count(const fg_tape *T)
+    void fg_tape_set_leaf_value(fg_tape *T, size_t leaf, double value)
     void fg_tape_free(fg_tape *T)
     size_t fg_tape_size(const fg_tape *T)
     size_t fg_tape_steps(const fg_tape *T)
@@ -81,6 +85,7 @@ cdef extern from "fastgrad.h" nogil:
     void fg_tape_load_grads(fg_tape *T)
     fg_status fg_tape_compute_forward(fg_tape *T)
     fg_status fg_tape_compute_backward(fg_tape *T)
+    fg_status fg_tape_compute_backward_from(fg_tape *T, double seed)
     void fg_tape_store_forward(fg_tape *T)
     void fg_tape_store_grads(fg_tape *T)
     fg_node *fg_tape_failed_node(const fg_tape *T)

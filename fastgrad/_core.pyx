@@ -28,7 +28,8 @@ from libc.stdint cimport uint32_t
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
 from ._common import TAPE_IS_BUSY as _TAPE_IS_BUSY
 from ._common import (as_float, check_threads, exponent_text, not_a_number, op_error,
-                      register_value_class, rows_of, value_is_not_a_number, with_row)
+                      register_value_class, root_seeds, rows_of, several_roots_have_no_root,
+                      tape_roots, value_is_not_a_number, with_row)
 
 import threading
 from builtins import sum as builtins_sum
@@ -872,22 +873,44 @@ cdef class Tape:
     Values; sync() writes every interior Value too. A call that fails raises what eager code
     raises and changes nothing. forward, backward and run release the GIL while they
     compute: the leaves are read before and written after, holding it. fuse=False keeps one
-    step per node, unfused, to measure what fusing buys (the bits are the same)."""
+    step per node, unfused, to measure what fusing buys (the bits are the same).
+
+    Tape([r0, r1, ...]) records several roots (a classifier's scores): forward() returns
+    their values, run() a column per root, and backward(seeds) starts from one seed per root,
+    as torch.autograd.backward(roots, seeds) does; its bits are those of
+    fastgrad.dot([Value(s) for s in seeds], roots).backward()."""
 
     cdef fg_tape *tape
-    cdef readonly Value root
+    cdef Value _top                 # what the program starts from: the root, or the DOT
+    cdef list _roots
+    cdef list _seeds                # several roots: the DOT's seed leaves, else None
+    cdef list _seed_numbers         # their leaf numbers
     cdef bint busy
 
-    def __init__(self, root, *, fuse=True):
+    def __init__(self, roots, *, fuse=True):
         cdef fg_status status
-        if not isinstance(root, Value):
-            raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
+        cdef Py_ssize_t i, count
+        cdef fg_node **outputs
         if self.tape is not NULL:
             raise RuntimeError("a Tape records once; make another for another graph")
-        status = fg_tape_compile(_arena(), _node_of(<Value>root), 1 if fuse else 0, &self.tape)
+        self._roots, several = tape_roots(roots, Value)
+        count = len(self._roots)
+        self._seeds = [Value(1.0) for _ in range(count)] if several else None
+        self._top = dot(self._seeds, self._roots) if several else <Value>self._roots[0]
+        outputs = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+        if outputs is NULL:
+            raise MemoryError()
+        try:
+            for i in range(count):
+                outputs[i] = _node_of(<Value>self._roots[i])
+            status = fg_tape_compile_outputs(_arena(), _node_of(self._top), outputs, count,
+                                             1 if fuse else 0, &self.tape)
+        finally:
+            PyMem_Free(outputs)
         if status != FG_OK:
             _raise(status, "tape", ())
-        self.root = <Value>root
+        if several:
+            self._seed_numbers = self._leaf_numbers(self._seeds, "seed")
 
     def __dealloc__(self):
         fg_tape_free(self.tape)
@@ -909,12 +932,32 @@ cdef class Tape:
         return self.tape
 
     @property
+    def root(self):
+        """The root of a Tape of one root (a Tape of several has roots)."""
+        self._recorded()
+        if self._seeds is not None:
+            raise AttributeError(several_roots_have_no_root(len(self._roots)))
+        return self._top
+
+    @property
+    def roots(self):
+        """The roots, as given: one, or several."""
+        self._recorded()
+        return list(self._roots)
+
+    @property
     def leaves(self):
         cdef fg_tape *tape = self._recorded()
-        return [_handle(fg_tape_leaf(tape, i)) for i in range(fg_tape_leaf_count(tape))]
+        leaves = [_handle(fg_tape_leaf(tape, i)) for i in range(fg_tape_leaf_count(tape))]
+        if self._seeds is None:
+            return leaves
+        hidden = {id(s) for s in self._seeds}
+        return [v for v in leaves if id(v) not in hidden]
 
     def __len__(self):
-        return fg_tape_size(self._recorded())
+        """The nodes below the roots (a Tape of several roots adds none of its own)."""
+        cdef size_t hidden = 0 if self._seeds is None else len(self._seeds) + 2
+        return fg_tape_size(self._recorded()) - hidden
 
     @property
     def steps(self):
@@ -923,11 +966,18 @@ cdef class Tape:
 
     def __repr__(self):
         cdef fg_tape *tape = self._recorded()
-        return (f"Tape({fg_tape_size(tape)} nodes, {fg_tape_leaf_count(tape)} leaves, "
-                f"root={self.root!r})")
+        leaves = fg_tape_leaf_count(tape) - (0 if self._seeds is None else len(self._seeds))
+        shown = f"root={self._top!r}" if self._seeds is None else f"{len(self._roots)} roots"
+        return f"Tape({len(self)} nodes, {leaves} leaves, {shown})"
+
+    cdef object _root_values(self):
+        if self._seeds is None:
+            return self._top.node.data
+        return [(<Value>r).node.data for r in self._roots]
 
     def forward(self):
-        """Recomputes every node from the leaves' data; returns the root's new data."""
+        """Recomputes every node from the leaves' data; returns the root's new data (a list,
+        one per root, for several)."""
         cdef fg_tape *tape = self._claim()
         cdef fg_status status
         try:
@@ -939,20 +989,41 @@ cdef class Tape:
             fg_tape_store_forward(tape)
         finally:
             self.busy = False
-        return self.root.node.data
+        return self._root_values()
 
-    def backward(self):
+    def backward(self, seeds=None):
+        """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
+        number, or for several roots one number per root (1.0 each by default)."""
+        cdef list values = root_seeds(1.0 if seeds is None else seeds, len(self._roots),
+                                      "backward's seeds")
         cdef fg_tape *tape = self._claim()
         cdef fg_status status
+        cdef double seed = 1.0
+        cdef list before = None
         try:
             fg_tape_load_grads(tape)
+            if self._seeds is None:
+                seed = values[0]
+            else:
+                before = [(<Value>s).node.data for s in self._seeds]
+                self._set_seeds(tape, values)
             with nogil:
-                status = fg_tape_compute_backward(tape)
+                status = fg_tape_compute_backward_from(tape, seed)
             if status != FG_OK:
+                if before is not None:
+                    self._set_seeds(tape, before)
                 _raise_tape(status, tape, True)
             fg_tape_store_grads(tape)
         finally:
             self.busy = False
+
+    cdef void _set_seeds(self, fg_tape *tape, list values):
+        """The seed leaves' data, and their values in the last forward's state, as if it
+        had read them (the state's seeds are always their data)."""
+        cdef Py_ssize_t i
+        for i in range(len(values)):
+            (<Value>self._seeds[i]).node.data = <double>values[i]
+            fg_tape_set_leaf_value(tape, <size_t>self._seed_numbers[i], <double>values[i])
 
     def sync(self):
         """Writes the data of every node but the leaves (whose data is the user's) from the
@@ -971,28 +1042,29 @@ cdef class Tape:
         numbers = []
         cdef long number
         cdef fg_tape *tape = self._recorded()
+        hidden = () if self._seeds is None or what == "seed" else self._seeds
         for v in values:
             number = fg_tape_leaf_index(tape, (<Value>v).node) if isinstance(v, Value) else -1
-            if number < 0:
+            if number < 0 or any(v is s for s in hidden):
                 raise ValueError(f"{what} {v!r} is not a leaf of this tape")
             numbers.append(number)
         return numbers
 
     def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0):
         """Replays the tape once per row of X (and y), the input leaves taking the row's
-        values (the target leaves y's), and returns the root's value per row. Each row's
-        forward and backward are those of forward(); backward() at that row, its leaf
-        gradients computed from zero with the root's grad seeded root_grad; each leaf's grad
-        becomes its grad before the call plus the rows' gradients, added one row at a time in
-        row order: their sum (root_grad=1 / len(X) gives the mean's, as PyTorch's
-        reduction="mean"). backward=False runs forward only and touches no grad. The bits
-        never depend on `threads`, the most worker threads (the calling one included) that
-        share the rows; the fed leaves keep their .data. A failing row raises what eager
-        code raises, naming the row, and changes nothing."""
+        values (the target leaves y's), and returns the root's value per row (an array of
+        shape (rows, len(roots)) for several roots). Each row's forward and backward are
+        those of forward(); backward(root_grad) at that row, its leaf gradients computed from
+        zero; each leaf's grad becomes its grad before the call plus the rows' gradients,
+        added one row at a time in row order: their sum (root_grad=1 / len(X) gives the
+        mean's, as PyTorch's reduction="mean"). backward=False runs forward only and touches
+        no grad. The bits never depend on `threads`, the most worker threads (the calling one
+        included) that share the rows; the fed leaves keep their .data. A failing row raises
+        what eager code raises, naming the row, and changes nothing."""
         import numpy as np
 
         cdef unsigned workers = check_threads(threads)
-        cdef double seed = _as_double(root_grad, "root_grad")
+        cdef list seeds = root_seeds(root_grad, len(self._roots), "root_grad")
         cdef list input_numbers = self._leaf_numbers(inputs, "input")
         cdef list target_numbers = self._leaf_numbers(targets, "target")
         X_rows = np.ascontiguousarray(rows_of(np, X, len(input_numbers), "X"))
@@ -1003,10 +1075,10 @@ cdef class Tape:
         fed = input_numbers + target_numbers
         if len(set(fed)) != len(fed):
             raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
-        out = np.empty(len(X_rows))
+        out = np.empty((len(X_rows), len(self._roots)))
         cdef double[:, ::1] xv = X_rows
         cdef double[:, ::1] yv = y_rows
-        cdef double[::1] ov = out
+        cdef double[:, ::1] ov = out
         cdef fg_run job
         cdef fg_status status
         cdef size_t i
@@ -1029,23 +1101,30 @@ cdef class Tape:
             job.targets = numbers + len(input_numbers)
             job.target_count = len(target_numbers)
             job.Y = &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL
-            job.out = &ov[0] if job.rows else NULL
-            job.root_grad = seed
+            job.out = &ov[0, 0] if job.rows else NULL
+            job.root_grad = seeds[0] if self._seeds is None else 1.0
             job.backward = 1 if backward else 0
             job.threads = workers
             job.interrupted = _check_signals
             job.context = NULL
+            before = None
+            if self._seeds is not None and job.rows:  # each row's seeds, as the seed leaves hold them
+                before = [(<Value>s).node.data for s in self._seeds]
+                for i in range(len(seeds)):
+                    (<Value>self._seeds[i]).node.data = seeds[i]
             fg_tape_load_run(tape)
             with nogil:
                 status = fg_tape_compute_run(tape, &job)
             if status != FG_OK:
+                for i in range(len(before or ())):  # a failed run changes nothing
+                    (<Value>self._seeds[i]).node.data = before[i]
                 _raise_tape(status, tape, fg_tape_failed_in_backward(tape),
                             fg_tape_failed_row(tape))
             fg_tape_store_run(tape, &job)
         finally:
             PyMem_Free(numbers)
             self.busy = False
-        return out
+        return out if self._seeds is not None else out.reshape(len(X_rows))
 
 
 def _allow_avx2(allow):

@@ -5,7 +5,8 @@ rows. The model is written for one sample, with Values, as micrograd code is: an
 MLP(64, [32, 10]) whose ten scores go through softmax cross-entropy against the sample's
 one-hot label. That graph is recorded once as a Tape; each minibatch is one `tape.run` over
 its rows (the inputs and the one-hot label fed as leaves), which adds the rows' gradients to
-the parameters' grads in C, and SGD with momentum (`fastgrad.optim.SGD`) takes the step.
+the parameters' grads in C, and SGD with momentum (`fastgrad.optim.SGD`) takes the step. The
+test set is scored by a Tape of the ten scores (ten roots), run forward only.
 """
 
 from __future__ import annotations
@@ -52,32 +53,28 @@ def load(seed: int) -> Digits:
 
 @dataclass
 class Classifier:
-    """The model and its loss for one sample, recorded as a tape."""
+    """The model and its loss for one sample, recorded as a tape, and its ten scores recorded
+    as a tape of ten roots (for predictions)."""
 
     model: nn.MLP
     pixels: list[Any]  # the input leaves, fed a row of X
     onehot: list[Any]  # the label's leaves, fed a row of the one-hot labels
     tape: Any
+    score_tape: Any
 
-    def scores(self, pixels: list[Any]) -> list[Any]:
-        out = self.model(pixels)
-        assert isinstance(out, list)  # ten classes
-        return out
-
-    def predict(self, X: Any) -> Any:
-        """The class with the largest score, per row (the model run eagerly)."""
-        Value = self.pixels[0].__class__
-        return np.array([
-            int(np.argmax([score.data for score in self.scores([Value(float(p)) for p in row])]))
-            for row in X
-        ])  # fmt: skip
+    def predict(self, X: Any, threads: int = 1) -> Any:
+        """The class with the largest score, per row: the scores' tape run forward only."""
+        scores = self.score_tape.run(self.pixels, X, backward=False, threads=threads)
+        return np.argmax(scores, axis=1)
 
 
 def classifier(engine: types.ModuleType, seed: int, hidden: int = 32) -> Classifier:
     """The model, with softmax cross-entropy against the one-hot label, for one sample."""
     tape, model, pixels, onehot = per_sample_model(engine, [INPUTS, hidden, CLASSES],
                                                    "cross_entropy", seed)  # fmt: skip
-    return Classifier(model, pixels, onehot, tape)
+    scores = model(pixels)
+    assert isinstance(scores, list)  # ten classes
+    return Classifier(model, pixels, onehot, tape, engine.Tape(scores))
 
 
 def run_as_loop(net: Classifier, X: Any, Y: Any) -> Any:
@@ -172,7 +169,7 @@ def main(engine: types.ModuleType, *, epochs: int = 15, seed: int = 0, threads: 
     data = load(seed)
     net, losses, seconds = train(engine, data, epochs=epochs, seed=seed, threads=threads,
                                  progress=True, optimizer=optimizer)  # fmt: skip
-    predicted = net.predict(data.X_test)
+    predicted = net.predict(data.X_test, threads=threads)
     accuracy = float(np.mean(predicted == data.y_test))
     rows = epochs * len(data.X_train)
     print(f"digits: {len(data.X_train)} training rows, {epochs} epochs in {seconds:.2f} s "

@@ -334,6 +334,120 @@ static void test_tape(void)
 }
 
 /* A node rebuilt with stored data keeps it, whatever its operands say now. */
+/* Two roots sharing a node, and a leaf, reported as the outputs of a tape whose root is a DOT
+ * of seed leaves and the roots: forward writes their data, backward their grads, run() their
+ * values per row; a changed seed is backward's as if forward had read it. */
+static fg_node *two_roots(fg_node *x, fg_node *w, fg_node **r1)
+{
+    fg_node *p = bin(FG_MUL, x, w), *r0 = un(FG_TANH, p), *q = bin(FG_MUL, r0, x);
+    fg_node *e = un(FG_EXP, w);
+    *r1 = bin(FG_ADD, q, e);
+    fg_decref(A, p);
+    fg_decref(A, q);
+    fg_decref(A, e);
+    return r0;
+}
+
+static fg_node *seeded(fg_node *s0, fg_node *r0, fg_node *s1, fg_node *r1)
+{
+    fg_node *zero = leaf(0.0), *args[5], *top = NULL;
+    zero->flags |= FG_CONSTANT;
+    args[0] = zero;
+    args[1] = s0;
+    args[2] = r0;
+    args[3] = s1;
+    args[4] = r1;
+    CHECK(fg_new_nary(A, FG_DOT, args, 5, &top) == FG_OK);
+    fg_decref(A, zero);
+    return top;
+}
+
+static void test_tape_outputs(void)
+{
+    fg_node *x = leaf(0.3), *w = leaf(-0.6), *s0 = leaf(1.0), *s1 = leaf(1.0), *r1, *r0, *top;
+    fg_node *x2 = leaf(0.0), *w2 = leaf(0.0), *t0 = leaf(0.0), *t1 = leaf(0.0), *f1, *f0, *fresh;
+    fg_node *outputs[3], *failed = NULL, *stranger = leaf(2.0);
+    fg_tape *T = NULL;
+    double xs[3] = {0.5, -2.0, 4.0}, outs[9], gx = 0.0, gw = 0.0;
+    size_t inputs[1], row = 0;
+    fg_run job;
+    int r;
+    r0 = two_roots(x, w, &r1);
+    top = seeded(s0, r0, s1, r1);
+    outputs[0] = r0;
+    outputs[1] = r1;
+    outputs[2] = x;
+    CHECK(fg_tape_compile_outputs(A, top, &stranger, 1, 1, &T) == FG_BAD_ARGUMENT && T == NULL);
+    CHECK(fg_tape_compile_outputs(A, top, outputs, 3, 1, &T) == FG_OK);
+    CHECK(fg_tape_output_count(T) == 3);
+    x->data = 0.7;
+    r0->data = r1->data = 0.0;
+    CHECK(fg_tape_forward(T, &failed) == FG_OK);
+    x2->data = 0.7;
+    w2->data = w->data;
+    t0->data = 2.5;
+    t1->data = -1.5;
+    f0 = two_roots(x2, w2, &f1);
+    fresh = seeded(t0, f0, t1, f1);
+    CHECK(same_bits(r0->data, f0->data) && same_bits(r1->data, f1->data) && x->data == 0.7);
+    fg_tape_set_leaf_value(T, (size_t)fg_tape_leaf_index(T, s0), 2.5);
+    fg_tape_set_leaf_value(T, (size_t)fg_tape_leaf_index(T, s1), -1.5);
+    x->grad = w->grad = 0.0;
+    x2->grad = w2->grad = 0.0;
+    CHECK(fg_tape_backward(T, &failed) == FG_OK && fg_backward(A, fresh, &failed) == FG_OK);
+    CHECK(same_bits(x->grad, x2->grad) && same_bits(w->grad, w2->grad));
+    CHECK(same_bits(r0->grad, f0->grad) && same_bits(r1->grad, f1->grad));
+    fg_decref(A, fresh);
+    fg_decref(A, f0);
+    fg_decref(A, f1);
+    /* run: row-major outputs, seeds as the seed leaves hold them */
+    memset(&job, 0, sizeof job);
+    inputs[0] = (size_t)fg_tape_leaf_index(T, x);
+    job.rows = 3;
+    job.inputs = inputs;
+    job.input_count = 1;
+    job.X = xs;
+    job.out = outs;
+    job.threads = 1;
+    job.backward = 1;
+    job.root_grad = 1.0;
+    s0->data = 0.5;
+    s1->data = 3.0;
+    x->grad = w->grad = 0.0;
+    CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK && x->data == 0.7);
+    for (r = 0; r < 3; r++) {
+        x2->data = xs[r];
+        t0->data = 0.5;
+        t1->data = 3.0;
+        x2->grad = w2->grad = -0.0;
+        f0 = two_roots(x2, w2, &f1);
+        fresh = seeded(t0, f0, t1, f1);
+        CHECK(fg_backward(A, fresh, &failed) == FG_OK);
+        CHECK(same_bits(outs[3 * r], f0->data) && same_bits(outs[3 * r + 1], f1->data));
+        CHECK(outs[3 * r + 2] == xs[r]);
+        gx = gx + x2->grad;
+        gw = gw + w2->grad;
+        fg_decref(A, fresh);
+        fg_decref(A, f0);
+        fg_decref(A, f1);
+    }
+    CHECK(same_bits(x->grad, gx) && same_bits(w->grad, gw));
+    CHECK(same_bits(r0->data, outs[6]) && same_bits(r1->data, outs[7]));
+    fg_tape_free(T);
+    fg_decref(A, top);
+    fg_decref(A, r0);
+    fg_decref(A, r1);
+    fg_decref(A, x);
+    fg_decref(A, w);
+    fg_decref(A, s0);
+    fg_decref(A, s1);
+    fg_decref(A, x2);
+    fg_decref(A, w2);
+    fg_decref(A, t0);
+    fg_decref(A, t1);
+    fg_decref(A, stranger);
+}
+
 static void test_rebuilt_node(void)
 {
     fg_node *x = leaf(-1.0), *args[2], *n = NULL;
@@ -674,6 +788,7 @@ int main(int argc, char **argv)
     test_sgd();
     test_adam_and_rmsprop();
     test_tape();
+    test_tape_outputs();
     test_run_threads();
     CHECK(fg_blocks_check_rules() == 0);
     CHECK(!fg_blocks_have_avx2() || fg_blocks_check_rules_avx2() == 0);

@@ -7,9 +7,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .._common import TAPE_IS_BUSY, as_float, check_threads, rows_of, with_row
+from .._common import (
+    TAPE_IS_BUSY,
+    check_threads,
+    root_seeds,
+    rows_of,
+    several_roots_have_no_root,
+    tape_roots,
+    with_row,
+)
 from .ops import _FAILURES, BINARY, NARY, _derivatives, _forward, _nary_forward, _term_contributions
-from .value import GRADS_LOCK, Value
+from .value import GRADS_LOCK, Value, dot
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -49,22 +57,32 @@ class Tape:
     program, read once. Replay writes the root's data and grad and the leaves' grads into
     their Values; sync() writes every other node. A call that fails raises what eager code
     raises and changes nothing. fuse is the C engine's switch for merging nodes into steps;
-    this program runs one node per step either way, and the bits never depend on it."""
+    this program runs one node per step either way, and the bits never depend on it.
 
-    def __init__(self, root: Value, *, fuse: bool = True) -> None:
-        if not isinstance(root, Value):
-            raise TypeError(f"Tape needs a Value to start from, not {type(root).__name__!r}")
+    Tape([r0, r1, ...]) records several roots (a classifier's scores): forward() returns
+    their values, run() a column per root, and backward(seeds) starts from one seed per root,
+    as torch.autograd.backward(roots, seeds) does; its bits are those of
+    fastgrad.dot([Value(s) for s in seeds], roots).backward()."""
+
+    def __init__(self, roots: Value | list[Value] | tuple[Value, ...], *,
+                 fuse: bool = True) -> None:  # fmt: skip
+        self._roots, several = tape_roots(roots, Value)
+        # several roots: the program starts from a DOT of hidden seed leaves and the roots
+        self._seeds = [Value(1.0) for _ in self._roots] if several else None
+        root = dot(self._seeds, self._roots) if self._seeds else self._roots[0]
         order = root._topo()
         slot: dict[Value, int] = {}
         for v, _ in order:
             slot.setdefault(v, len(slot))
-        self.root = root
+        self._top = root
         self._claimed = threading.Lock()
         self._nodes = list(slot)
         self._slot = slot
         self._root = slot[root]
         self._leaves = [i for i, v in enumerate(self._nodes) if not v._rule and not v._constant]
         self._leaf_number = {slot: number for number, slot in enumerate(self._leaves)}
+        self._seed_slots = [slot[s] for s in self._seeds or ()]
+        self._outputs = [slot[r] for r in self._roots]
         self._constants = [i for i, v in enumerate(self._nodes) if not v._rule and v._constant]
         # one instruction per entry of the order but the leaves: an n-ary node once per term
         self._code = [(v._rule, slot[v], tuple(slot[c] for c in v._children), v._exponent, k)
@@ -73,8 +91,21 @@ class Tape:
         self._grad = [v._grad for v in self._nodes]
 
     @property
+    def root(self) -> Value:
+        """The root of a Tape of one root (a Tape of several has roots)."""
+        if self._seeds is not None:
+            raise AttributeError(several_roots_have_no_root(len(self._roots)))
+        return self._top
+
+    @property
+    def roots(self) -> list[Value]:
+        """The roots, as given: one, or several."""
+        return list(self._roots)
+
+    @property
     def leaves(self) -> list[Value]:
-        return [self._nodes[i] for i in self._leaves]
+        hidden = set(self._seed_slots)
+        return [self._nodes[i] for i in self._leaves if i not in hidden]
 
     @property
     def steps(self) -> int:
@@ -84,10 +115,12 @@ class Tape:
         return sum(1 for i, entry in enumerate(code) if i == 0 or code[i - 1][1] != entry[1])
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        """The nodes below the roots (a Tape of several roots adds none of its own)."""
+        return len(self._nodes) - (0 if self._seeds is None else len(self._seeds) + 2)
 
     def __repr__(self) -> str:
-        return f"Tape({len(self)} nodes, {len(self._leaves)} leaves, root={self.root!r})"
+        shown = f"root={self._top!r}" if self._seeds is None else f"{len(self._roots)} roots"
+        return f"Tape({len(self)} nodes, {len(self.leaves)} leaves, {shown})"
 
     def _forward_values(self) -> list[float]:
         value = list(self._value)  # constants keep the data they had when compiled
@@ -132,23 +165,49 @@ class Tape:
             grad[i] = self._nodes[i]._grad
         return grad
 
-    def _commit_grads(self, grad: list[float]) -> None:
+    def _commit_grads(self, grad: list[float], roots: bool = True) -> None:
         self._grad = grad
         for i in self._leaves:
             self._nodes[i]._grad = grad[i]
-        self.root._grad = grad[self._root]
+        self._top._grad = grad[self._root]
+        for i in self._outputs if roots else ():
+            if i not in self._leaf_number:
+                self._nodes[i]._grad = grad[i]
+
+    def _store_outputs(self, value: list[float]) -> Any:
+        """The roots' data (a leaf's is the user's); returns them as forward() does."""
+        for i in self._outputs:
+            if i not in self._leaf_number:
+                self._nodes[i]._data = value[i]
+        values = [value[i] for i in self._outputs]
+        return values if self._seeds is not None else values[0]
+
+    def _set_seeds(self, seeds: list[float]) -> None:
+        """The seed leaves' data, and their values in the last forward, as if it had read
+        them."""
+        for i, s in zip(self._seed_slots, seeds):
+            self._nodes[i]._data = self._value[i] = s
 
     @_one_call_at_a_time
-    def forward(self) -> float:
-        """Recomputes every node from the leaves' data; returns the root's new data."""
+    def forward(self) -> Any:
+        """Recomputes every node from the leaves' data; returns the root's new data (a list,
+        one per root, for several)."""
         self._value = self._forward_values()
-        self.root._data = self._value[self._root]
-        return self.root._data
+        return self._store_outputs(self._value)
 
     @_one_call_at_a_time
-    def backward(self) -> None:
+    def backward(self, seeds: float | Iterable[float] | None = None) -> None:
+        """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
+        number, or for several roots one number per root (1.0 each by default)."""
+        values = root_seeds(1.0 if seeds is None else seeds, len(self._roots), "backward's seeds")
         grad = self._leaf_grads()
-        self._backward_grads(self._value, grad)
+        before = [self._value[i] for i in self._seed_slots]
+        self._set_seeds(values)
+        try:
+            self._backward_grads(self._value, grad, 1.0 if self._seeds else values[0])
+        except BaseException:
+            self._set_seeds(before)
+            raise
         self._commit_grads(grad)
 
     def _leaf_numbers(self, values: Iterable[Value], what: str) -> list[int]:
@@ -163,13 +222,14 @@ class Tape:
     @_one_call_at_a_time
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
             y: Any = None, *, threads: int = 1, backward: bool = True,
-            root_grad: float = 1.0) -> Any:  # fmt: skip
+            root_grad: float | Iterable[float] = 1.0) -> Any:  # fmt: skip
         """Replays the tape once per row of X (and y), the input leaves taking the row's
-        values (the target leaves y's), and returns the root's value per row. Each row's
-        forward and backward are those of forward(); backward() at that row, its leaf
-        gradients computed from zero with the root's grad seeded root_grad; each leaf's grad
-        becomes its grad before the call plus the rows' gradients, added one row at a time in
-        row order: their sum (root_grad=1 / len(X) gives the mean's). backward=False runs
+        values (the target leaves y's), and returns the root's value per row (an array of
+        shape (rows, len(roots)) for several roots). Each row's forward and backward are
+        those of forward(); backward(root_grad) at that row, its leaf gradients computed from
+        zero; each leaf's grad becomes its grad before the call plus the rows' gradients,
+        added one row at a time in row order: their sum (root_grad=1 / len(X) gives the
+        mean's). backward=False runs
         forward only and touches no grad. The bits never depend on `threads` (the C engine's
         worker threads; here the rows run one after another); the fed leaves keep their
         .data. A failing row raises what eager code raises, naming the row, and changes
@@ -177,7 +237,8 @@ class Tape:
         import numpy as np
 
         check_threads(threads)
-        seed = as_float(root_grad, "root_grad")
+        seeds = root_seeds(root_grad, len(self._roots), "root_grad")
+        seed = 1.0 if self._seeds else seeds[0]
         leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]
         target_leaves = [self._leaves[i] for i in self._leaf_numbers(targets, "target")]
         X_rows = rows_of(np, X, len(leaves), "X")
@@ -188,9 +249,13 @@ class Tape:
         fed = leaves + target_leaves
         if len(set(fed)) != len(fed):
             raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
+        seeds_before = [self._nodes[i]._data for i in self._seed_slots]
+        if len(X_rows):  # each row's seeds, as the seed leaves hold them
+            for i, s in zip(self._seed_slots, seeds):
+                self._nodes[i]._data = s
         saved = [self._nodes[i]._data for i in fed]
         totals = {i: self._nodes[i]._grad for i in self._leaves}  # the grads before the call
-        grad, value, out = self._grad, self._value, np.empty(len(X_rows))
+        grad, value, out = self._grad, self._value, np.empty((len(X_rows), len(self._outputs)))
         for row, (xs, ys) in enumerate(zip(X_rows.tolist(), y_rows.tolist())):
             for i, x in zip(fed, xs + ys):
                 self._nodes[i]._data = x
@@ -202,19 +267,21 @@ class Tape:
                 if backward:
                     self._backward_grads(value, grad, seed)
             except _FAILURES as e:
+                for i, s in zip(self._seed_slots, seeds_before):  # a failed run changes nothing
+                    self._nodes[i]._data = s
                 raise with_row(e, row) from None
             finally:
                 for i, x in zip(fed, saved):  # the rows are the run's, not the leaves'
                     self._nodes[i]._data = x
             for i in self._leaves:
                 totals[i] = totals[i] + grad[i]
-            out[row] = value[self._root]
+            out[row] = [value[i] for i in self._outputs]
         if len(X_rows):
             self._value = value
-            if backward:
-                self._commit_grads([totals.get(i, g) for i, g in enumerate(grad)])
-            self.root._data = value[self._root]
-        return out
+            if backward:  # the roots' grads, as every interior node's, are sync()'s to write
+                self._commit_grads([totals.get(i, g) for i, g in enumerate(grad)], roots=False)
+            self._store_outputs(value)
+        return out if self._seeds else out.reshape(len(X_rows))
 
     @_one_call_at_a_time
     def sync(self) -> None:
