@@ -704,6 +704,51 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
     }
 }
 
+/* A shared parameter's rows of block `index`: each row's gradient from -0.0, its uses'
+ * contributions added in backward's order (as lanes would collect them), then added to the
+ * leaf's grad, row after row. */
+static void add_shared(run_context *ctx, const shared_param *sp, size_t index, unsigned thread)
+{
+    const block *blk = &ctx->buffers[index % ctx->threads];
+    double *FG_RESTRICT sums = ctx->row_sums[thread];
+    double total = ctx->totals[sp->leaf];
+    size_t r, rows = blk->rows;
+    uint32_t u;
+    for (r = 0; r < rows; r++)
+        sums[r] = -0.0;
+    for (u = 0; u < sp->count; u++) {
+        const shared_use *use = &ctx->plan->uses[sp->first + u];
+        const fg_step *s = &ctx->P->steps[use->step];
+        const uint32_t *args = ctx->P->args + s->a;
+        const double *FG_RESTRICT G = HEAD(blk, ctx->plan->head_of[use->step], 0);
+        uint32_t stride = fg_stride((fg_op)s->code), k = use->k, side = use->side;
+        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
+        const double *A = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
+        const double *B = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
+        double a = ctx->scalars[slot0], b = ctx->scalars[slot1];
+        /* one loop per op, so that its rule is known where the loop is compiled */
+        switch (s->code) {
+#define FG_UNARY(name, symbol, forward, d_da)
+#define FG_BINARY(name, symbol, forward, d_da, d_db)
+#define FG_NARY(name, symbol, stride_, term, d_dv0, d_dv1) \
+        case FG_##name: \
+            for (r = 0; r < rows; r++) { \
+                double to_start, to_v0, to_v1; \
+                fg_nary_term_amounts(FG_##name, k, s->terms, G[r], A != NULL ? A[r] : a, \
+                                     B != NULL ? B[r] : b, &to_start, &to_v0, &to_v1); \
+                sums[r] += side == 2 ? to_start : side == 1 ? to_v1 : to_v0; \
+            } \
+            break;
+#include "ops.def"
+        default:
+            break;
+        }
+    }
+    for (r = 0; r < rows; r++)
+        total = total + sums[r];
+    ctx->totals[sp->leaf] = total;
+}
+
 static void add_summed(run_context *ctx, uint32_t leaf, size_t index)
 {
     const block *blk = &ctx->buffers[index % ctx->threads];
@@ -767,8 +812,10 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
                 uint32_t item = ctx->work[w];
                 if (item < ctx->plan->summed_count)
                     add_summed(ctx, ctx->plan->summed[item], index);
+                else if ((item -= (uint32_t)ctx->plan->summed_count) < ctx->plan->deferred_count)
+                    add_deferred(ctx, &ctx->plan->deferred[item], index, t);
                 else
-                    add_deferred(ctx, &ctx->plan->deferred[item - ctx->plan->summed_count], index, t);
+                    add_shared(ctx, &ctx->plan->shared[item - ctx->plan->deferred_count], index, t);
             }
         flag = t == 0 && chunk + 1 < chunks && job->interrupted != NULL
                && job->interrupted(job->context);

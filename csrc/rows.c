@@ -39,6 +39,8 @@ static void plan_free(fg_plan *p)
     free(p->summed);
     free(p->deferred);
     free(p->terms);
+    free(p->shared);
+    free(p->uses);
     free(p->on_lanes);
     free(p->head_of);
     free(p->layer);
@@ -146,11 +148,57 @@ static void find_layers(const fg_program *P, fg_plan *p)
     }
 }
 
+/* The uses of the shared parameters, each one's in backward's order: steps last first, an
+ * n-ary step's terms last first, and in a term the start (term 0's), then its operands. */
+static fg_status list_shared_uses(const fg_program *P, fg_plan *p, const uint32_t *shared_of)
+{
+    size_t i, total = 0, pass;
+    for (pass = 0; pass < 2; pass++) {
+        for (i = 0; i < p->shared_count; i++)
+            p->shared[i].count = 0;
+        for (i = P->length; i-- > 0;) {
+            const fg_step *s = &P->steps[i];
+            const uint32_t *args = P->args + s->a;
+            uint32_t stride, k, side;
+            if (FG_STEP_KIND(s) != FG_STEP_NARY)
+                continue;
+            stride = fg_stride((fg_op)s->code);
+            for (k = s->count + 1; k-- > s->b;)
+                for (side = 0; side < 3; side++) {
+                    uint32_t slot = side == 0 ? (k == 0 ? args[0] : NONE)
+                                    : side == 1 ? args[1 + k * stride]
+                                    : stride > 1 ? args[2 + k * stride] : NONE;
+                    shared_param *sp;
+                    if (slot == NONE || shared_of[slot] == NONE)
+                        continue;
+                    sp = &p->shared[shared_of[slot]];
+                    if (pass == 1) {
+                        shared_use *u = &p->uses[sp->first + sp->count];
+                        u->step = (uint32_t)i;
+                        u->k = k;
+                        u->side = side == 0 ? 2 : side - 1;
+                    }
+                    sp->count++;
+                }
+        }
+        if (pass == 0) {
+            for (i = 0; i < p->shared_count; i++) {
+                p->shared[i].first = (uint32_t)total;
+                total += p->shared[i].count;
+            }
+            if ((p->uses = (shared_use *)malloc((total + 1) * sizeof(shared_use))) == NULL)
+                return FG_NO_MEMORY;
+        }
+    }
+    return FG_OK;
+}
+
 static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
 {
     const fg_program *P = &T->program;
     size_t i, j, values = fg_program_values(P);
     uint32_t *reads_in_steps = NULL;    /* slot -> reads outside n-ary steps */
+    uint32_t *shared_of = NULL;         /* slot -> its index in p->shared, or NONE */
     uint8_t *fed = NULL;
     fg_status st = FG_NO_MEMORY;
     memset(p, 0, sizeof *p);
@@ -163,9 +211,11 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     p->layer = (uint8_t *)calloc(P->length + 1, 1);
     p->in_layer = (uint8_t *)calloc(P->length + 1, 1);
     reads_in_steps = (uint32_t *)calloc(values, sizeof(uint32_t));
+    shared_of = (uint32_t *)malloc(values * sizeof(uint32_t));
+    p->shared = (shared_param *)malloc((T->leaf_count + 1) * sizeof(shared_param));
     fed = (uint8_t *)calloc(T->leaf_count + 1, 1);
     if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->head_of || !p->layer
-        || !p->in_layer || !reads_in_steps || !fed)
+        || !p->in_layer || !reads_in_steps || !shared_of || !p->shared || !fed)
         goto done;
     for (i = 0; i < job->input_count; i++)
         p->fed[i] = job->inputs[i];
@@ -197,15 +247,19 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     for (i = 0; i < T->output_count; i++)    /* the outputs are read by the result rows */
         reads_in_steps[P->outputs[i]]++;
     /* lanes: every fed leaf and step result; a parameter or constant read outside n-ary
-     * steps (broadcast once), or an output; a parameter read more than once (its row
-     * gradient collects several contributions); the root */
+     * steps (broadcast once), or an output; the root. A parameter that only n-ary terms read
+     * has none: read once it is deferred, read more often shared. */
     for (i = 0; i < values; i++) {
         int lanes = i >= P->constant_end || (is_leaf(T, (uint32_t)i) && fed[i])
-                    || reads_in_steps[i] > 0 || i == P->root
-                    || (is_leaf(T, (uint32_t)i) && P->uses[i] > 1);
+                    || reads_in_steps[i] > 0 || i == P->root;
         p->lane[i] = lanes && i < P->slots ? (uint32_t)p->lanes++ : NONE;
+        shared_of[i] = NONE;
         if (lanes && is_leaf(T, (uint32_t)i))
             p->summed[p->summed_count++] = (uint32_t)i;
+        else if (!lanes && is_leaf(T, (uint32_t)i) && P->uses[i] > 1) {
+            shared_of[i] = (uint32_t)p->shared_count;
+            p->shared[p->shared_count++].leaf = (uint32_t)i;
+        }
     }
     /* n-ary steps: the parameters used once in them are deferred to phase 2 */
     p->deferred = (deferred_step *)malloc((P->length + 1) * sizeof(deferred_step));
@@ -214,7 +268,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     for (i = 0; i < P->length; i++) {
         const fg_step *s = &P->steps[i];
         const uint32_t *args = P->args + s->a;
-        uint32_t stride, k, first_term, all_dot = 1, all_sum_lanes = 1, count = 0;
+        uint32_t stride, k, first_term, all_dot = 1, all_sum_lanes = 1, count = 0, shares = 0;
         if (FG_STEP_KIND(s) != FG_STEP_NARY)
             continue;
         stride = fg_stride((fg_op)s->code);
@@ -223,7 +277,9 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             uint32_t side;
             for (side = 0; side < stride; side++) {
                 uint32_t slot = args[1 + k * stride + side];
-                if (p->lane[slot] == NONE && is_leaf(T, slot)) {
+                if (shared_of[slot] != NONE) {
+                    shares = 1;
+                } else if (p->lane[slot] == NONE && is_leaf(T, slot)) {
                     deferred_term t;
                     if (!grow_terms(p))
                         goto done;
@@ -239,7 +295,9 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             if (stride == 1 && p->lane[args[1 + k]] == NONE)
                 all_sum_lanes = 0;
         }
-        if (s->b == 0 && p->lane[args[0]] == NONE && is_leaf(T, args[0])) {
+        if (s->b == 0 && shared_of[args[0]] != NONE) {
+            shares = 1;
+        } else if (s->b == 0 && p->lane[args[0]] == NONE && is_leaf(T, args[0])) {
             deferred_term t;
             if (!grow_terms(p))
                 goto done;
@@ -253,7 +311,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             p->on_lanes[i] = NARY_DOT_PARAMS_LANES;
         else if (stride == 1 && all_sum_lanes)
             p->on_lanes[i] = NARY_SUM_LANES;
-        if (count > 0) {
+        if (count > 0 || shares) {     /* phase 2 reads the node's grads */
             deferred_step *d = &p->deferred[p->deferred_count];
             d->step = (uint32_t)i;
             d->head = (uint32_t)p->deferred_count;
@@ -280,9 +338,10 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
         }
     }
     find_layers(P, p);
-    st = FG_OK;
+    st = list_shared_uses(P, p, shared_of);
 done:
     free(reads_in_steps);
+    free(shared_of);
     free(fed);
     if (st != FG_OK)
         plan_free(p);
@@ -346,22 +405,34 @@ static void work_on_thread(void *p)
         work(w->ctx, w->index);
 }
 
+/* Phase 2's item i: its additions per row. */
+static size_t work_cost(const fg_plan *plan, size_t i)
+{
+    if (i < plan->summed_count)
+        return 1;
+    i -= plan->summed_count;
+    if (i < plan->deferred_count)
+        return plan->deferred[i].count;
+    return plan->shared[i - plan->deferred_count].count;
+}
+
 /* Phase 2's items shared between the threads, each a contiguous share of about equal cost. */
 static fg_status split_work(run_context *ctx)
 {
     const fg_plan *plan = ctx->plan;
-    size_t items = plan->summed_count + plan->deferred_count, i, t, total = 0, done = 0;
+    size_t items = plan->summed_count + plan->deferred_count + plan->shared_count;
+    size_t i, t, total = 0, done = 0;
     ctx->work = (uint32_t *)malloc((items + 1) * sizeof(uint32_t));
     ctx->split = (size_t *)malloc((ctx->threads + 1) * sizeof(size_t));
     if (ctx->work == NULL || ctx->split == NULL)
         return FG_NO_MEMORY;
     for (i = 0; i < items; i++) {
         ctx->work[i] = (uint32_t)i;
-        total += i < plan->summed_count ? 1 : plan->deferred[i - plan->summed_count].count;
+        total += work_cost(plan, i);
     }
     ctx->split[0] = 0;
     for (i = 0, t = 1; i < items; i++) {
-        done += i < plan->summed_count ? 1 : plan->deferred[i - plan->summed_count].count;
+        done += work_cost(plan, i);
         while (t < ctx->threads && done * ctx->threads >= total * t)
             ctx->split[t++] = i + 1;
     }
@@ -448,6 +519,10 @@ static void forget_buffers(run_context *ctx)
         for (t = 0; t < ctx->threads; t++)
             free(ctx->partners[t]);
     free(ctx->partners);
+    if (ctx->row_sums != NULL)
+        for (t = 0; t < ctx->threads; t++)
+            free(ctx->row_sums[t]);
+    free(ctx->row_sums);
     free(ctx->partners_tag);
     free(ctx->accumulators);
     free(ctx->fast_w);
@@ -471,9 +546,10 @@ static fg_status make_buffers(const fg_tape *T, run_context *ctx)
     ctx->buffers = (block *)calloc(ctx->threads, sizeof(block));
     ctx->accumulators = (double *)malloc((ctx->plan->terms_count + 1) * sizeof(double));
     ctx->partners = (double **)calloc(ctx->threads, sizeof(double *));
+    ctx->row_sums = (double **)calloc(ctx->threads, sizeof(double *));
     ctx->partners_tag = (size_t *)malloc(ctx->threads * sizeof(size_t));
     if (!ctx->scalars || !ctx->totals || !ctx->buffers || !ctx->accumulators || !ctx->partners
-        || !ctx->partners_tag || split_work(ctx) != FG_OK || fast_dots(ctx) != FG_OK)
+        || !ctx->row_sums || !ctx->partners_tag || split_work(ctx) != FG_OK || fast_dots(ctx) != FG_OK)
         return FG_NO_MEMORY;
     for (i = 0; i < ctx->plan->deferred_count; i++) {
         const deferred_step *ds = &ctx->plan->deferred[i];
@@ -483,12 +559,13 @@ static fg_status make_buffers(const fg_tape *T, run_context *ctx)
     for (t = 0; t < ctx->threads; t++) {
         block *blk = &ctx->buffers[t];
         ctx->partners[t] = (double *)malloc((ctx->partners_width * ctx->n + 1) * sizeof(double));
+        ctx->row_sums[t] = (double *)malloc(ctx->n * sizeof(double));
         blk->value = (double *)calloc(ctx->plan->lanes * ctx->n + 1, sizeof(double));
         blk->grad = (double *)malloc((ctx->plan->lanes * ctx->n + 1) * sizeof(double));
         blk->deriv = (double *)malloc((P->derivs * ctx->n + 1) * sizeof(double));
         blk->head = (double *)malloc((3 * ctx->plan->deferred_count * ctx->n + 1) * sizeof(double));
         blk->scratch = (double *)malloc((3 + MAX_LAYER) * ctx->n * sizeof(double));
-        if (!ctx->partners[t] || !blk->value || !blk->grad || !blk->deriv || !blk->head
+        if (!ctx->partners[t] || !ctx->row_sums[t] || !blk->value || !blk->grad || !blk->deriv || !blk->head
             || !blk->scratch)
             return FG_NO_MEMORY;
     }

@@ -36,6 +36,22 @@ typedef struct deferred_step {
                                      * operands (a layer's neurons share them) */
 } deferred_step;
 
+/* A use of a shared parameter: term k's operand `side` (2: the start) of n-ary step `step`. */
+typedef struct shared_use {
+    uint32_t step;
+    uint32_t k;
+    uint32_t side;
+} shared_use;
+
+/* A parameter that several n-ary terms read and nothing else (a weight that several dots
+ * read: a derivative graph's, a recurrent model's): it gets no lanes either. Phase 2 forms
+ * each row's gradient from -0.0, adding its uses' contributions (fg_plan.uses, from `first`)
+ * in backward's order, and adds it to the leaf's grad. */
+typedef struct shared_param {
+    uint32_t leaf;
+    uint32_t first, count;
+} shared_param;
+
 /* What a run that feeds a given list of leaves needs to know about the step program. */
 typedef struct fg_plan {
     size_t *fed;                    /* the leaf numbers fed by X then Y, as given */
@@ -48,6 +64,9 @@ typedef struct fg_plan {
     size_t deferred_count;
     deferred_term *terms;
     size_t terms_count, terms_capacity;
+    shared_param *shared;
+    size_t shared_count;
+    shared_use *uses;               /* the shared parameters' uses, each one's contiguous */
     uint8_t *on_lanes;              /* step -> how its n-ary operands lie (NARY_*) */
     uint8_t *layer;                 /* step -> a layer group's size at its first step, else 0 */
     uint8_t *in_layer;              /* step -> its place in a layer group, from 1; 0 if none */
@@ -94,8 +113,10 @@ typedef struct run_context {
     double **partners;              /* per thread: a block's partner operands, row-major */
     size_t *partners_tag;           /* per thread: which (block, partner group) they are */
     size_t partners_width;          /* the widest partner list */
+    double **row_sums;              /* per thread: a shared parameter's row gradients */
     uint32_t *work;                 /* phase 2's items: a summed leaf (its index in
-                                     * plan->summed), or NONE - deferred step index */
+                                     * plan->summed), then the deferred steps, then the shared
+                                     * parameters, numbered on from there */
     size_t *split;                  /* thread t's items: work[split[t], split[t + 1]) */
     size_t failed_chunk;
     int failed, interrupted;

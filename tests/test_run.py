@@ -439,3 +439,32 @@ def test_root_grad_gives_pytorchs_mean_reduction(impl: types.ModuleType) -> None
               for j in range(W.shape[1]) for v in [*W.grad[:, j].tolist(), b.grad[j]]]
     ours = [p.grad for p in model.parameters()]
     assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15) for a, b in zip(ours, theirs))
+
+
+def test_weights_read_by_several_dots_follow_the_definition(impl: types.ModuleType) -> None:
+    """The forward-mode PINN graph: each second-layer weight is read by three dots (z, z', z'')
+    and gets no per-row slot; each row's gradient still collects its three contributions in
+    backward's order from -0.0, and the rows add up in row order, whatever the threads."""
+    from fastgrad._derivative_benchmarks import forward_mode_loss
+    from fastgrad.pinn_demo import network
+
+    model = network(impl, 5)
+    params = model.parameters()
+    X = np.linspace(0.0, 1.0, 45).reshape(-1, 1)
+    totals = [0.25] * len(params)
+    expected_out = []
+    for row in X.tolist():
+        for p in params:
+            p.grad = -0.0
+        loss = forward_mode_loss(impl, model, impl.Value(row[0]))
+        loss.backward()
+        expected_out.append(bits(loss.data))
+        totals = [t + p.grad for t, p in zip(totals, params)]
+    x = impl.Value(0.5)
+    tape = impl.Tape(forward_mode_loss(impl, model, x))
+    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
+        for p in params:
+            p.grad = 0.25
+        out = tape.run([x], X, threads=threads)
+        assert [bits(v) for v in out.tolist()] == expected_out
+        assert [bits(p.grad) for p in params] == [bits(t) for t in totals]
