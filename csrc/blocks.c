@@ -704,14 +704,11 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
     }
 }
 
-/* A shared parameter's rows of block `index`: each row's gradient from -0.0, its uses'
- * contributions added in backward's order (as lanes would collect them), then added to the
- * leaf's grad, row after row. */
-static void add_shared(run_context *ctx, const shared_param *sp, size_t index, unsigned thread)
+/* A shared parameter's row gradients of a block into `sums`: each row's from -0.0, its uses'
+ * contributions added in backward's order, as lanes would collect them. */
+static void shared_rows(const run_context *ctx, const shared_param *sp, const block *blk,
+                        double *FG_RESTRICT sums)
 {
-    const block *blk = &ctx->buffers[index % ctx->threads];
-    double *FG_RESTRICT sums = ctx->row_sums[thread];
-    double total = ctx->totals[sp->leaf];
     size_t r, rows = blk->rows;
     uint32_t u;
     for (r = 0; r < rows; r++)
@@ -744,9 +741,41 @@ static void add_shared(run_context *ctx, const shared_param *sp, size_t index, u
             break;
         }
     }
-    for (r = 0; r < rows; r++)
-        total = total + sums[r];
-    ctx->totals[sp->leaf] = total;
+}
+
+/* Shared parameters first .. first + count - 1 (count <= SHARED_GROUP), the rows of block
+ * `index` added to their grads in row order: four at a time, so that their four chains of
+ * additions overlap. */
+static void add_shared(run_context *ctx, size_t first, size_t count, size_t index,
+                       unsigned thread)
+{
+    const block *blk = &ctx->buffers[index % ctx->threads];
+    const shared_param *sp = ctx->plan->shared + first;
+    double *sums = ctx->row_sums[thread];
+    size_t n = ctx->n, r, j;
+    for (j = 0; j < count; j++)
+        shared_rows(ctx, &sp[j], blk, sums + j * n);
+    if (count == SHARED_GROUP) {
+        double t0 = ctx->totals[sp[0].leaf], t1 = ctx->totals[sp[1].leaf];
+        double t2 = ctx->totals[sp[2].leaf], t3 = ctx->totals[sp[3].leaf];
+        for (r = 0; r < blk->rows; r++) {
+            t0 = t0 + sums[r];
+            t1 = t1 + sums[n + r];
+            t2 = t2 + sums[2 * n + r];
+            t3 = t3 + sums[3 * n + r];
+        }
+        ctx->totals[sp[0].leaf] = t0;
+        ctx->totals[sp[1].leaf] = t1;
+        ctx->totals[sp[2].leaf] = t2;
+        ctx->totals[sp[3].leaf] = t3;
+        return;
+    }
+    for (j = 0; j < count; j++) {
+        double total = ctx->totals[sp[j].leaf];
+        for (r = 0; r < blk->rows; r++)
+            total = total + sums[j * n + r];
+        ctx->totals[sp[j].leaf] = total;
+    }
 }
 
 static void add_summed(run_context *ctx, uint32_t leaf, size_t index)
@@ -814,8 +843,13 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
                     add_summed(ctx, ctx->plan->summed[item], index);
                 else if ((item -= (uint32_t)ctx->plan->summed_count) < ctx->plan->deferred_count)
                     add_deferred(ctx, &ctx->plan->deferred[item], index, t);
-                else
-                    add_shared(ctx, &ctx->plan->shared[item - ctx->plan->deferred_count], index, t);
+                else {  /* shared parameters: this thread's next ones, a group at a time */
+                    size_t count = ctx->split[t + 1] - w;
+                    if (count > SHARED_GROUP)
+                        count = SHARED_GROUP;
+                    add_shared(ctx, item - ctx->plan->deferred_count, count, index, t);
+                    w += count - 1;
+                }
             }
         flag = t == 0 && chunk + 1 < chunks && job->interrupted != NULL
                && job->interrupted(job->context);
