@@ -672,7 +672,7 @@ static void test_opaque(void)
 /* A two-layer network of dots for one row, its inputs fed by run(). */
 static fg_node *network(fg_node **inputs, size_t count, fg_node **params, size_t *made)
 {
-    fg_node *hidden[6], *args[64], *start, *t, *root;
+    fg_node *hidden[6], *args[64], *start, *t, *shared, *scaled, *root;
     size_t h, i, p = 0;
     for (h = 0; h < 6; h++) {
         fg_new_constant(A, 0.0, &start);
@@ -692,11 +692,22 @@ static fg_node *network(fg_node **inputs, size_t count, fg_node **params, size_t
         args[2 + 2 * h] = hidden[h];
     }
     CHECK(fg_new_nary(A, FG_DOT, args, 13, &t) == FG_OK);
+    /* the same weights read by a second dot, over the hidden units turned by one: shared
+     * parameters, whose row grads phase 2 forms from both dots */
+    fg_new_constant(A, 0.0, &start);
+    args[0] = start;
+    for (h = 0; h < 6; h++)
+        args[2 + 2 * h] = hidden[(h + 1) % 6];
+    CHECK(fg_new_nary(A, FG_DOT, args, 13, &shared) == FG_OK);
+    fg_decref(A, start);
     for (h = 0; h < 6; h++)
         fg_decref(A, hidden[h]);
     /* a parameter used twice, so that some row grads gather in lanes */
-    CHECK(fg_new_binary(A, FG_MUL, t, params[0], &root) == FG_OK);
+    CHECK(fg_new_binary(A, FG_MUL, t, params[0], &scaled) == FG_OK);
+    CHECK(fg_new_binary(A, FG_ADD, scaled, shared, &root) == FG_OK);
     fg_decref(A, t);
+    fg_decref(A, scaled);
+    fg_decref(A, shared);
     *made = p;
     return root;
 }
