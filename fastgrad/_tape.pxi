@@ -1,0 +1,295 @@
+# The compiled tape's Python face: Tape, over csrc/tape.c and rows.c. Included by _core.pyx,
+# whose Value, arena and error helpers it uses (one extension module, one arena per thread).
+
+cdef int _raise_tape(fg_status status, fg_tape *tape, bint in_backward, object row=None) except -1:
+    """A replay's failure, worded as eager code words it (the operands' values are the
+    tape's, which interior nodes do not hold until sync)."""
+    cdef const double *values = fg_tape_failed_operands(tape)
+    cdef fg_node *failed = fg_tape_failed_node(tape)
+    cdef uint32_t count
+    if status == FG_INTERRUPTED:
+        return -1   # the signal handler's exception (KeyboardInterrupt) is set already
+    if status == FG_NO_MEMORY or failed is NULL:
+        _raise(status, "tape", ())
+    fg_operands(failed, &count)
+    operands = tuple([values[i] for i in range(count)])
+    error = op_error(_exception_type(status), _rule(failed), operands,
+                     failed.exponent if failed.op == FG_POWC else 0.0, in_backward)
+    raise error if row is None else with_row(error, row)
+
+
+cdef extern from "Python.h":
+    # declared without Cython's `except -1`: the exception a signal handler raised (Ctrl-C's
+    # KeyboardInterrupt) stays set for run() to raise once the C work has stopped
+    int _signal_handler_raised "PyErr_CheckSignals" ()
+
+
+cdef int _check_signals(void *context) noexcept nogil:
+    """Between a run's blocks: whether a signal handler raised, the GIL taken."""
+    with gil:
+        return _signal_handler_raised() != 0
+
+
+cdef class Tape:
+    """The graph below root compiled once into a C program over dense slots, and replayed.
+
+    forward() recomputes every node from the leaves' current data; backward() is micrograd's
+    backward over that forward, as on a freshly built graph: interior grads (and the
+    constants') from 0, the root's 1, the leaves' added to what they hold. The results are
+    the bits of building the graph again and calling backward(), and no Python object is
+    made per node. Replay writes the root's data and grad and the leaves' grads into their
+    Values; sync() writes every interior Value too. A call that fails raises what eager code
+    raises and changes nothing. forward, backward and run release the GIL while they
+    compute: the leaves are read before and written after, holding it. fuse=False keeps one
+    step per node, unfused, to measure what fusing buys (the bits are the same).
+
+    Tape([r0, r1, ...]) records several roots (a classifier's scores): forward() returns
+    their values, run() a column per root, and backward(seeds) starts from one seed per root,
+    as torch.autograd.backward(roots, seeds) does; its bits are those of
+    fastgrad.dot([Value(s) for s in seeds], roots).backward()."""
+
+    cdef fg_tape *tape
+    cdef Value _top                 # what the program starts from: the root, or the DOT
+    cdef list _roots
+    cdef list _seeds                # several roots: the DOT's seed leaves, else None
+    cdef list _seed_numbers         # their leaf numbers
+    cdef bint busy
+
+    def __init__(self, roots, *, fuse=True):
+        cdef fg_status status
+        cdef Py_ssize_t i, count
+        cdef fg_node **outputs
+        if self.tape is not NULL:
+            raise RuntimeError("a Tape records once; make another for another graph")
+        self._roots, several = tape_roots(roots, Value)
+        count = len(self._roots)
+        self._seeds = [Value(1.0) for _ in range(count)] if several else None
+        self._top = dot(self._seeds, self._roots) if several else <Value>self._roots[0]
+        outputs = <fg_node **>PyMem_Malloc(count * sizeof(fg_node *))
+        if outputs is NULL:
+            raise MemoryError()
+        try:
+            for i in range(count):
+                outputs[i] = _node_of(<Value>self._roots[i])
+            status = fg_tape_compile_outputs(_arena(), _node_of(self._top), outputs, count,
+                                             1 if fuse else 0, &self.tape)
+        finally:
+            PyMem_Free(outputs)
+        if status != FG_OK:
+            _raise(status, "tape", ())
+        if several:
+            self._seed_numbers = self._leaf_numbers(self._seeds, "seed")
+
+    def __dealloc__(self):
+        fg_tape_free(self.tape)
+
+    cdef fg_tape *_claim(self) except NULL:
+        """The tape, marked busy for one replay: two threads replaying one tape at once
+        would share its state."""
+        if self.tape is NULL:
+            raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
+        with cython.critical_section(self):  # one test-and-set, also without the GIL
+            if self.busy:
+                raise RuntimeError(_TAPE_IS_BUSY)
+            self.busy = True
+        return self.tape
+
+    cdef fg_tape *_recorded(self) except NULL:
+        if self.tape is NULL:
+            raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
+        return self.tape
+
+    @property
+    def root(self):
+        """The root of a Tape of one root (a Tape of several has roots)."""
+        self._recorded()
+        if self._seeds is not None:
+            raise AttributeError(several_roots_have_no_root(len(self._roots)))
+        return self._top
+
+    @property
+    def roots(self):
+        """The roots, as given: one, or several."""
+        self._recorded()
+        return list(self._roots)
+
+    @property
+    def leaves(self):
+        cdef fg_tape *tape = self._recorded()
+        leaves = [_handle(fg_tape_leaf(tape, i)) for i in range(fg_tape_leaf_count(tape))]
+        if self._seeds is None:
+            return leaves
+        hidden = {id(s) for s in self._seeds}
+        return [v for v in leaves if id(v) not in hidden]
+
+    def __len__(self):
+        """The nodes below the roots (a Tape of several roots adds none of its own)."""
+        cdef size_t hidden = 0 if self._seeds is None else len(self._seeds) + 2
+        return fg_tape_size(self._recorded()) - hidden
+
+    @property
+    def steps(self):
+        """How many steps its program runs (nodes fused into one step count once)."""
+        return fg_tape_steps(self._recorded())
+
+    def __repr__(self):
+        cdef fg_tape *tape = self._recorded()
+        leaves = fg_tape_leaf_count(tape) - (0 if self._seeds is None else len(self._seeds))
+        shown = f"root={self._top!r}" if self._seeds is None else f"{len(self._roots)} roots"
+        return f"Tape({len(self)} nodes, {leaves} leaves, {shown})"
+
+    cdef object _root_values(self):
+        if self._seeds is None:
+            return self._top.node.data
+        return [(<Value>r).node.data for r in self._roots]
+
+    def forward(self):
+        """Recomputes every node from the leaves' data; returns the root's new data (a list,
+        one per root, for several)."""
+        cdef fg_tape *tape = self._claim()
+        cdef fg_status status
+        try:
+            fg_tape_load_data(tape)
+            with nogil:
+                status = fg_tape_compute_forward(tape)
+            if status != FG_OK:
+                _raise_tape(status, tape, False)
+            fg_tape_store_forward(tape)
+        finally:
+            self.busy = False
+        return self._root_values()
+
+    def backward(self, seeds=None):
+        """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
+        number, or for several roots one number per root (1.0 each by default)."""
+        cdef list values = root_seeds(1.0 if seeds is None else seeds, len(self._roots),
+                                      "backward's seeds")
+        cdef fg_tape *tape = self._claim()
+        cdef fg_status status
+        cdef double seed = 1.0
+        cdef list before = None
+        try:
+            fg_tape_load_grads(tape)
+            if self._seeds is None:
+                seed = values[0]
+            else:
+                before = [(<Value>s).node.data for s in self._seeds]
+                self._set_seeds(tape, values)
+            with nogil:
+                status = fg_tape_compute_backward_from(tape, seed)
+            if status != FG_OK:
+                if before is not None:
+                    self._set_seeds(tape, before)
+                _raise_tape(status, tape, True)
+            fg_tape_store_grads(tape)
+        finally:
+            self.busy = False
+
+    cdef void _set_seeds(self, fg_tape *tape, list values):
+        """The seed leaves' data, and their values in the last forward's state, as if it
+        had read them (the state's seeds are always their data)."""
+        cdef Py_ssize_t i
+        for i in range(len(values)):
+            (<Value>self._seeds[i]).node.data = <double>values[i]
+            fg_tape_set_leaf_value(tape, <size_t>self._seed_numbers[i], <double>values[i])
+
+    def sync(self):
+        """Writes the data of every node but the leaves (whose data is the user's) from the
+        last forward, and their grads from the backward over it: interior nodes and
+        constants."""
+        cdef fg_tape *tape = self._claim()
+        cdef fg_status status
+        try:
+            status = fg_tape_sync(tape)
+        finally:
+            self.busy = False
+        if status != FG_OK:
+            _raise(status, "sync", ())
+
+    cdef list _leaf_numbers(self, values, str what):
+        numbers = []
+        cdef long number
+        cdef fg_tape *tape = self._recorded()
+        hidden = () if self._seeds is None or what == "seed" else self._seeds
+        for v in values:
+            number = fg_tape_leaf_index(tape, (<Value>v).node) if isinstance(v, Value) else -1
+            if number < 0 or any(v is s for s in hidden):
+                raise ValueError(f"{what} {v!r} is not a leaf of this tape")
+            numbers.append(number)
+        return numbers
+
+    def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0):
+        """Replays the tape once per row of X (and y), the input leaves taking the row's
+        values (the target leaves y's), and returns the root's value per row (an array of
+        shape (rows, len(roots)) for several roots). Each row's forward and backward are
+        those of forward(); backward(root_grad) at that row, its leaf gradients computed from
+        zero; each leaf's grad becomes its grad before the call plus the rows' gradients,
+        added one row at a time in row order: their sum (root_grad=1 / len(X) gives the
+        mean's, as PyTorch's reduction="mean"). backward=False runs forward only and touches
+        no grad. The bits never depend on `threads`, the most worker threads (the calling one
+        included) that share the rows; the fed leaves keep their .data. A failing row raises
+        what eager code raises, naming the row, and changes nothing."""
+        import numpy as np
+
+        cdef unsigned workers = check_threads(threads)
+        cdef list seeds = root_seeds(root_grad, len(self._roots), "root_grad")
+        cdef list input_numbers = self._leaf_numbers(inputs, "input")
+        cdef list target_numbers = self._leaf_numbers(targets, "target")
+        X_rows = np.ascontiguousarray(rows_of(np, X, len(input_numbers), "X"))
+        y_rows = np.ascontiguousarray(rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
+                                              len(target_numbers), "y"))
+        if len(y_rows) != len(X_rows):
+            raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
+        fed = input_numbers + target_numbers
+        if len(set(fed)) != len(fed):
+            raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
+        out = np.empty((len(X_rows), len(self._roots)))
+        cdef double[:, ::1] xv = X_rows
+        cdef double[:, ::1] yv = y_rows
+        cdef double[:, ::1] ov = out
+        cdef fg_run job
+        cdef fg_status status
+        cdef size_t i
+        cdef size_t *numbers = <size_t *>PyMem_Malloc((len(fed) + 1) * sizeof(size_t))
+        if numbers is NULL:
+            raise MemoryError()
+        cdef fg_tape *tape
+        try:
+            tape = self._claim()
+        except BaseException:
+            PyMem_Free(numbers)
+            raise
+        try:
+            for i in range(len(fed)):
+                numbers[i] = fed[i]
+            job.rows = X_rows.shape[0]
+            job.inputs = numbers
+            job.input_count = len(input_numbers)
+            job.X = &xv[0, 0] if xv.shape[0] * xv.shape[1] else NULL
+            job.targets = numbers + len(input_numbers)
+            job.target_count = len(target_numbers)
+            job.Y = &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL
+            job.out = &ov[0, 0] if job.rows else NULL
+            job.root_grad = seeds[0] if self._seeds is None else 1.0
+            job.backward = 1 if backward else 0
+            job.threads = workers
+            job.interrupted = _check_signals
+            job.context = NULL
+            before = None
+            if self._seeds is not None and job.rows:  # each row's seeds, as the seed leaves hold them
+                before = [(<Value>s).node.data for s in self._seeds]
+                for i in range(len(seeds)):
+                    (<Value>self._seeds[i]).node.data = seeds[i]
+            fg_tape_load_run(tape)
+            with nogil:
+                status = fg_tape_compute_run(tape, &job)
+            if status != FG_OK:
+                for i in range(len(before or ())):  # a failed run changes nothing
+                    (<Value>self._seeds[i]).node.data = before[i]
+                _raise_tape(status, tape, fg_tape_failed_in_backward(tape),
+                            fg_tape_failed_row(tape))
+            fg_tape_store_run(tape, &job)
+        finally:
+            PyMem_Free(numbers)
+            self.busy = False
+        return out if self._seeds is not None else out.reshape(len(X_rows))
