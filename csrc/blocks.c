@@ -647,7 +647,22 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
             const double *FG_RESTRICT last = HEAD(blk, ds->head, 2);
             size_t row_stride, k0, count = s->terms;
             const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
-            for (k0 = 0; k0 + 8 <= count; k0 += 8) {  /* eight at a time */
+            /* thirty-two at a time while the last term is not among them: four independent
+             * chains of additions per vector lane, so that the adds' latency overlaps */
+            for (k0 = 0; k0 + 32 < count; k0 += 32) {
+                fg_simd acc[4 * FG_VECS];
+                for (j = 0; j < 4 * FG_VECS; j++)
+                    acc[j] = fg_load(totals + k0 + j * FG_WIDTH);
+                for (r = 0; r < blk->rows; r++) {
+                    const double *FG_RESTRICT xr = x + r * row_stride + k0;
+                    const fg_simd g = fg_splat(rest[r]);
+                    for (j = 0; j < 4 * FG_VECS; j++)
+                        acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
+                }
+                for (j = 0; j < 4 * FG_VECS; j++)
+                    fg_store(totals + k0 + j * FG_WIDTH, acc[j]);
+            }
+            for (; k0 + 8 <= count; k0 += 8) {  /* eight at a time */
                 fg_simd acc[FG_VECS];
                 for (j = 0; j < FG_VECS; j++)
                     acc[j] = fg_load(totals + k0 + j * FG_WIDTH);
