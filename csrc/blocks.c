@@ -80,13 +80,37 @@ static void nary_forward(const run_context *ctx, block *blk, size_t i, double *O
     }
     for (r = 0; r < n; r++)
         O[r] = start != NULL ? start[r] : start_value;
-    for (k = 0; k < s->terms; k++) {
-        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
-        const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
-        const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
-        double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1];
-        for (r = 0; r < n; r++)
-            O[r] = O[r] + fg_term(op, v0 != NULL ? v0[r] : u0, v1 != NULL ? v1[r] : u1);
+    /* term after term over the rows: a loop per op and per way its operands lie (lanes or
+     * one number), so that the rule is compiled into each loop */
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da)
+#define FG_BINARY(name, symbol, forward, d_da, d_db)
+#define FG_NARY(name, symbol, stride_, term, d_dv0, d_dv1) \
+    case FG_##name: \
+        for (k = 0; k < s->terms; k++) { \
+            uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0; \
+            const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL; \
+            const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL; \
+            double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1]; \
+            if (v0 != NULL && v1 != NULL) \
+                for (r = 0; r < n; r++) \
+                    O[r] = O[r] + fg_term(FG_##name, v0[r], v1[r]); \
+            else if (v0 != NULL) \
+                for (r = 0; r < n; r++) \
+                    O[r] = O[r] + fg_term(FG_##name, v0[r], u1); \
+            else if (v1 != NULL) \
+                for (r = 0; r < n; r++) \
+                    O[r] = O[r] + fg_term(FG_##name, u0, v1[r]); \
+            else { \
+                double t = fg_term(FG_##name, u0, u1); \
+                for (r = 0; r < n; r++) \
+                    O[r] = O[r] + t; \
+            } \
+        } \
+        break;
+#include "ops.def"
+    default:
+        break;
     }
 }
 
@@ -456,24 +480,45 @@ static void nary_backward(const run_context *ctx, block *blk, size_t i, const do
         }
         return;
     }
-    while (k-- > s->b) {
-        uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0;
-        const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL;
-        const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
-        double *g0 = v0 != NULL ? ROW(blk, grad, slot0) : NULL;
-        double *g1 = v1 != NULL && stride > 1 ? ROW(blk, grad, slot1) : NULL;
-        double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1];
-        for (r = 0; r < n; r++) {
-            double to_start, to_v0, to_v1;
-            fg_nary_term_amounts(op, k, s->terms, G[r], v0 != NULL ? v0[r] : u0,
-                                 v1 != NULL ? v1[r] : u1, &to_start, &to_v0, &to_v1);
-            if (k == 0 && start != NULL)
-                start[r] += to_start;
-            if (g0 != NULL)
-                g0[r] += to_v0;
-            if (g1 != NULL)
-                g1[r] += to_v1;
-        }
+    /* terms last first, each over the rows: a loop per op and per way its operands lie, so
+     * that the rule is compiled into each loop; what has no lanes to add into (a parameter,
+     * which waits for phase 2, a constant, the start of a term but the first) goes into a
+     * scratch row that nothing reads */
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da)
+#define FG_BINARY(name, symbol, forward, d_da, d_db)
+#define FG_NARY_TERM_ROWS(name, A, B) \
+    for (r = 0; r < n; r++) { \
+        double to_start, to_v0, to_v1; \
+        fg_nary_term_amounts(FG_##name, k, s->terms, G[r], A, B, &to_start, &to_v0, &to_v1); \
+        gs[r] += to_start; \
+        g0[r] += to_v0; \
+        g1[r] += to_v1; \
+    }
+#define FG_NARY(name, symbol, stride_, term, d_dv0, d_dv1) \
+    case FG_##name: \
+        while (k-- > s->b) { \
+            uint32_t slot0 = args[1 + k * stride], slot1 = stride > 1 ? args[2 + k * stride] : slot0; \
+            const double *v0 = HAS_LANES(slot0) ? ROW(blk, value, slot0) : NULL; \
+            const double *v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL; \
+            double *gs = k == 0 && start != NULL ? start : blk->scratch + n; \
+            double *g0 = v0 != NULL ? ROW(blk, grad, slot0) : blk->scratch + 2 * n; \
+            double *g1 = v1 != NULL && stride > 1 ? ROW(blk, grad, slot1) : blk->scratch + 3 * n; \
+            double u0 = ctx->scalars[slot0], u1 = ctx->scalars[slot1]; \
+            if (v0 != NULL && v1 != NULL) \
+                FG_NARY_TERM_ROWS(name, v0[r], v1[r]) \
+            else if (v0 != NULL) \
+                FG_NARY_TERM_ROWS(name, v0[r], u1) \
+            else if (v1 != NULL) \
+                FG_NARY_TERM_ROWS(name, u0, v1[r]) \
+            else \
+                FG_NARY_TERM_ROWS(name, u0, u1) \
+        } \
+        break;
+#include "ops.def"
+#undef FG_NARY_TERM_ROWS
+    default:
+        break;
     }
 }
 
