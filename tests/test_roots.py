@@ -272,6 +272,9 @@ def test_c_and_reference_agree_on_a_classifiers_scores() -> None:
         scores = model(xs)
         tape = impl.Tape(scores)
         out = tape.run(xs, X, root_grad=seeds, threads=2)
+        tape.sync()  # every node as the last row's forward and backward left it
         results.append(([[bits(v) for v in r] for r in out.tolist()],
-                        [bits(p.grad) for p in model.parameters()]))  # fmt: skip
+                        [bits(p.grad) for p in model.parameters()],
+                        [(bits(v.data), bits(v.grad)) for v in scores]))  # fmt: skip
     assert results[0] == results[1]
+    assert [g for _, g in results[0][2]] == [bits(s) for s in seeds]  # each score's seed
