@@ -15,8 +15,10 @@
  * Phase 2: each thread adds, for the leaves it owns, the chunk's rows into their grads in row
  * order. A parameter used once, as a term of an n-ary node (a weight of a neuron), gets no
  * lanes at all: phase 2 computes its row gradients from the node's grad and the term's other
- * operand, which the block keeps. Leaves are split between threads, never rows of a leaf, so
- * the bits are those of one thread.
+ * operand, which the block keeps. One that several n-ary terms read and nothing else (a
+ * weight that several dots read) gets none either: phase 2 forms each row's gradient from
+ * its uses, in backward's order, before adding it. Leaves are split between threads, never
+ * rows of a leaf, so the bits are those of one thread.
  */
 #include <stdlib.h>
 #include <string.h>
