@@ -246,6 +246,22 @@ static fg_node *tape_graph(fg_node *x, fg_node *w)
     return n;
 }
 
+/* A run of `rows` rows that feeds one leaf from xs, with backward seeded 1.0, on one thread. */
+static fg_run one_input_job(const size_t *input, const double *xs, double *outs, size_t rows)
+{
+    fg_run job;
+    memset(&job, 0, sizeof job);
+    job.rows = rows;
+    job.inputs = input;
+    job.input_count = 1;
+    job.X = xs;
+    job.out = outs;
+    job.threads = 1;
+    job.backward = 1;
+    job.root_grad = 1.0;
+    return job;
+}
+
 /* Replays give the bits of building the graph again and calling backward. */
 static void test_tape(void)
 {
@@ -256,7 +272,6 @@ static void test_tape(void)
     size_t inputs[1], row = 99, k;
     fg_run job;
     int r;
-    memset(&job, 0, sizeof job);
     CHECK(fg_tape_new(A, root, &T) == FG_OK);
     CHECK(fg_tape_root(T) == root && fg_tape_leaf_count(T) == 2);   /* x, w; not the 1.0s */
     CHECK(fg_tape_size(T) == 11);
@@ -275,14 +290,7 @@ static void test_tape(void)
     /* run: each row's grads from zero (-0.0), added to the leaves' row after row */
     x->grad = w->grad = 0.0;
     inputs[0] = (size_t)fg_tape_leaf_index(T, x);
-    job.rows = 3;
-    job.inputs = inputs;
-    job.input_count = 1;
-    job.X = xs;
-    job.out = outs;
-    job.threads = 1;
-    job.backward = 1;
-    job.root_grad = 1.0;
+    job = one_input_job(inputs, xs, outs, 3);
     x->data = 7.0;
     CHECK(fg_tape_run(T, &job, &failed, &row) == FG_OK && x->data == 7.0);  /* x keeps its data */
     totals[0] = totals[1] = 0.0;
@@ -401,16 +409,8 @@ static void test_tape_outputs(void)
     fg_decref(A, f0);
     fg_decref(A, f1);
     /* run: row-major outputs, seeds as the seed leaves hold them */
-    memset(&job, 0, sizeof job);
     inputs[0] = (size_t)fg_tape_leaf_index(T, x);
-    job.rows = 3;
-    job.inputs = inputs;
-    job.input_count = 1;
-    job.X = xs;
-    job.out = outs;
-    job.threads = 1;
-    job.backward = 1;
-    job.root_grad = 1.0;
+    job = one_input_job(inputs, xs, outs, 3);
     s0->data = 0.5;
     s1->data = 3.0;
     x->grad = w->grad = 0.0;
