@@ -138,16 +138,23 @@ def binary(op: str, a: Any, b: Any) -> Any:
     return a**b
 
 
-def build_summed(impl: types.ModuleType, program: Program,
-                 leaves: list[float]) -> tuple[Any, list[Any]]:  # fmt: skip
-    """The program's graph over these leaf values, rooted at the sum of every value in it
-    (so that every op is on a tape recorded from it); returns the root and the leaves.
-    Raises what the first failing op raises."""
+def build_pool(impl: types.ModuleType, program: Program, leaves: list[float]) -> list[Any]:
+    """Every Value the program makes over these leaf values, its leaves first. Raises what the
+    first failing op raises."""
     pool = [impl.Value(x) for x in leaves]
     for step in program.steps:
         value = apply(impl, pool, step)
         if value is not None:
             pool.append(value)
+    return pool
+
+
+def build_summed(impl: types.ModuleType, program: Program,
+                 leaves: list[float]) -> tuple[Any, list[Any]]:  # fmt: skip
+    """The program's graph over these leaf values, rooted at the sum of every value in it
+    (so that every op is on a tape recorded from it); returns the root and the leaves.
+    Raises what the first failing op raises."""
+    pool = build_pool(impl, program, leaves)
     return impl.sum(pool), pool[: len(leaves)]
 
 

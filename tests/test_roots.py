@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from programs import ARITHMETIC, Program, apply, bits, edge_floats, programs
+from programs import ARITHMETIC, Program, bits, build_pool, edge_floats, programs
 
 import fastgrad._core
 import fastgrad.reference
@@ -30,14 +30,16 @@ def every_thread_asked_for() -> Any:
     fastgrad._core._run_min_work(before)
 
 
-def build(impl: types.ModuleType, program: Program, leaves: list[float]) -> list[Any]:
-    """Every Value the program makes, its leaves first; raises what the first failing op does."""
-    pool = [impl.Value(x) for x in leaves]
-    for step in program.steps:
-        value = apply(impl, pool, step)
-        if value is not None:
-            pool.append(value)
-    return pool
+def recorded(impl: types.ModuleType, program: Program,
+             data: st.DataObject) -> tuple[list[Any], list[int], Any] | None:
+    """The program's Values, some of them drawn as roots, and the tape of those roots; None
+    where building the program fails."""
+    try:
+        pool = build_pool(impl, program, program.leaves)
+    except ARITHMETIC:
+        return None
+    picks = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=4))
+    return pool, picks, impl.Tape([pool[i] for i in picks])
 
 
 def failure(error: Exception) -> tuple[type, str]:
@@ -58,19 +60,17 @@ def seeded_backward(impl: types.ModuleType, roots: list[Any], seeds: list[float]
 def test_forward_and_backward_of_several_roots_are_the_eager_bits(
     impl: types.ModuleType, program: Program, data: st.DataObject
 ) -> None:
-    try:
-        pool = build(impl, program, program.leaves)
-    except ARITHMETIC:
+    made = recorded(impl, program, data)
+    if made is None:
         return
-    picks = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=4))
+    pool, picks, tape = made
     seeds = data.draw(st.lists(seed_values, min_size=len(picks), max_size=len(picks)))
-    tape = impl.Tape([pool[i] for i in picks])
     leaves = pool[: len(program.leaves)]
     new = data.draw(st.lists(edge_floats, min_size=len(leaves), max_size=len(leaves)))
     for v, x in zip(leaves, new):
         v.data, v.grad = x, 0.5
     try:
-        fresh = build(impl, program, new)
+        fresh = build_pool(impl, program, new)
     except ARITHMETIC:
         # an op failed, maybe one the roots do not reach: the tape of dot(seeds, roots),
         # written out, is the definition
@@ -139,12 +139,10 @@ def run_definition(impl: types.ModuleType, pool: list[Any], leaves: list[Any], p
 def test_run_of_several_roots_follows_its_definition(
     impl: types.ModuleType, program: Program, data: st.DataObject
 ) -> None:
-    try:
-        pool = build(impl, program, program.leaves)
-    except ARITHMETIC:
+    made = recorded(impl, program, data)
+    if made is None:
         return
-    picks = data.draw(st.lists(st.integers(0, len(pool) - 1), min_size=1, max_size=4))
-    tape = impl.Tape([pool[i] for i in picks])
+    pool, picks, tape = made
     leaves = pool[: len(program.leaves)]
     held = [i for i, v in enumerate(leaves) if any(v is w for w in tape.leaves)]
     if not held:
