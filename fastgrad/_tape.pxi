@@ -78,7 +78,8 @@ cdef class Tape:
         if status != FG_OK:
             _raise(status, "tape", ())
         if several:
-            self._seed_numbers = self._leaf_numbers(self._seeds, "seed")
+            self._seed_numbers = [fg_tape_leaf_index(self.tape, (<Value>v).node)
+                                  for v in self._seeds]
 
     def __dealloc__(self):
         fg_tape_free(self.tape)
@@ -210,7 +211,7 @@ cdef class Tape:
         numbers = []
         cdef long number
         cdef fg_tape *tape = self._recorded()
-        hidden = () if self._seeds is None or what == "seed" else self._seeds
+        hidden = () if self._seeds is None else self._seeds
         for v in values:
             number = fg_tape_leaf_index(tape, (<Value>v).node) if isinstance(v, Value) else -1
             if number < 0 or any(v is s for s in hidden):
