@@ -276,3 +276,26 @@ def test_c_and_reference_agree_on_a_classifiers_scores() -> None:
                         [(bits(v.data), bits(v.grad)) for v in scores]))  # fmt: skip
     assert results[0] == results[1]
     assert [g for _, g in results[0][2]] == [bits(s) for s in seeds]  # each score's seed
+
+
+
+def test_sync_after_a_seeded_run_starts_from_that_seed(impl: types.ModuleType) -> None:
+    """After run(root_grad=s), sync() writes the last row's interior grads as that row's
+    backward from s made them: the bits of dot([s], [root]).backward() at the last row."""
+    X = np.random.default_rng(4).normal(size=(9, 6))
+
+    def scored(values: list[float] | None) -> tuple[Any, Any, list[Any]]:
+        _, model, xs, _ = demo.per_sample_model(impl, [6, 5, 3], "cross_entropy", 0)
+        for v, x in zip(xs, values or []):
+            v.data = x
+        scores = model(xs)
+        return impl.sum(scores).tanh(), scores, xs
+
+    root, scores, xs = scored(None)
+    tape = impl.Tape(root)
+    tape.run(xs, X, root_grad=0.375)
+    tape.sync()
+    fresh, fresh_scores, _ = scored(X[-1].tolist())
+    impl.dot([impl.Value(0.375)], [fresh]).backward()
+    assert bits(root.grad) == bits(0.375)
+    assert [bits(v.grad) for v in scores] == [bits(v.grad) for v in fresh_scores]
