@@ -218,60 +218,74 @@ int FG_BLOCKS_CHECK_RULES(void)
     return wrong;
 }
 
-/* A layer group's backward into its inputs' grads, with the neurons' node grads G[q]: for each
- * input, the neurons' contributions last neuron first (the plain program's order), added in
- * registers before one store; then the starts, last neuron first. */
-static void layer_backward(const run_context *ctx, block *blk, size_t first, size_t g,
-                           const double *const *G)
+/* A layer group's backward into its inputs' grads, for `vectors` vectors of rows from r (8 or
+ * 16 rows; inlined with a constant count): for each input, the neurons' contributions last
+ * neuron first (the plain program's order), added in registers before one store; then the
+ * starts, last neuron first. The rows' sums are independent chains, so more rows at a time
+ * overlap more of the adds' latency. */
+static inline void layer_backward_rows(const run_context *ctx, block *blk, size_t first, size_t g,
+                                       const double *const *G, const double *const *w, size_t r,
+                                       size_t vectors)
 {
     const fg_program *P = ctx->P;
     const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[first];
     double *FG_RESTRICT grad = blk->grad;
     fg_op op = (fg_op)P->steps[first].code;
-    size_t n = ctx->n, r, j, q, k, terms = P->steps[first].terms;
-    const double *w[MAX_LAYER];
-    for (q = 0; q < g; q++)
-        w[q] = ctx->fast_w + ctx->fast_at[first + q];
-    for (r = 0; r < n; r += 8) {
-        fg_simd last_v[MAX_LAYER][FG_VECS], rest_v[MAX_LAYER][FG_VECS];
-        fg_simd starts[MAX_LAYER][FG_VECS];
-        for (q = 0; q < g; q++) {
-            dot_term_grads((uint32_t)terms, G[q] + r, last_v[q], rest_v[q], starts[q]);
-            if (ctx->plan->head_of[first + q] != NONE) {   /* phase 2's weights take them too */
-                double *rest_row = HEAD(blk, ctx->plan->head_of[first + q], 1) + r;
-                double *last_row = HEAD(blk, ctx->plan->head_of[first + q], 2) + r;
-                for (j = 0; j < FG_VECS; j++) {
-                    fg_store(rest_row + j * FG_WIDTH, rest_v[q][j]);
-                    fg_store(last_row + j * FG_WIDTH, last_v[q][j]);
-                }
-            }
-        }
-        for (k = terms; k-- > 0;) {
-            const int is_last = k + 1 == terms;
-            double *FG_RESTRICT gx = grad + x[k] + r;
-            fg_simd acc[FG_VECS];
-            for (j = 0; j < FG_VECS; j++)
-                acc[j] = fg_load(gx + j * FG_WIDTH);
-            for (q = g; q-- > 0;) {
-                double d_dw, d_dx;
-                fg_simd d;
-                fg_term_derivatives(op, w[q][k], 0.0, &d_dw, &d_dx);
-                d = fg_splat(d_dx);
-                for (j = 0; j < FG_VECS; j++)
-                    acc[j] = fg_add(acc[j], fg_mul(d, is_last ? last_v[q][j] : rest_v[q][j]));
-            }
-            for (j = 0; j < FG_VECS; j++)
-                fg_store(gx + j * FG_WIDTH, acc[j]);
-        }
-        for (q = g; q-- > 0;) {
-            const uint32_t *args = P->args + P->steps[first + q].a;
-            if (HAS_LANES(args[0])) {
-                double *start = ROW(blk, grad, args[0]) + r;
-                for (j = 0; j < FG_VECS; j++)
-                    fg_store(start + j * FG_WIDTH, fg_add(fg_load(start + j * FG_WIDTH), starts[q][j]));
+    size_t j, q, k, h, terms = P->steps[first].terms;
+    fg_simd last_v[MAX_LAYER][2 * FG_VECS], rest_v[MAX_LAYER][2 * FG_VECS];
+    fg_simd starts[MAX_LAYER][2 * FG_VECS];
+    for (q = 0; q < g; q++) {
+        for (h = 0; h < vectors; h += FG_VECS)
+            dot_term_grads((uint32_t)terms, G[q] + r + h * FG_WIDTH, last_v[q] + h, rest_v[q] + h,
+                           starts[q] + h);
+        if (ctx->plan->head_of[first + q] != NONE) {   /* phase 2's weights take them too */
+            double *rest_row = HEAD(blk, ctx->plan->head_of[first + q], 1) + r;
+            double *last_row = HEAD(blk, ctx->plan->head_of[first + q], 2) + r;
+            for (j = 0; j < vectors; j++) {
+                fg_store(rest_row + j * FG_WIDTH, rest_v[q][j]);
+                fg_store(last_row + j * FG_WIDTH, last_v[q][j]);
             }
         }
     }
+    for (k = terms; k-- > 0;) {
+        const int is_last = k + 1 == terms;
+        double *FG_RESTRICT gx = grad + x[k] + r;
+        fg_simd acc[2 * FG_VECS];
+        for (j = 0; j < vectors; j++)
+            acc[j] = fg_load(gx + j * FG_WIDTH);
+        for (q = g; q-- > 0;) {
+            double d_dw, d_dx;
+            fg_simd d;
+            fg_term_derivatives(op, w[q][k], 0.0, &d_dw, &d_dx);
+            d = fg_splat(d_dx);
+            for (j = 0; j < vectors; j++)
+                acc[j] = fg_add(acc[j], fg_mul(d, is_last ? last_v[q][j] : rest_v[q][j]));
+        }
+        for (j = 0; j < vectors; j++)
+            fg_store(gx + j * FG_WIDTH, acc[j]);
+    }
+    for (q = g; q-- > 0;) {
+        const uint32_t *args = P->args + P->steps[first + q].a;
+        if (HAS_LANES(args[0])) {
+            double *start = ROW(blk, grad, args[0]) + r;
+            for (j = 0; j < vectors; j++)
+                fg_store(start + j * FG_WIDTH, fg_add(fg_load(start + j * FG_WIDTH), starts[q][j]));
+        }
+    }
+}
+
+/* A layer group's backward into its inputs' grads, with the neurons' node grads G[q]. */
+static void layer_backward(const run_context *ctx, block *blk, size_t first, size_t g,
+                           const double *const *G)
+{
+    size_t n = ctx->n, r, q;
+    const double *w[MAX_LAYER];
+    for (q = 0; q < g; q++)
+        w[q] = ctx->fast_w + ctx->fast_at[first + q];
+    for (r = 0; r + 16 <= n; r += 16)
+        layer_backward_rows(ctx, blk, first, g, G, w, r, 2 * FG_VECS);
+    if (r < n)   /* n is a multiple of 8 */
+        layer_backward_rows(ctx, blk, first, g, G, w, r, FG_VECS);
 }
 
 #define FORWARD(forward) (st = &forward_st, (forward))
@@ -671,6 +685,25 @@ static const double *partner_rows(run_context *ctx, const deferred_step *ds, con
     return rows;
 }
 
+/* `vectors` vectors of weights' sums (totals[j] += x[r * stride + j] * g[r], row by row), in
+ * registers over the rows: inlined with a constant count, so that each is its own chain. */
+static inline void weight_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT x,
+                               size_t stride, const double *FG_RESTRICT g, size_t rows,
+                               size_t vectors)
+{
+    fg_simd acc[4 * FG_VECS];
+    size_t j, r;
+    for (j = 0; j < vectors; j++)
+        acc[j] = fg_load(totals + j * FG_WIDTH);
+    for (r = 0; r < rows; r++) {
+        const fg_simd gr = fg_splat(g[r]);
+        for (j = 0; j < vectors; j++)
+            acc[j] = fg_add(acc[j], fg_mul(fg_load(x + r * stride + j * FG_WIDTH), gr));
+    }
+    for (j = 0; j < vectors; j++)
+        fg_store(totals + j * FG_WIDTH, acc[j]);
+}
+
 /* A deferred step's parameters, the rows of block `index`: what phase 1 left out, computed
  * from the node's grads and each term's other operand. */
 static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index, unsigned thread)
@@ -681,67 +714,69 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
     double *FG_RESTRICT totals = ctx->accumulators + ds->first;
     fg_op op = (fg_op)s->code;
     uint32_t stride = fg_stride(op);
-    size_t t, j, r;
+    size_t t, r;
     {
         block *blk = &ctx->buffers[index % ctx->threads];
         const double *G = HEAD(blk, ds->head, 0);
+        int start_done = 0;
         if (ds->dot_fast) {
-            /* w's row gradients are x * (its term grad): eight weights at a time, their sums
-             * in registers, over the partners' rows */
+            /* w's row gradients are x * (its term grad), every weight's sum its own chain of
+             * additions: many weights side by side in vectors, so that their latencies overlap */
             const double *FG_RESTRICT rest = HEAD(blk, ds->head, 1);
             const double *FG_RESTRICT last = HEAD(blk, ds->head, 2);
-            size_t row_stride, k0, count = s->terms;
+            size_t row_stride, k0 = 0, count = s->terms, before_last = count - 1, tail;
             const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
-            /* thirty-two at a time while the last term is not among them: four independent
-             * chains of additions per vector lane, so that the adds' latency overlaps */
-            for (k0 = 0; k0 + 32 < count; k0 += 32) {
-                fg_simd acc[4 * FG_VECS];
-                for (j = 0; j < 4 * FG_VECS; j++)
-                    acc[j] = fg_load(totals + k0 + j * FG_WIDTH);
-                for (r = 0; r < blk->rows; r++) {
-                    const double *FG_RESTRICT xr = x + r * row_stride + k0;
-                    const fg_simd g = fg_splat(rest[r]);
-                    for (j = 0; j < 4 * FG_VECS; j++)
-                        acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
-                }
-                for (j = 0; j < 4 * FG_VECS; j++)
-                    fg_store(totals + k0 + j * FG_WIDTH, acc[j]);
+            double w0, w1, w2, w_last, w_start;
+            for (; k0 + 32 <= before_last; k0 += 32)
+                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, 4 * FG_VECS);
+            if (k0 + 16 <= before_last) {
+                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, 2 * FG_VECS);
+                k0 += 16;
             }
-            for (; k0 + 8 <= count; k0 += 8) {  /* eight at a time */
-                fg_simd acc[FG_VECS];
-                for (j = 0; j < FG_VECS; j++)
-                    acc[j] = fg_load(totals + k0 + j * FG_WIDTH);
-                for (r = 0; r < blk->rows; r++) {
-                    const double *FG_RESTRICT xr = x + r * row_stride + k0;
-                    const fg_simd g = fg_splat(rest[r]);
-                    for (j = 0; j < FG_VECS; j++)
-                        acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
-                }
-                if (k0 + 8 < count) {
-                    for (j = 0; j < FG_VECS; j++)
-                        fg_store(totals + k0 + j * FG_WIDTH, acc[j]);
-                } else {    /* but the last term, whose grad is another: done below */
-                    double sums[8];
-                    for (j = 0; j < FG_VECS; j++)
-                        fg_store(sums + j * FG_WIDTH, acc[j]);
-                    memcpy(totals + k0, sums, 7 * sizeof(double));
+            if (k0 + 8 <= before_last) {
+                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, FG_VECS);
+                k0 += 8;
+            }
+            if (k0 + 4 <= before_last) {
+                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, 4 / FG_WIDTH);
+                k0 += 4;
+            }
+            /* the last few weights, the last term (whose grad is the node's own) and a
+             * deferred start: scalar chains side by side in one pass */
+            tail = before_last - k0;
+            start_done = ds->count > count && terms[count].side == 2;
+            w0 = tail > 0 ? totals[k0] : 0.0;
+            w1 = tail > 1 ? totals[k0 + 1] : 0.0;
+            w2 = tail > 2 ? totals[k0 + 2] : 0.0;
+            w_last = totals[count - 1];
+            w_start = start_done ? totals[count] : 0.0;
+            for (r = 0; r < blk->rows; r++) {
+                const double *xr = x + r * row_stride;
+                double to_start, to_v0, to_v1;
+                if (tail > 0)
+                    w0 = w0 + xr[k0] * rest[r];
+                if (tail > 1)
+                    w1 = w1 + xr[k0 + 1] * rest[r];
+                if (tail > 2)
+                    w2 = w2 + xr[k0 + 2] * rest[r];
+                w_last = w_last + xr[count - 1] * last[r];
+                if (start_done) {
+                    fg_nary_term_amounts(FG_DOT, terms[count].k, s->terms, G[r], 0.0, 0.0, &to_start,
+                                         &to_v0, &to_v1);
+                    w_start = w_start + to_start;
                 }
             }
-            if (k0 + 1 < count) {      /* what eights leave, their sums side by side */
-                size_t width = count - 1 - k0;
-                double acc[8];
-                for (j = 0; j < width; j++)
-                    acc[j] = totals[k0 + j];
-                for (r = 0; r < blk->rows; r++)
-                    for (j = 0; j < width; j++)
-                        acc[j] = acc[j] + x[r * row_stride + k0 + j] * rest[r];
-                for (j = 0; j < width; j++)
-                    totals[k0 + j] = acc[j];
-            }
-            for (r = 0; r < blk->rows; r++)     /* the last term's grad is the node's own */
-                totals[count - 1] = totals[count - 1] + x[r * row_stride + count - 1] * last[r];
+            if (tail > 0)
+                totals[k0] = w0;
+            if (tail > 1)
+                totals[k0 + 1] = w1;
+            if (tail > 2)
+                totals[k0 + 2] = w2;
+            totals[count - 1] = w_last;
+            if (start_done)
+                totals[count] = w_start;
         }
-        for (t = ds->dot_fast ? s->terms : 0; t < ds->count; t++) {
+        for (t = ds->dot_fast ? s->terms + (size_t)start_done : 0; t < ds->count; t++) {
             const deferred_term *term = &terms[t];
             uint32_t k = term->k, slot0, slot1;
             const double *v0, *v1;
