@@ -17,7 +17,9 @@ provides the reflected __radd__ etc. for a type with these slots.
 """
 
 cimport cython
-from cpython.exc cimport PyErr_Fetch, PyErr_Restore
+from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release,
+                             PyObject_GetBuffer)
+from cpython.exc cimport PyErr_Clear, PyErr_Fetch, PyErr_Restore
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check
 from cpython.mem cimport PyMem_Free, PyMem_Malloc

@@ -24,6 +24,11 @@ cdef extern from "Python.h":
     int _signal_handler_raised "PyErr_CheckSignals" ()
 
 
+cdef extern from "Python.h":
+    # without Cython's `except -1`: run() falls back to converting what has no such buffer
+    int _try_get_buffer "PyObject_GetBuffer" (object, Py_buffer *, int)
+
+
 cdef int _check_signals(void *context) noexcept nogil:
     """Between a run's blocks: whether a signal handler raised, the GIL taken."""
     with gil:
@@ -54,6 +59,9 @@ cdef class Tape:
     cdef list _seeds                # several roots: the DOT's seed leaves, else None
     cdef list _seed_numbers         # their leaf numbers
     cdef bint busy
+    cdef tuple _fed                 # the leaves the last run fed, inputs then targets
+    cdef Py_ssize_t _fed_inputs     # how many of them are inputs
+    cdef size_t *_fed_numbers       # their leaf numbers (run's job points at them)
 
     def __init__(self, roots, *, fuse=True):
         cdef fg_status status
@@ -83,6 +91,7 @@ cdef class Tape:
 
     def __dealloc__(self):
         fg_tape_free(self.tape)
+        PyMem_Free(self._fed_numbers)
 
     cdef fg_tape *_claim(self) except NULL:
         """The tape, marked busy for one replay: two threads replaying one tape at once
@@ -230,47 +239,44 @@ cdef class Tape:
         no grad. The bits never depend on `threads`, the most worker threads (the calling one
         included) that share the rows; the fed leaves keep their .data. A failing row raises
         what eager code raises, naming the row, and changes nothing."""
-        import numpy as np
-
-        cdef unsigned workers = check_threads(threads)
-        cdef list seeds = root_seeds(root_grad, len(self._roots), "root_grad")
-        cdef list input_numbers = self._leaf_numbers(inputs, "input")
-        cdef list target_numbers = self._leaf_numbers(targets, "target")
-        X_rows = np.ascontiguousarray(rows_of(np, X, len(input_numbers), "X"))
-        y_rows = np.ascontiguousarray(rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
-                                              len(target_numbers), "y"))
-        if len(y_rows) != len(X_rows):
-            raise ValueError(f"X has {len(X_rows)} rows and y {len(y_rows)}")
-        fed = input_numbers + target_numbers
-        if len(set(fed)) != len(fed):
-            raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
-        out = np.empty((len(X_rows), len(self._roots)))
-        cdef double[:, ::1] xv = X_rows
-        cdef double[:, ::1] yv = y_rows
-        cdef double[:, ::1] ov = out
+        cdef unsigned workers
+        cdef list seeds
+        cdef Py_buffer xv, yv, ov
+        cdef bint has_x = False, has_y = False, has_out = False
         cdef fg_run job
         cdef fg_status status
-        cdef size_t i
-        cdef size_t *numbers = <size_t *>PyMem_Malloc((len(fed) + 1) * sizeof(size_t))
-        if numbers is NULL:
-            raise MemoryError()
+        cdef size_t i, rows
         cdef fg_tape *tape
+        # the common call (an int, one float, C-ordered float64 arrays) skips the general checks
+        if type(threads) is int and 1 <= threads <= 1024:
+            workers = threads
+        else:
+            workers = check_threads(threads)
+        if type(root_grad) is float and self._seeds is None:
+            seeds = [root_grad]
+        else:
+            seeds = root_seeds(root_grad, len(self._roots), "root_grad")
+        tape = self._claim()
         try:
-            tape = self._claim()
-        except BaseException:
-            PyMem_Free(numbers)
-            raise
-        try:
-            for i in range(len(fed)):
-                numbers[i] = fed[i]
-            job.rows = X_rows.shape[0]
-            job.inputs = numbers
-            job.input_count = len(input_numbers)
-            job.X = &xv[0, 0] if xv.shape[0] * xv.shape[1] else NULL
-            job.targets = numbers + len(input_numbers)
-            job.target_count = len(target_numbers)
-            job.Y = &yv[0, 0] if yv.shape[0] * yv.shape[1] else NULL
-            job.out = &ov[0, 0] if job.rows else NULL
+            self._feed(inputs, targets)
+            has_x = _matrix(X, self._fed_inputs, "X", &xv)
+            rows = <size_t>xv.shape[0]
+            if y is None:
+                y = _np().empty((rows, 0))
+            has_y = _matrix(y, len(self._fed) - self._fed_inputs, "y", &yv)
+            if <size_t>yv.shape[0] != rows:
+                raise ValueError(f"X has {rows} rows and y {yv.shape[0]}")
+            out = _np().empty((rows, len(self._roots)))
+            PyObject_GetBuffer(out, &ov, PyBUF_C_CONTIGUOUS)
+            has_out = True
+            job.rows = rows
+            job.inputs = self._fed_numbers
+            job.input_count = self._fed_inputs
+            job.X = <double *>xv.buf if rows * job.input_count else NULL
+            job.targets = self._fed_numbers + self._fed_inputs
+            job.target_count = len(self._fed) - self._fed_inputs
+            job.Y = <double *>yv.buf if rows * job.target_count else NULL
+            job.out = <double *>ov.buf if rows else NULL
             job.root_grad = seeds[0] if self._seeds is None else 1.0
             job.backward = 1 if backward else 0
             job.threads = workers
@@ -291,6 +297,64 @@ cdef class Tape:
                             fg_tape_failed_row(tape))
             fg_tape_store_run(tape, &job)
         finally:
-            PyMem_Free(numbers)
+            if has_x:
+                PyBuffer_Release(&xv)
+            if has_y:
+                PyBuffer_Release(&yv)
+            if has_out:
+                PyBuffer_Release(&ov)
             self.busy = False
-        return out if self._seeds is not None else out.reshape(len(X_rows))
+        return out if self._seeds is not None else out.reshape(rows)
+
+    cdef int _feed(self, inputs, targets) except -1:
+        """_fed and _fed_numbers for these inputs and targets: the last run's again when it
+        fed the same Values; else checked (leaves of this tape, none fed twice)."""
+        cdef tuple fed = tuple(inputs) + tuple(targets)
+        cdef Py_ssize_t i, count = len(fed), input_count = len(fed) - len(tuple(targets))
+        cdef size_t *numbers
+        if self._fed is not None and count == len(self._fed) and input_count == self._fed_inputs:
+            for i in range(count):
+                if fed[i] is not self._fed[i]:
+                    break
+            else:
+                return 0
+        numbers_list = (self._leaf_numbers(fed[:input_count], "input")
+                        + self._leaf_numbers(fed[input_count:], "target"))
+        if len(set(numbers_list)) != count:
+            raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
+        numbers = <size_t *>PyMem_Malloc((count + 1) * sizeof(size_t))
+        if numbers is NULL:
+            raise MemoryError()
+        for i in range(count):
+            numbers[i] = numbers_list[i]
+        PyMem_Free(self._fed_numbers)
+        self._fed_numbers, self._fed, self._fed_inputs = numbers, fed, input_count
+        return 0
+
+
+cdef object _numpy = None
+
+
+cdef object _np():
+    """numpy, imported on first use (fastgrad imports without it)."""
+    global _numpy
+    if _numpy is None:
+        import numpy
+        _numpy = numpy
+    return _numpy
+
+
+cdef bint _matrix(object M, Py_ssize_t columns, str name, Py_buffer *view) except -1:
+    """A C-ordered float64 view of M's rows (`columns` numbers each) into view, to be
+    released: M's own memory when it is such a matrix already, else a converted copy's
+    (rows_of checks what M holds and its shape)."""
+    if _try_get_buffer(M, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0:
+        if (view.ndim == 2 and view.shape[1] == columns and view.itemsize == 8
+                and view.format[0] == b'd' and view.format[1] == 0):
+            return True
+        PyBuffer_Release(view)
+    else:
+        PyErr_Clear()
+    rows = _np().ascontiguousarray(rows_of(_np(), M, columns, name))
+    PyObject_GetBuffer(rows, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    return True

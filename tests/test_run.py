@@ -482,3 +482,45 @@ def test_weights_read_by_several_dots_follow_the_definition(impl: types.ModuleTy
         out = tape.run([x], X, threads=threads)
         assert [bits(v) for v in out.tolist()] == expected_out
         assert [bits(p.grad) for p in params] == [bits(t) for t in totals]
+
+
+def test_calls_on_one_tape_feed_the_leaves_and_arrays_of_that_call(impl: types.ModuleType) -> None:
+    """run remembers the leaves its last call fed, to check them once: a later call with other
+    leaves, the same list changed in place, or a bad leaf is still taken as given; X and y in
+    any layout or real dtype give the bits of their float64 C-ordered copies."""
+    a, b, c = impl.Value(0.5), impl.Value(-1.5), impl.Value(2.0)
+    tape = impl.Tape((a * b).tanh() + (c * a - b) ** 2)
+    X = np.random.default_rng(3).normal(size=(13, 3))
+
+    def by_definition(fed: list[Any], M: np.ndarray) -> list[int]:
+        fresh = impl.Tape((a * b).tanh() + (c * a - b) ** 2)
+        before = [v.data for v in (a, b, c)]
+        out = []
+        for row in M.tolist():
+            for v, x in zip(fed, row):
+                v.data = x
+            out.append(bits(fresh.forward()))
+        for v, x in zip((a, b, c), before):
+            v.data = x
+        return out
+
+    def ran(fed: list[Any], M: Any) -> list[int]:
+        return [bits(v) for v in tape.run(fed, M, backward=False).tolist()]
+
+    fed = [a, b]
+    assert ran(fed, X[:, :2]) == by_definition([a, b], X[:, :2])  # a strided view
+    fed[0], fed[1] = b, a                                          # the same list, changed
+    assert ran(fed, X[:, :2]) == by_definition([b, a], X[:, :2])
+    assert ran([c, a, b], X) == by_definition([c, a, b], X)
+    state = [(v.data, v.grad) for v in (a, b, c)]
+    with pytest.raises(ValueError, match="is not a leaf of this tape"):
+        tape.run([c, a, a * b], X)
+    with pytest.raises(ValueError, match="a leaf is fed twice"):
+        tape.run([c, a], X[:, :2], [a], X[:, :1])
+    assert [(v.data, v.grad) for v in (a, b, c)] == state
+    expected = by_definition([c, a, b], X)
+    for layout in (np.asfortranarray(X), X.astype(">f8"), X.tolist(), X[::-1][::-1],
+                   np.repeat(X, 2, axis=0)[::2]):  # fmt: skip
+        assert ran([c, a, b], layout) == expected
+    assert ran([c, a, b], X.astype(np.float32)) == by_definition([c, a, b], X.astype(np.float32))
+    assert ran([a], np.arange(4)) == by_definition([a], np.arange(4.0).reshape(-1, 1))
