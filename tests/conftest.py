@@ -19,6 +19,12 @@ IMPLEMENTATIONS: dict[str, types.ModuleType] = {
     "c": fastgrad._core,
     "python": fastgrad.reference,
 }
+# FASTGRAD_TEST_ENGINES=c runs the `impl` tests on the extension alone: the sanitized build's
+# run (tests/test_sanitized_extension.py), where the pure-Python engine has nothing to check.
+ENGINES = sorted(os.environ.get("FASTGRAD_TEST_ENGINES", ",".join(IMPLEMENTATIONS)).split(","))
+if not set(ENGINES) <= set(IMPLEMENTATIONS):
+    raise ValueError(f"FASTGRAD_TEST_ENGINES names {ENGINES}; the engines are "
+                     f"{sorted(IMPLEMENTATIONS)}")
 
 settings.register_profile(
     "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
@@ -33,7 +39,7 @@ settings.register_profile(
 settings.load_profile(os.environ.get("FASTGRAD_HYPOTHESIS", "default"))
 
 
-@pytest.fixture(scope="session", params=sorted(IMPLEMENTATIONS), ids=lambda name: name)
+@pytest.fixture(scope="session", params=ENGINES, ids=lambda name: name)
 def impl(request: pytest.FixtureRequest) -> types.ModuleType:
     """fastgrad._core or fastgrad.reference: the same API, Value, sum and dot."""
     return IMPLEMENTATIONS[request.param]
