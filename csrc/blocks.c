@@ -685,23 +685,99 @@ static const double *partner_rows(run_context *ctx, const deferred_step *ds, con
     return rows;
 }
 
-/* `vectors` vectors of weights' sums (totals[j] += x[r * stride + j] * g[r], row by row), in
- * registers over the rows: inlined with a constant count, so that each is its own chain. */
-static inline void weight_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT x,
-                               size_t stride, const double *FG_RESTRICT g, size_t rows,
-                               size_t vectors)
+#if defined(__GNUC__)
+#define FG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FG_ALWAYS_INLINE inline
+#endif
+
+/* The most vectors of weights one pass over the rows sums side by side. */
+#define PASS_VECTORS 8
+
+/* One pass over a block's rows for some of a fast dot's weights: totals[j] += x[r * stride + j]
+ * * rest[r], row by row, for `vectors` vectors of them and `tail` (< 4) more; with `finish`,
+ * also the last term's weight (its grad is `last`) at last_at and, with a start term, the
+ * deferred start after it. Every sum is its own chain of additions, all in registers: one pass
+ * overlaps their latencies. Inlined with a constant `vectors`. */
+static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const double *FG_RESTRICT x,
+                                         size_t stride, const double *FG_RESTRICT rest,
+                                         size_t rows, size_t vectors, size_t tail, int finish,
+                                         const double *FG_RESTRICT last, size_t last_at,
+                                         const deferred_term *start, uint32_t terms,
+                                         const double *FG_RESTRICT G)
 {
-    fg_simd acc[4 * FG_VECS];
-    size_t j, r;
+    fg_simd acc[PASS_VECTORS];
+    size_t j, r, at = vectors * FG_WIDTH;
+    double w0, w1, w2, w_last = 0.0, w_start = 0.0;
     for (j = 0; j < vectors; j++)
         acc[j] = fg_load(totals + j * FG_WIDTH);
+    w0 = tail > 0 ? totals[at] : 0.0;
+    w1 = tail > 1 ? totals[at + 1] : 0.0;
+    w2 = tail > 2 ? totals[at + 2] : 0.0;
+    if (finish) {
+        w_last = totals[last_at];
+        w_start = start != NULL ? totals[last_at + 1] : 0.0;
+    }
     for (r = 0; r < rows; r++) {
-        const fg_simd gr = fg_splat(g[r]);
+        const double *xr = x + r * stride;
+        const fg_simd g = fg_splat(rest[r]);
         for (j = 0; j < vectors; j++)
-            acc[j] = fg_add(acc[j], fg_mul(fg_load(x + r * stride + j * FG_WIDTH), gr));
+            acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
+        if (tail > 0)
+            w0 = w0 + xr[at] * rest[r];
+        if (tail > 1)
+            w1 = w1 + xr[at + 1] * rest[r];
+        if (tail > 2)
+            w2 = w2 + xr[at + 2] * rest[r];
+        if (finish) {
+            w_last = w_last + xr[last_at] * last[r];
+            if (start != NULL) {
+                double to_start, to_v0, to_v1;
+                fg_nary_term_amounts(FG_DOT, start->k, terms, G[r], 0.0, 0.0, &to_start, &to_v0,
+                                     &to_v1);
+                w_start = w_start + to_start;
+            }
+        }
     }
     for (j = 0; j < vectors; j++)
         fg_store(totals + j * FG_WIDTH, acc[j]);
+    if (tail > 0)
+        totals[at] = w0;
+    if (tail > 1)
+        totals[at + 1] = w1;
+    if (tail > 2)
+        totals[at + 2] = w2;
+    if (finish) {
+        totals[last_at] = w_last;
+        if (start != NULL)
+            totals[last_at + 1] = w_start;
+    }
+}
+
+/* A fast dot's weights (and its deferred start): full passes of PASS_VECTORS vectors while
+ * more are left, then one pass for the rest, the last term and the start. */
+static void fast_dot_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT x, size_t stride,
+                          const double *FG_RESTRICT rest, const double *FG_RESTRICT last,
+                          size_t rows, uint32_t terms, const deferred_term *start,
+                          const double *FG_RESTRICT G)
+{
+    size_t k0 = 0, before_last = terms - 1, left, tail;
+    typedef char width_at_most_4[FG_WIDTH <= 4 ? 1 : -1];
+    (void)sizeof(width_at_most_4);
+    for (; before_last - k0 > PASS_VECTORS * FG_WIDTH; k0 += PASS_VECTORS * FG_WIDTH)
+        weight_pass(totals + k0, x + k0, stride, rest, rows, PASS_VECTORS, 0, 0, NULL, 0, NULL,
+                    terms, G);
+    left = before_last - k0;    /* at most PASS_VECTORS vectors, and a tail of fewer than 4 */
+    tail = left % FG_WIDTH;     /* (FG_WIDTH is at most 4) */
+    switch (left / FG_WIDTH) {
+#define PASS(v) \
+    case v: \
+        weight_pass(totals + k0, x + k0, stride, rest, rows, v, tail, 1, last, before_last - k0, \
+                    start, terms, G); \
+        break;
+    PASS(0) PASS(1) PASS(2) PASS(3) PASS(4) PASS(5) PASS(6) PASS(7) PASS(8)
+#undef PASS
+    }
 }
 
 /* A deferred step's parameters, the rows of block `index`: what phase 1 left out, computed
@@ -719,62 +795,12 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
         block *blk = &ctx->buffers[index % ctx->threads];
         const double *G = HEAD(blk, ds->head, 0);
         int start_done = 0;
-        if (ds->dot_fast) {
-            /* w's row gradients are x * (its term grad), every weight's sum its own chain of
-             * additions: many weights side by side in vectors, so that their latencies overlap */
-            const double *FG_RESTRICT rest = HEAD(blk, ds->head, 1);
-            const double *FG_RESTRICT last = HEAD(blk, ds->head, 2);
-            size_t row_stride, k0 = 0, count = s->terms, before_last = count - 1, tail;
+        if (ds->dot_fast) {     /* w's row gradients are x * (its term grad) */
+            size_t row_stride;
             const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
-            double w0, w1, w2, w_last, w_start;
-            for (; k0 + 32 <= before_last; k0 += 32)
-                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, 4 * FG_VECS);
-            if (k0 + 16 <= before_last) {
-                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, 2 * FG_VECS);
-                k0 += 16;
-            }
-            if (k0 + 8 <= before_last) {
-                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, FG_VECS);
-                k0 += 8;
-            }
-            if (k0 + 4 <= before_last) {
-                weight_sums(totals + k0, x + k0, row_stride, rest, blk->rows, 4 / FG_WIDTH);
-                k0 += 4;
-            }
-            /* the last few weights, the last term (whose grad is the node's own) and a
-             * deferred start: scalar chains side by side in one pass */
-            tail = before_last - k0;
-            start_done = ds->count > count && terms[count].side == 2;
-            w0 = tail > 0 ? totals[k0] : 0.0;
-            w1 = tail > 1 ? totals[k0 + 1] : 0.0;
-            w2 = tail > 2 ? totals[k0 + 2] : 0.0;
-            w_last = totals[count - 1];
-            w_start = start_done ? totals[count] : 0.0;
-            for (r = 0; r < blk->rows; r++) {
-                const double *xr = x + r * row_stride;
-                double to_start, to_v0, to_v1;
-                if (tail > 0)
-                    w0 = w0 + xr[k0] * rest[r];
-                if (tail > 1)
-                    w1 = w1 + xr[k0 + 1] * rest[r];
-                if (tail > 2)
-                    w2 = w2 + xr[k0 + 2] * rest[r];
-                w_last = w_last + xr[count - 1] * last[r];
-                if (start_done) {
-                    fg_nary_term_amounts(FG_DOT, terms[count].k, s->terms, G[r], 0.0, 0.0, &to_start,
-                                         &to_v0, &to_v1);
-                    w_start = w_start + to_start;
-                }
-            }
-            if (tail > 0)
-                totals[k0] = w0;
-            if (tail > 1)
-                totals[k0 + 1] = w1;
-            if (tail > 2)
-                totals[k0 + 2] = w2;
-            totals[count - 1] = w_last;
-            if (start_done)
-                totals[count] = w_start;
+            start_done = ds->count > s->terms && terms[s->terms].side == 2;
+            fast_dot_sums(totals, x, row_stride, HEAD(blk, ds->head, 1), HEAD(blk, ds->head, 2),
+                          blk->rows, s->terms, start_done ? &terms[s->terms] : NULL, G);
         }
         for (t = ds->dot_fast ? s->terms + (size_t)start_done : 0; t < ds->count; t++) {
             const deferred_term *term = &terms[t];

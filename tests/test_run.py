@@ -143,15 +143,21 @@ def test_threads_and_blocks_give_the_same_bits(rows: int) -> None:
                           [bits(x.grad) for x in xs + onehot])  # fmt: skip
 
 
-def test_run_equals_the_loop_where_each_leaf_gets_one_contribution(impl: types.ModuleType) -> None:
+# neurons of every width the weights' passes cut differently: 1 to 4 vectors and a tail, one
+# full pass, more than one
+@pytest.mark.parametrize("inputs, hidden", [(6, 5), (1, 2), (2, 3), (3, 4), (4, 9), (5, 13),
+                                            (8, 16), (9, 17), (12, 31), (33, 36), (70, 3)])
+def test_run_equals_the_loop_where_each_leaf_gets_one_contribution(
+    impl: types.ModuleType, inputs: int, hidden: int
+) -> None:
     """The parameters of a classifier get one contribution per row: run gives the loop's bits."""
-    X, y = classifier_data(37, 6, 3)
-    tape, model, xs, onehot = per_sample_classifier(impl, 6, 5, 3)
+    X, y = classifier_data(37, inputs, 3)
+    tape, model, xs, onehot = per_sample_classifier(impl, inputs, hidden, 3)
     for p in model.parameters():
         p.grad = 0.25
     out = tape.run(xs, X, onehot, y)
     run_grads = [bits(p.grad) for p in model.parameters()]
-    tape, model, xs, onehot = per_sample_classifier(impl, 6, 5, 3)
+    tape, model, xs, onehot = per_sample_classifier(impl, inputs, hidden, 3)
     for p in model.parameters():
         p.grad = 0.25
     loop = []
