@@ -291,22 +291,30 @@ def mean_time(run: Callable[[], object], rounds: int) -> float:
     return (time.perf_counter() - start) / rounds
 
 
-def best_time(run: Callable[[], object], budget: float = 0.25, repeats: int = 5) -> float:
-    """The fastest of `repeats` timings of run(), each long enough to be read reliably."""
+def loops_for(run: Callable[[], object], budget: float) -> int:
+    """How many calls of run() make one timing long enough to be read reliably."""
     loops = 1
     while True:
         start = time.perf_counter()
         for _ in range(loops):
             run()
         if time.perf_counter() - start > budget / 10 or loops > 10**6:
-            break
+            return loops
         loops *= 2
-    best = float("inf")
+
+
+def best_times(contenders: dict[str, Callable[[], object]], budget: float = 0.25,
+               repeats: int = 5) -> dict[str, float]:  # fmt: skip
+    """Each contender's fastest of `repeats` timings, taken in turns (one timing of each, then
+    again), so that a machine whose load changes meanwhile weighs on all of them alike."""
+    loops = {name: loops_for(run, budget) for name, run in contenders.items()}
+    best = dict.fromkeys(contenders, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            run()
-        best = min(best, (time.perf_counter() - start) / loops)
+        for name, run in contenders.items():
+            start = time.perf_counter()
+            for _ in range(loops[name]):
+                run()
+            best[name] = min(best[name], (time.perf_counter() - start) / loops[name])
     return best
 
 
@@ -340,11 +348,11 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
         contenders = case.build()
         gc.disable()  # the cyclic collector is not what B1-B3 measure (B4 sets it itself)
         try:
-            times = {
-                name: (best_time(run, budget) if case.statistic == "min"
-                       else mean_time(run, case.rounds)) / case.per_call
-                for name, run in contenders.items()
-            }  # fmt: skip
+            if case.statistic == "min":
+                times = best_times(contenders, budget)
+            else:
+                times = {name: mean_time(run, case.rounds) for name, run in contenders.items()}
+            times = {name: seconds / case.per_call for name, seconds in times.items()}
         finally:
             if gc_was_enabled:
                 gc.enable()
