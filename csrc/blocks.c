@@ -242,7 +242,6 @@ static inline void layer_backward_rows(const run_context *ctx, block *blk, size_
     const fg_program *P = ctx->P;
     const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[first];
     double *FG_RESTRICT grad = blk->grad;
-    fg_op op = (fg_op)P->steps[first].code;
     size_t j, q, k, h, terms = P->steps[first].terms;
     fg_simd last_v[MAX_LAYER][2 * FG_VECS], rest_v[MAX_LAYER][2 * FG_VECS];
     fg_simd starts[MAX_LAYER][2 * FG_VECS];
@@ -268,7 +267,7 @@ static inline void layer_backward_rows(const run_context *ctx, block *blk, size_
         for (q = g; q-- > 0;) {
             double d_dw, d_dx;
             fg_simd d;
-            fg_term_derivatives(op, w[q][k], 0.0, &d_dw, &d_dx);
+            fg_term_derivatives(FG_DOT, w[q][k], 0.0, &d_dw, &d_dx);   /* (a layer's are DOTs) */
             d = fg_splat(d_dx);
             for (j = 0; j < vectors; j++)
                 acc[j] = fg_add(acc[j], fg_mul(d, is_last ? last_v[q][j] : rest_v[q][j]));
