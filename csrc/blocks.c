@@ -715,7 +715,8 @@ static const double *partner_rows(run_context *ctx, const deferred_step *ds, con
  * * rest[r], row by row, for `vectors` vectors of them and `tail` (< 4) more; with `finish`,
  * also the last term's weight (its grad is `last`) at last_at and, with a start term, the
  * deferred start after it. Every sum is its own chain of additions, all in registers: one pass
- * overlaps their latencies. Inlined with a constant `vectors`. */
+ * overlaps their latencies. Where the tail and the last term fill one vector (a dot of 2^k
+ * terms), they are summed as one. Inlined with a constant `vectors`. */
 static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const double *FG_RESTRICT x,
                                          size_t stride, const double *FG_RESTRICT rest,
                                          size_t rows, size_t vectors, size_t tail, int finish,
@@ -723,14 +724,16 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
                                          const deferred_term *start, uint32_t terms,
                                          const double *FG_RESTRICT G)
 {
-    fg_simd acc[PASS_VECTORS];
+    fg_simd acc[PASS_VECTORS], mixed_acc;
     size_t j, r, at = vectors * FG_WIDTH;
+    const int mixed = finish && tail + 1 == FG_WIDTH;    /* then at + tail == last_at */
     double w0, w1, w2, w_last = 0.0, w_start = 0.0;
     for (j = 0; j < vectors; j++)
         acc[j] = fg_load(totals + j * FG_WIDTH);
-    w0 = tail > 0 ? totals[at] : 0.0;
-    w1 = tail > 1 ? totals[at + 1] : 0.0;
-    w2 = tail > 2 ? totals[at + 2] : 0.0;
+    mixed_acc = mixed ? fg_load(totals + at) : fg_splat(0.0);
+    w0 = !mixed && tail > 0 ? totals[at] : 0.0;
+    w1 = !mixed && tail > 1 ? totals[at + 1] : 0.0;
+    w2 = !mixed && tail > 2 ? totals[at + 2] : 0.0;
     if (finish) {
         w_last = totals[last_at];
         w_start = start != NULL ? totals[last_at + 1] : 0.0;
@@ -740,35 +743,41 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
         const fg_simd g = fg_splat(rest[r]);
         for (j = 0; j < vectors; j++)
             acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
-        if (tail > 0)
-            w0 = w0 + xr[at] * rest[r];
-        if (tail > 1)
-            w1 = w1 + xr[at + 1] * rest[r];
-        if (tail > 2)
-            w2 = w2 + xr[at + 2] * rest[r];
-        if (finish) {
-            w_last = w_last + xr[last_at] * last[r];
-            if (start != NULL) {
-                double to_start, to_v0, to_v1;
-                fg_nary_term_amounts(FG_DOT, start->k, terms, G[r], 0.0, 0.0, &to_start, &to_v0,
-                                     &to_v1);
-                w_start = w_start + to_start;
-            }
+        if (mixed) {
+            mixed_acc = fg_add(mixed_acc, fg_mul(fg_load(xr + at), fg_splat_last(rest[r], last[r])));
+        } else {
+            if (tail > 0)
+                w0 = w0 + xr[at] * rest[r];
+            if (tail > 1)
+                w1 = w1 + xr[at + 1] * rest[r];
+            if (tail > 2)
+                w2 = w2 + xr[at + 2] * rest[r];
+            if (finish)
+                w_last = w_last + xr[last_at] * last[r];
+        }
+        if (finish && start != NULL) {
+            double to_start, to_v0, to_v1;
+            fg_nary_term_amounts(FG_DOT, start->k, terms, G[r], 0.0, 0.0, &to_start, &to_v0,
+                                 &to_v1);
+            w_start = w_start + to_start;
         }
     }
     for (j = 0; j < vectors; j++)
         fg_store(totals + j * FG_WIDTH, acc[j]);
-    if (tail > 0)
-        totals[at] = w0;
-    if (tail > 1)
-        totals[at + 1] = w1;
-    if (tail > 2)
-        totals[at + 2] = w2;
-    if (finish) {
-        totals[last_at] = w_last;
-        if (start != NULL)
-            totals[last_at + 1] = w_start;
+    if (mixed) {
+        fg_store(totals + at, mixed_acc);
+    } else {
+        if (tail > 0)
+            totals[at] = w0;
+        if (tail > 1)
+            totals[at + 1] = w1;
+        if (tail > 2)
+            totals[at + 2] = w2;
+        if (finish)
+            totals[last_at] = w_last;
     }
+    if (finish && start != NULL)
+        totals[last_at + 1] = w_start;
 }
 
 /* A fast dot's weights (and its deferred start): full passes of PASS_VECTORS vectors while

@@ -19,6 +19,7 @@ typedef __m256d fg_simd;
 #define fg_add(a, b) _mm256_add_pd((a), (b))
 #define fg_mul(a, b) _mm256_mul_pd((a), (b))
 #define fg_splat(x) _mm256_set1_pd(x)
+#define fg_splat_last(x, y) _mm256_set_pd((y), (x), (x), (x))
 #elif defined(__SSE2__) || defined(_M_X64) || defined(_M_AMD64)
 #include <emmintrin.h>
 typedef __m128d fg_simd;
@@ -28,6 +29,7 @@ typedef __m128d fg_simd;
 #define fg_add(a, b) _mm_add_pd((a), (b))
 #define fg_mul(a, b) _mm_mul_pd((a), (b))
 #define fg_splat(x) _mm_set1_pd(x)
+#define fg_splat_last(x, y) _mm_set_pd((y), (x))
 #elif defined(__aarch64__) && defined(__ARM_NEON)
 #include <arm_neon.h>
 typedef float64x2_t fg_simd;
@@ -37,6 +39,7 @@ typedef float64x2_t fg_simd;
 #define fg_add(a, b) vaddq_f64((a), (b))
 #define fg_mul(a, b) vmulq_f64((a), (b))
 #define fg_splat(x) vdupq_n_f64(x)
+#define fg_splat_last(x, y) vsetq_lane_f64((y), vdupq_n_f64(x), 1)
 #else
 typedef double fg_simd;
 #define FG_WIDTH 1
@@ -45,7 +48,10 @@ typedef double fg_simd;
 #define fg_add(a, b) ((a) + (b))
 #define fg_mul(a, b) ((a) * (b))
 #define fg_splat(x) (x)
+#define fg_splat_last(x, y) (y)
 #endif
+
+/* fg_splat_last(x, y): x in every lane but the last, which holds y. */
 
 /* Vectors in 8 doubles: a block's loops take 8 rows, or 8 weights, at a time. */
 #define FG_VECS (8 / FG_WIDTH)
