@@ -2,7 +2,7 @@
 prints each case's ratios, fastgrad against the baselines timed in the same run.
 
 Timing is off in the plain test run (--benchmark-disable in pyproject.toml: each case runs
-once, as a smoke test); measure with  pytest bench --benchmark-enable"""
+once, as a smoke test); measure with  pytest bench --benchmark-enable -n 0"""
 
 from __future__ import annotations
 

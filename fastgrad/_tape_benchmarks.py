@@ -231,6 +231,34 @@ def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
     return Case(id, title, 1, "pass", build, (*runs, PYTORCH) if torch else tuple(runs))
 
 
+def _minibatch_case(batch: int = 32) -> Case:
+    """B9's second half: digits-size data in minibatches, one run per batch, where the rows are
+    too few to share well between threads (run then uses fewer)."""
+    sizes, rows = [64, 32, 10], 1797
+    names = ("fastgrad run, threads=2", "fastgrad run, threads=1")
+
+    def build() -> Contenders:
+        from . import _core
+
+        tape, _model, inputs, targets = per_sample_model(_core, sizes, "cross_entropy")
+        X, Y = dataset(rows, sizes, "cross_entropy")
+
+        def epoch(threads: int) -> Callable[[], float]:
+            def run_batches() -> float:
+                total = 0.0
+                for i in range(0, rows, batch):
+                    total += float(tape.run(inputs, X[i:i + batch], targets, Y[i:i + batch],
+                                            threads=threads).sum())  # fmt: skip
+                return total
+
+            return run_batches
+
+        return {names[0]: epoch(2), names[1]: epoch(1)}
+
+    return Case("B9", f"digits-size in minibatches of {batch} rows, on two threads", 1, "epoch",
+                build, names)  # fmt: skip
+
+
 MNIST = [784, 128, 10]
 
 TAPE_CASES: list[Case] = [
@@ -245,5 +273,6 @@ TAPE_CASES: list[Case] = [
                   MNIST, "cross_entropy"),
     _dataset_case("B9", "B8 MNIST-size on two threads", 1000, MNIST, "cross_entropy",
                   threads=(2, 1), torch=False),
+    _minibatch_case(),
 ]  # fmt: skip
 
