@@ -410,6 +410,6 @@ def main(quick: bool = False) -> None:
         shown = ("" if row[0] == previous else row[0], *row[1:])
         print("  ".join(cell.ljust(w) for cell, w in zip(shown, widths)))
         previous = row[0]
-    print("\nEach figure is the best of several timings in this one process; the ratios are what")
-    print("carries over between machines: each baseline ran in the same process, on the same")
-    print("machine, as fastgrad did.")
+    print("\nEach figure is the best of several timings in this one process, a case's contenders")
+    print("timed in turns; the ratios are what carries over between machines: each baseline ran")
+    print("in the same process, on the same machine, at the same time as fastgrad did.")
