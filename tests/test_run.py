@@ -291,18 +291,18 @@ def test_one_tape_replays_one_call_at_a_time() -> None:
     tape, xs, onehot, X, y = mnist_size_tape(400)
     errors: list[Exception] = []
     deadline = time.perf_counter() + 30.0
+
+    def run_once(ran: threading.Event) -> None:
+        while not ran.is_set():
+            try:
+                tape.run(xs, X, onehot, y)
+                ran.set()
+            except RuntimeError as e:
+                errors.append(e)
+
     while not errors and time.perf_counter() < deadline:
         ran = threading.Event()
-
-        def run_once() -> None:
-            while not ran.is_set():
-                try:
-                    tape.run(xs, X, onehot, y)
-                    ran.set()
-                except RuntimeError as e:
-                    errors.append(e)
-
-        worker = threading.Thread(target=run_once)
+        worker = threading.Thread(target=run_once, args=(ran,))
         worker.start()
         while not ran.is_set() and time.perf_counter() < deadline:
             try:
