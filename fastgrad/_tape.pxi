@@ -309,8 +309,9 @@ cdef class Tape:
     cdef int _feed(self, inputs, targets) except -1:
         """_fed and _fed_numbers for these inputs and targets: the last run's again when it
         fed the same Values; else checked (leaves of this tape, none fed twice)."""
-        cdef tuple fed = tuple(inputs) + tuple(targets)
-        cdef Py_ssize_t i, count = len(fed), input_count = len(fed) - len(tuple(targets))
+        cdef tuple given_inputs = tuple(inputs)     # (each iterable read once)
+        cdef tuple fed = given_inputs + tuple(targets)
+        cdef Py_ssize_t i, count = len(fed), input_count = len(given_inputs)
         cdef size_t *numbers
         if self._fed is not None and count == len(self._fed) and input_count == self._fed_inputs:
             for i in range(count):

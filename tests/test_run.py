@@ -532,3 +532,6 @@ def test_calls_on_one_tape_feed_the_leaves_and_arrays_of_that_call(impl: types.M
         assert ran([c, a, b], layout) == expected
     assert ran([c, a, b], X.astype(np.float32)) == by_definition([c, a, b], X.astype(np.float32))
     assert ran([a], np.arange(4)) == by_definition([a], np.arange(4.0).reshape(-1, 1))
+    # leaves given as iterators, each read once: the target stays a target
+    out = tape.run(iter([c, a]), X[:, :2], iter([b]), X[:, 2], backward=False)
+    assert [bits(v) for v in out.tolist()] == by_definition([c, a, b], X)
