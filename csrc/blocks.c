@@ -235,9 +235,9 @@ int FG_BLOCKS_CHECK_RULES(void)
  * neuron first (the plain program's order), added in registers before one store; then the
  * starts, last neuron first. The rows' sums are independent chains, so more rows at a time
  * overlap more of the adds' latency. */
-static inline void layer_backward_rows(const run_context *ctx, block *blk, size_t first, size_t g,
-                                       const double *const *G, const double *const *w, size_t r,
-                                       size_t vectors)
+static FG_ALWAYS_INLINE void layer_backward_rows(const run_context *ctx, block *blk, size_t first,
+                                                 size_t g, const double *const *G,
+                                                 const double *const *w, size_t r, size_t vectors)
 {
     const fg_program *P = ctx->P;
     const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[first];
@@ -702,12 +702,6 @@ static const double *partner_rows(run_context *ctx, const deferred_step *ds, con
     return rows;
 }
 
-#if defined(__GNUC__)
-#define FG_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define FG_ALWAYS_INLINE inline
-#endif
-
 /* The most vectors of weights one pass over the rows sums side by side. */
 #define PASS_VECTORS 8
 
@@ -744,7 +738,8 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
         for (j = 0; j < vectors; j++)
             acc[j] = fg_add(acc[j], fg_mul(fg_load(xr + j * FG_WIDTH), g));
         if (mixed) {
-            mixed_acc = fg_add(mixed_acc, fg_mul(fg_load(xr + at), fg_splat_last(rest[r], last[r])));
+            const fg_simd g_mixed = fg_splat_last(rest[r], last[r]);
+            mixed_acc = fg_add(mixed_acc, fg_mul(fg_load(xr + at), g_mixed));
         } else {
             if (tail > 0)
                 w0 = w0 + xr[at] * rest[r];

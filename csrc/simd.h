@@ -50,8 +50,7 @@ typedef double fg_simd;
 #define fg_splat(x) (x)
 #define fg_splat_last(x, y) (y)
 #endif
-
-/* fg_splat_last(x, y): x in every lane but the last, which holds y. */
+/* (fg_splat_last(x, y): x in every lane but the last, which holds y.) */
 
 /* Vectors in 8 doubles: a block's loops take 8 rows, or 8 weights, at a time. */
 #define FG_VECS (8 / FG_WIDTH)

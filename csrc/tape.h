@@ -34,6 +34,14 @@
 #define FG_RESTRICT restrict
 #endif
 
+/* A helper inlined wherever it is called, so that its constant arguments (a loop's vector
+ * count) specialise it: its accumulators then live in registers. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FG_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define FG_ALWAYS_INLINE inline
+#endif
+
 /* ---- the plain program ---- */
 
 typedef struct fg_instr {
