@@ -259,11 +259,13 @@ cdef class Tape:
         tape = self._claim()
         try:
             self._feed(inputs, targets)
-            has_x = _matrix(X, self._fed_inputs, "X", &xv)
+            _matrix(X, self._fed_inputs, "X", &xv)
+            has_x = True
             rows = <size_t>xv.shape[0]
             if y is None:
                 y = _np().empty((rows, 0))
-            has_y = _matrix(y, len(self._fed) - self._fed_inputs, "y", &yv)
+            _matrix(y, len(self._fed) - self._fed_inputs, "y", &yv)
+            has_y = True
             if <size_t>yv.shape[0] != rows:
                 raise ValueError(f"X has {rows} rows and y {yv.shape[0]}")
             out = _np().empty((rows, len(self._roots)))
@@ -345,17 +347,17 @@ cdef object _np():
     return _numpy
 
 
-cdef bint _matrix(object M, Py_ssize_t columns, str name, Py_buffer *view) except -1:
+cdef int _matrix(object M, Py_ssize_t columns, str name, Py_buffer *view) except -1:
     """A C-ordered float64 view of M's rows (`columns` numbers each) into view, to be
     released: M's own memory when it is such a matrix already, else a converted copy's
     (rows_of checks what M holds and its shape)."""
     if _try_get_buffer(M, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) == 0:
         if (view.ndim == 2 and view.shape[1] == columns and view.itemsize == 8
                 and view.format[0] == b'd' and view.format[1] == 0):
-            return True
+            return 0
         PyBuffer_Release(view)
     else:
         PyErr_Clear()
     rows = _np().ascontiguousarray(rows_of(_np(), M, columns, name))
     PyObject_GetBuffer(rows, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    return True
+    return 0
