@@ -801,9 +801,10 @@ static void fast_dot_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT 
     }
 }
 
-/* A deferred step's parameters, the rows of block `index`: what phase 1 left out, computed
- * from the node's grads and each term's other operand. */
-static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index, unsigned thread)
+/* A deferred step's parameters, rows r0 to r1 - 1 of block `index`: what phase 1 left out,
+ * computed from the node's grads and each term's other operand. */
+static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index, unsigned thread,
+                         size_t r0, size_t r1)
 {
     const fg_step *s = &ctx->P->steps[ds->step];
     const uint32_t *args = ctx->P->args + s->a;
@@ -820,8 +821,9 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
             size_t row_stride;
             const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
             start_done = ds->count > s->terms && terms[s->terms].side == 2;
-            fast_dot_sums(totals, x, row_stride, HEAD(blk, ds->head, 1), HEAD(blk, ds->head, 2),
-                          blk->rows, s->terms, start_done ? &terms[s->terms] : NULL, G);
+            fast_dot_sums(totals, x + r0 * row_stride, row_stride, HEAD(blk, ds->head, 1) + r0,
+                          HEAD(blk, ds->head, 2) + r0, r1 - r0, s->terms,
+                          start_done ? &terms[s->terms] : NULL, G + r0);
         }
         for (t = ds->dot_fast ? s->terms + (size_t)start_done : 0; t < ds->count; t++) {
             const deferred_term *term = &terms[t];
@@ -835,7 +837,7 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
             v1 = HAS_LANES(slot1) ? ROW(blk, value, slot1) : NULL;
             u0 = ctx->scalars[slot0];
             u1 = ctx->scalars[slot1];
-            for (r = 0; r < blk->rows; r++) {
+            for (r = r0; r < r1; r++) {
                 double to_start, to_v0, to_v1;
                 fg_nary_term_amounts(op, k, s->terms, G[r], v0 != NULL ? v0[r] : u0,
                                      v1 != NULL ? v1[r] : u1, &to_start, &to_v0, &to_v1);
@@ -843,6 +845,49 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
             }
             totals[t] = total;
         }
+    }
+}
+
+/* Bytes of partner rows that phase 2 keeps in the first-level cache while it sums a layer. */
+#define PARTNER_CHUNK_BYTES (16 * 1024)
+
+/* Deferred steps work[w], work[w + 1], ... up to `end` that are fast dots over the same
+ * partners (a layer's neurons): how many, at least 1. */
+static size_t same_partners(const run_context *ctx, size_t w, size_t end)
+{
+    const deferred_step *first = &ctx->plan->deferred[ctx->work[w] - ctx->plan->summed_count];
+    size_t count = 1;
+    if (!first->dot_fast)
+        return 1;
+    for (; w + count < end; count++) {
+        size_t item = ctx->work[w + count] - ctx->plan->summed_count;
+        if (ctx->work[w + count] < ctx->plan->summed_count || item >= ctx->plan->deferred_count
+            || !ctx->plan->deferred[item].dot_fast
+            || ctx->plan->deferred[item].partners != first->partners)
+            break;
+    }
+    return count;
+}
+
+/* A layer's deferred dots (work[w] to work[w + count - 1]), block `index`: a chunk of rows at
+ * a time for all of them, so that the partners' rows they all read come from the first-level
+ * cache (one neuron's pass over the block's rows would read them from the second level).
+ * Each weight still takes its rows in order. */
+static void add_layer_deferred(run_context *ctx, size_t w, size_t count, size_t index,
+                               unsigned thread)
+{
+    const block *blk = &ctx->buffers[index % ctx->threads];
+    const deferred_step *first = &ctx->plan->deferred[ctx->work[w] - ctx->plan->summed_count];
+    size_t stride = first->column != NONE ? ctx->job->input_count : ctx->P->steps[first->step].terms;
+    size_t chunk = count > 1 ? PARTNER_CHUNK_BYTES / sizeof(double) / stride : blk->rows;
+    size_t r0, j;
+    if (chunk < 16)
+        chunk = 16;
+    for (r0 = 0; r0 < blk->rows; r0 += chunk) {
+        size_t r1 = blk->rows - r0 < chunk ? blk->rows : r0 + chunk;
+        for (j = 0; j < count; j++)
+            add_deferred(ctx, &ctx->plan->deferred[ctx->work[w + j] - ctx->plan->summed_count],
+                         index, thread, r0, r1);
     }
 }
 
@@ -920,15 +965,28 @@ static void add_shared(run_context *ctx, size_t first, size_t count, size_t inde
     }
 }
 
-static void add_summed(run_context *ctx, uint32_t leaf, size_t index)
+/* The most summed leaves that phase 2 adds up side by side. */
+#define SUMMED_GROUP 8
+
+/* Summed leaves (work items `items`, count <= SUMMED_GROUP of them), the rows of block
+ * `index` added to their grads in row order: side by side, so that their chains of additions
+ * overlap (one leaf's chain alone waits on each addition). */
+static void add_summed(run_context *ctx, const uint32_t *items, size_t count, size_t index)
 {
     const block *blk = &ctx->buffers[index % ctx->threads];
-    const double *g = ROW(blk, grad, leaf);
-    double total = ctx->totals[leaf];
-    size_t r;
+    const double *g[SUMMED_GROUP];
+    double total[SUMMED_GROUP];
+    size_t r, j;
+    for (j = 0; j < SUMMED_GROUP; j++) {   /* past count: the last leaf again, not written */
+        uint32_t leaf = ctx->plan->summed[items[j < count ? j : count - 1]];
+        g[j] = ROW(blk, grad, leaf);
+        total[j] = ctx->totals[leaf];
+    }
     for (r = 0; r < blk->rows; r++)
-        total = total + g[r];
-    ctx->totals[leaf] = total;
+        for (j = 0; j < SUMMED_GROUP; j++)
+            total[j] = total[j] + g[j][r];
+    for (j = 0; j < count; j++)
+        ctx->totals[ctx->plan->summed[items[j]]] = total[j];
 }
 
 /* The outputs' values of the block's rows, into the run's row-major result. */
@@ -981,11 +1039,18 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
              index++)
             for (w = ctx->split[t]; w < ctx->split[t + 1]; w++) {
                 uint32_t item = ctx->work[w];
-                if (item < ctx->plan->summed_count)
-                    add_summed(ctx, ctx->plan->summed[item], index);
-                else if ((item -= (uint32_t)ctx->plan->summed_count) < ctx->plan->deferred_count)
-                    add_deferred(ctx, &ctx->plan->deferred[item], index, t);
-                else {  /* shared parameters: this thread's next ones, a group at a time */
+                if (item < ctx->plan->summed_count) {
+                    size_t count = 1;
+                    while (count < SUMMED_GROUP && w + count < ctx->split[t + 1]
+                           && ctx->work[w + count] < ctx->plan->summed_count)
+                        count++;
+                    add_summed(ctx, ctx->work + w, count, index);
+                    w += count - 1;
+                } else if ((item -= (uint32_t)ctx->plan->summed_count) < ctx->plan->deferred_count) {
+                    size_t count = same_partners(ctx, w, ctx->split[t + 1]);
+                    add_layer_deferred(ctx, w, count, index, t);
+                    w += count - 1;
+                } else {  /* shared parameters: this thread's next ones, a group at a time */
                     size_t count = ctx->split[t + 1] - w;
                     if (count > SHARED_GROUP)
                         count = SHARED_GROUP;
