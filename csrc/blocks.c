@@ -147,7 +147,7 @@ static void layer_forward(const run_context *ctx, block *blk, size_t first, size
         const double *w[FG_LAYER], *start[FG_LAYER];
         double start_value[FG_LAYER], *O[FG_LAYER];
         for (q = 0; q < FG_LAYER; q++) {
-            size_t step = first + (q0 + q < g ? q0 + q : g - 1);  /* past the end: the last again */
+            size_t step = MEMBER(first, q0 + q < g ? q0 + q : g - 1);  /* past the end: the last again */
             const uint32_t *args = P->args + P->steps[step].a;
             w[q] = ctx->fast_w + ctx->fast_at[step];
             start[q] = HAS_LANES(args[0]) ? ROW(blk, value, args[0]) : NULL;
@@ -249,9 +249,10 @@ static FG_ALWAYS_INLINE void layer_backward_rows(const run_context *ctx, block *
         for (h = 0; h < vectors; h += FG_VECS)
             dot_term_grads((uint32_t)terms, G[q] + r + h * FG_WIDTH, last_v[q] + h, rest_v[q] + h,
                            starts[q] + h);
-        if (ctx->plan->head_of[first + q] != NONE) {   /* phase 2's weights take them too */
-            double *rest_row = HEAD(blk, ctx->plan->head_of[first + q], 1) + r;
-            double *last_row = HEAD(blk, ctx->plan->head_of[first + q], 2) + r;
+        const uint32_t head = ctx->plan->head_of[MEMBER(first, q)];
+        if (head != NONE) {     /* phase 2's weights take them too */
+            double *rest_row = HEAD(blk, head, 1) + r;
+            double *last_row = HEAD(blk, head, 2) + r;
             for (j = 0; j < vectors; j++) {
                 fg_store(rest_row + j * FG_WIDTH, rest_v[q][j]);
                 fg_store(last_row + j * FG_WIDTH, last_v[q][j]);
@@ -276,7 +277,7 @@ static FG_ALWAYS_INLINE void layer_backward_rows(const run_context *ctx, block *
             fg_store(gx + j * FG_WIDTH, acc[j]);
     }
     for (q = g; q-- > 0;) {
-        const uint32_t *args = P->args + P->steps[first + q].a;
+        const uint32_t *args = P->args + P->steps[MEMBER(first, q)].a;
         if (HAS_LANES(args[0])) {
             double *start = ROW(blk, grad, args[0]) + r;
             for (j = 0; j < vectors; j++)
@@ -292,7 +293,7 @@ static void layer_backward(const run_context *ctx, block *blk, size_t first, siz
     size_t n = ctx->n, r, q;
     const double *w[MAX_LAYER];
     for (q = 0; q < g; q++)
-        w[q] = ctx->fast_w + ctx->fast_at[first + q];
+        w[q] = ctx->fast_w + ctx->fast_at[MEMBER(first, q)];
     for (r = 0; r + 16 <= n; r += 16)
         layer_backward_rows(ctx, blk, first, g, G, w, r, 2 * FG_VECS);
     if (r < n)   /* n is a multiple of 8 */
@@ -553,6 +554,7 @@ static void block_backward(const run_context *ctx, block *blk)
 {
     const fg_program *P = ctx->P;
     const double *D = blk->deriv + P->derivs * ctx->n;
+    const double *member_D[MAX_LAYER];  /* the open layer group's members' tail derivatives */
     size_t n = ctx->n, r, i, j;
     fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
     memset(blk->grad, 0, ctx->plan->lanes * n * sizeof(double));
@@ -571,22 +573,26 @@ static void block_backward(const run_context *ctx, block *blk)
         const double *GO = s->code == FG_DIVS_CODE ? NULL : ROW(blk, grad, s->out);
         const double *S;
         if (ctx->plan->in_layer[i] > 0) {
-            /* a layer group, at its last neuron: every neuron's tail, then all of them */
-            size_t first = i + 1 - ctx->plan->in_layer[i], q = i + 1 - first;
+            /* a layer group's member: its tail's derivatives are here in step order; the
+             * group's backward waits for its first member, where every consumer of every
+             * member has added into their grads */
+            size_t q = ctx->plan->in_layer[i] - 1, g = ctx->plan->layer[i];
             const double *heads[MAX_LAYER];
-            while (q-- > 0) {
-                const fg_step *member = &P->steps[first + q];
+            D -= (size_t)s->tail * n;
+            member_D[q] = D;
+            if (q > 0)
+                continue;
+            for (q = g; q-- > 0;) {
+                const uint32_t step = MEMBER(i, q);
+                const fg_step *member = &P->steps[step];
                 const double *GM = ROW(blk, grad, member->out);
-                if (member->tail > 0) {
-                    D -= (size_t)member->tail * n;
-                    GM = tail_backward(ctx, D, member->tail, GM, blk->scratch + (3 + q) * n);
-                }
-                if (ctx->plan->head_of[first + q] != NONE)
-                    memcpy(HEAD(blk, ctx->plan->head_of[first + q], 0), GM, n * sizeof(double));
+                if (member->tail > 0)
+                    GM = tail_backward(ctx, member_D[q], member->tail, GM, blk->scratch + (3 + q) * n);
+                if (ctx->plan->head_of[step] != NONE)
+                    memcpy(HEAD(blk, ctx->plan->head_of[step], 0), GM, n * sizeof(double));
                 heads[q] = GM;
             }
-            layer_backward(ctx, blk, first, i + 1 - first, heads);
-            i = first;
+            layer_backward(ctx, blk, i, g, heads);
             continue;
         }
         switch (s->back) {

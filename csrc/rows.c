@@ -47,6 +47,7 @@ static void plan_free(fg_plan *p)
     free(p->head_of);
     free(p->layer);
     free(p->in_layer);
+    free(p->layer_member);
     memset(p, 0, sizeof *p);
 }
 
@@ -110,43 +111,101 @@ static size_t fed_columns(const fg_tape *T, const fg_run *job, const uint32_t *a
     return column;
 }
 
-/* Whether fast DOT step j can join the layer group that starts at step `first` and ends
- * before j: the same inputs, and a start that is neither an input nor a member's result. */
+/* Whether fast DOT step j can join the layer group that starts at step `first`: the same
+ * inputs, and a start that is neither an input nor a member's result, made before `first`
+ * (whose forward makes every member's head). */
 static int joins_layer(const fg_program *P, size_t first, size_t j)
 {
     const fg_step *a = &P->steps[first], *b = &P->steps[j];
     const uint32_t *aa = P->args + a->a, *ba = P->args + b->a;
     uint32_t k;
-    size_t q;
-    if (a->terms != b->terms)
+    if (a->terms != b->terms || (j != first && ba[0] >= a->out))
         return 0;
     for (k = 0; k < a->terms; k++)
         if (aa[2 + 2 * k] != ba[2 + 2 * k] || aa[2 + 2 * k] == ba[0])
             return 0;
-    for (q = first; q < j; q++)
-        if (P->steps[q].out == ba[0])
-            return 0;
     return 1;
 }
 
+/* Whether step s reads slot x. */
+static int step_reads(const fg_program *P, const fg_step *s, uint32_t x)
+{
+    const uint32_t *args = P->args + (FG_STEP_KIND(s) == FG_STEP_DIVS ? s->terms : s->a);
+    uint32_t k, count;
+    switch (FG_STEP_KIND(s)) {
+    case FG_STEP_UNARY:
+        return s->a == x;
+    case FG_STEP_BINARY:
+        return s->a == x || s->b == x;
+    case FG_STEP_DIVS:
+        if (s->b == x)
+            return 1;
+        count = s->count;
+        break;
+    default:
+        count = 1 + fg_stride((fg_op)s->code) * s->terms;
+        break;
+    }
+    for (k = 0; k < count; k++)
+        if (args[k] == x)
+            return 1;
+    return 0;
+}
+
+/* Whether step s reads an operand of fast DOT step m: its start, a weight or an input. */
+static int reads_operands_of(const fg_program *P, const fg_step *s, const fg_step *m)
+{
+    const uint32_t *args = P->args + m->a;
+    uint32_t k;
+    for (k = 0; k < 1 + 2 * m->terms; k++)
+        if (step_reads(P, s, args[k]))
+            return 1;
+    return 0;
+}
+
+/* The most steps between a layer group's members (a last layer's neurons each followed by a
+ * step that reads its score, as a softmax's are). */
+#define MAX_BETWEEN 16
+
+/* Layer groups: up to MAX_LAYER fast DOT steps that join the first. Steps may lie between
+ * them, none a fast DOT and none reading a member's operands: the group's backward runs at
+ * its first member, after theirs, and the members' grads reach no operand of theirs. */
 static void find_layers(const fg_program *P, fg_plan *p)
 {
-    size_t i = 0, j;
-    while (i < P->length) {
-        if (p->on_lanes[i] != NARY_DOT_PARAMS_LANES || !joins_layer(P, i, i)) {
-            i++;
+    size_t i, j, q, b;
+    for (i = 0; i < P->length; i++) {
+        size_t members[MAX_LAYER], between[MAX_BETWEEN], g = 1, found = 0;
+        if (p->in_layer[i] > 0 || p->on_lanes[i] != NARY_DOT_PARAMS_LANES || !joins_layer(P, i, i))
             continue;
+        members[0] = i;
+        for (j = i + 1, b = 0; j < P->length && g < MAX_LAYER; j++) {
+            const fg_step *s = &P->steps[j];
+            if (p->on_lanes[j] == NARY_DOT_PARAMS_LANES) {
+                if (!joins_layer(P, i, j))
+                    break;
+                for (q = 0; q < b && !reads_operands_of(P, &P->steps[between[q]], s); q++)
+                    ;
+                if (q < b)
+                    break;
+                members[g++] = j;
+                found = g;
+            } else {
+                if (b == MAX_BETWEEN)
+                    break;
+                for (q = 0; q < g && !reads_operands_of(P, s, &P->steps[members[q]]); q++)
+                    ;
+                if (q < g)
+                    break;
+                between[b++] = j;
+            }
         }
-        for (j = i + 1; j < P->length && j - i < MAX_LAYER
-                        && p->on_lanes[j] == NARY_DOT_PARAMS_LANES && joins_layer(P, i, j); j++)
-            ;
-        if (j - i > 1) {
-            size_t q;
-            p->layer[i] = (uint8_t)(j - i);
-            for (q = i; q < j; q++)
-                p->in_layer[q] = (uint8_t)(q - i + 1);
+        if (found > 1) {
+            p->layer[i] = (uint8_t)found;
+            for (q = 0; q < found; q++) {
+                p->in_layer[members[q]] = (uint8_t)(q + 1);
+                p->layer_member[i + q] = (uint32_t)members[q];
+            }
         }
-        i = j;
     }
 }
 
@@ -212,12 +271,13 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     p->head_of = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
     p->layer = (uint8_t *)calloc(P->length + 1, 1);
     p->in_layer = (uint8_t *)calloc(P->length + 1, 1);
+    p->layer_member = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
     reads_in_steps = (uint32_t *)calloc(values, sizeof(uint32_t));
     shared_of = (uint32_t *)malloc(values * sizeof(uint32_t));
     p->shared = (shared_param *)malloc((T->leaf_count + 1) * sizeof(shared_param));
     fed = (uint8_t *)calloc(T->leaf_count + 1, 1);
     if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->head_of || !p->layer
-        || !p->in_layer || !reads_in_steps || !shared_of || !p->shared || !fed)
+        || !p->in_layer || !p->layer_member || !reads_in_steps || !shared_of || !p->shared || !fed)
         goto done;
     for (i = 0; i < job->input_count; i++)
         p->fed[i] = job->inputs[i];

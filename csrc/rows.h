@@ -72,6 +72,8 @@ typedef struct fg_plan {
     uint8_t *on_lanes;              /* step -> how its n-ary operands lie (NARY_*) */
     uint8_t *layer;                 /* step -> a layer group's size at its first step, else 0 */
     uint8_t *in_layer;              /* step -> its place in a layer group, from 1; 0 if none */
+    uint32_t *layer_member;         /* a layer group's first step i -> its members' steps, at
+                                     * i, i + 1, ... (MEMBER); members need not be consecutive */
     uint32_t *head_of;              /* step -> its head row, or NONE */
 } fg_plan;
 
@@ -79,6 +81,9 @@ typedef struct fg_plan {
  * many at most: each input's lanes are loaded once for all of them, and its grads gather
  * their contributions in registers. */
 #define MAX_LAYER 4
+
+/* Member q of the layer group that starts at step `first`. */
+#define MEMBER(first, q) (ctx->plan->layer_member[(first) + (q)])
 
 /* How an n-ary step's operands lie, for its fast loops. */
 enum { NARY_GENERIC, NARY_DOT_PARAMS_LANES, NARY_SUM_LANES };

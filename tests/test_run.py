@@ -492,6 +492,56 @@ def test_weights_read_by_several_dots_follow_the_definition(impl: types.ModuleTy
         assert [bits(p.grad) for p in params] == [bits(t) for t in totals]
 
 
+@pytest.mark.parametrize("between", ["its score", "an input", "a later weight", "the next start"])
+def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, between: str) -> None:
+    """A layer's neurons recorded with a step after each that reads its score, as a softmax
+    records exp(score - m): run still gives each row's bits, also where that step reads one of
+    the layer's inputs, a weight of a later neuron, or is the next neuron's start."""
+    rng = random.Random(5)
+    # weights of many magnitudes: adding the same terms in another order changes the bits
+    W = [[impl.Value(rng.uniform(-1, 1) * 10.0 ** rng.randint(-6, 6)) for _ in range(5)]
+         for _ in range(6)]  # fmt: skip
+    b = [impl.Value(rng.uniform(-1, 1)) for _ in range(6)]
+    params = [w for ws in W for w in ws] + b
+
+    def loss(xs: list[Any]) -> Any:
+        after: list[Any] = []
+        for j in range(6):
+            start = after[-1] if between == "the next start" and after else b[j]
+            z = impl.dot(W[j], xs, start)
+            if between == "its score":
+                after.append((z * 1e-6 - 0.25).exp())
+            elif between == "an input":
+                after.append((z * 1e-6).sin() * xs[j % 5])
+            elif between == "a later weight":
+                after.append((z * 1e-6).sin() * W[(j + 1) % 6][0])
+            else:
+                after.append((z * 1e-6).sin())
+        return impl.sum(after)
+
+    X = np.random.default_rng(11).normal(size=(45, 5))
+    row_grads, expected_out = [], []
+    for row in X.tolist():
+        xs = [impl.Value(v) for v in row]
+        for p in params:
+            p.grad = -0.0
+        root = loss(xs)
+        root.backward()
+        expected_out.append(bits(root.data))
+        row_grads.append([v.grad for v in params + xs])
+    xs = [impl.Value(0.0) for _ in range(5)]
+    tape = impl.Tape(loss(xs))
+    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
+        for rows in [slice(i, i + 1) for i in range(5)] + [slice(0, 45)]:
+            for v in params + xs:
+                v.grad = 0.0
+            out = tape.run(xs, X[rows], threads=threads)
+            totals = functools.reduce(lambda t, g: [a + b for a, b in zip(t, g)],
+                                      row_grads[rows], [0.0] * len(params + xs))  # fmt: skip
+            assert [bits(v) for v in out.tolist()] == expected_out[rows]
+            assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
+
+
 def test_calls_on_one_tape_feed_the_leaves_and_arrays_of_that_call(impl: types.ModuleType) -> None:
     """run remembers the leaves its last call fed, to check them once: a later call with other
     leaves, the same list changed in place, or a bad leaf is still taken as given; X and y in
