@@ -897,6 +897,25 @@ static void add_layer_deferred(run_context *ctx, size_t w, size_t count, size_t 
     }
 }
 
+/* *totals[j] plus rows[j][0], rows[j][1], ... in row order, for count (1 to SIDE_BY_SIDE)
+ * sums side by side: their chains of additions overlap, where one alone would wait on each
+ * addition. */
+static void add_rows(double *const *totals, const double *const *rows, size_t count, size_t n)
+{
+    const double *from[SIDE_BY_SIDE];
+    double total[SIDE_BY_SIDE];
+    size_t r, j;
+    for (j = 0; j < SIDE_BY_SIDE; j++) {   /* past count: the last sum again, not written */
+        from[j] = rows[j < count ? j : count - 1];
+        total[j] = *totals[j < count ? j : count - 1];
+    }
+    for (r = 0; r < n; r++)
+        for (j = 0; j < SIDE_BY_SIDE; j++)
+            total[j] = total[j] + from[j][r];
+    for (j = 0; j < count; j++)
+        *totals[j] = total[j];
+}
+
 /* A shared parameter's row gradients of a block into `sums`: each row's from -0.0, its uses'
  * contributions added in backward's order, as lanes would collect them. */
 static void shared_rows(const run_context *ctx, const shared_param *sp, const block *blk,
@@ -936,63 +955,38 @@ static void shared_rows(const run_context *ctx, const shared_param *sp, const bl
     }
 }
 
-/* Shared parameters first .. first + count - 1 (count <= SHARED_GROUP), the rows of block
- * `index` added to their grads in row order: four at a time, so that their four chains of
- * additions overlap. */
+/* Shared parameters first .. first + count - 1 (count <= SIDE_BY_SIDE), the rows of block
+ * `index` added to their grads in row order. */
 static void add_shared(run_context *ctx, size_t first, size_t count, size_t index,
                        unsigned thread)
 {
     const block *blk = &ctx->buffers[index % ctx->threads];
     const shared_param *sp = ctx->plan->shared + first;
-    double *sums = ctx->row_sums[thread];
-    size_t n = ctx->n, r, j;
-    for (j = 0; j < count; j++)
-        shared_rows(ctx, &sp[j], blk, sums + j * n);
-    if (count == SHARED_GROUP) {
-        double t0 = ctx->totals[sp[0].leaf], t1 = ctx->totals[sp[1].leaf];
-        double t2 = ctx->totals[sp[2].leaf], t3 = ctx->totals[sp[3].leaf];
-        for (r = 0; r < blk->rows; r++) {
-            t0 = t0 + sums[r];
-            t1 = t1 + sums[n + r];
-            t2 = t2 + sums[2 * n + r];
-            t3 = t3 + sums[3 * n + r];
-        }
-        ctx->totals[sp[0].leaf] = t0;
-        ctx->totals[sp[1].leaf] = t1;
-        ctx->totals[sp[2].leaf] = t2;
-        ctx->totals[sp[3].leaf] = t3;
-        return;
-    }
+    double *sums = ctx->row_sums[thread], *totals[SIDE_BY_SIDE];
+    const double *rows[SIDE_BY_SIDE];
+    size_t j;
     for (j = 0; j < count; j++) {
-        double total = ctx->totals[sp[j].leaf];
-        for (r = 0; r < blk->rows; r++)
-            total = total + sums[j * n + r];
-        ctx->totals[sp[j].leaf] = total;
+        shared_rows(ctx, &sp[j], blk, sums + j * ctx->n);
+        totals[j] = &ctx->totals[sp[j].leaf];
+        rows[j] = sums + j * ctx->n;
     }
+    add_rows(totals, rows, count, blk->rows);
 }
 
-/* The most summed leaves that phase 2 adds up side by side. */
-#define SUMMED_GROUP 8
-
-/* Summed leaves (work items `items`, count <= SUMMED_GROUP of them), the rows of block
- * `index` added to their grads in row order: side by side, so that their chains of additions
- * overlap (one leaf's chain alone waits on each addition). */
+/* Summed leaves (work items `items`, count <= SIDE_BY_SIDE of them): the rows of block
+ * `index` added to their grads in row order. */
 static void add_summed(run_context *ctx, const uint32_t *items, size_t count, size_t index)
 {
     const block *blk = &ctx->buffers[index % ctx->threads];
-    const double *g[SUMMED_GROUP];
-    double total[SUMMED_GROUP];
-    size_t r, j;
-    for (j = 0; j < SUMMED_GROUP; j++) {   /* past count: the last leaf again, not written */
-        uint32_t leaf = ctx->plan->summed[items[j < count ? j : count - 1]];
-        g[j] = ROW(blk, grad, leaf);
-        total[j] = ctx->totals[leaf];
+    double *totals[SIDE_BY_SIDE];
+    const double *rows[SIDE_BY_SIDE];
+    size_t j;
+    for (j = 0; j < count; j++) {
+        uint32_t leaf = ctx->plan->summed[items[j]];
+        totals[j] = &ctx->totals[leaf];
+        rows[j] = ROW(blk, grad, leaf);
     }
-    for (r = 0; r < blk->rows; r++)
-        for (j = 0; j < SUMMED_GROUP; j++)
-            total[j] = total[j] + g[j][r];
-    for (j = 0; j < count; j++)
-        ctx->totals[ctx->plan->summed[items[j]]] = total[j];
+    add_rows(totals, rows, count, blk->rows);
 }
 
 /* The outputs' values of the block's rows, into the run's row-major result. */
@@ -1047,7 +1041,7 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
                 uint32_t item = ctx->work[w];
                 if (item < ctx->plan->summed_count) {
                     size_t count = 1;
-                    while (count < SUMMED_GROUP && w + count < ctx->split[t + 1]
+                    while (count < SIDE_BY_SIDE && w + count < ctx->split[t + 1]
                            && ctx->work[w + count] < ctx->plan->summed_count)
                         count++;
                     add_summed(ctx, ctx->work + w, count, index);
@@ -1058,8 +1052,8 @@ void FG_BLOCKS_WORK(run_context *ctx, unsigned t)
                     w += count - 1;
                 } else {  /* shared parameters: this thread's next ones, a group at a time */
                     size_t count = ctx->split[t + 1] - w;
-                    if (count > SHARED_GROUP)
-                        count = SHARED_GROUP;
+                    if (count > SIDE_BY_SIDE)
+                        count = SIDE_BY_SIDE;
                     add_shared(ctx, item - ctx->plan->deferred_count, count, index, t);
                     w += count - 1;
                 }

@@ -621,7 +621,7 @@ static fg_status make_buffers(const fg_tape *T, run_context *ctx)
     for (t = 0; t < ctx->threads; t++) {
         block *blk = &ctx->buffers[t];
         ctx->partners[t] = (double *)malloc((ctx->partners_width * ctx->n + 1) * sizeof(double));
-        ctx->row_sums[t] = (double *)malloc(SHARED_GROUP * ctx->n * sizeof(double));
+        ctx->row_sums[t] = (double *)malloc(SIDE_BY_SIDE * ctx->n * sizeof(double));
         blk->value = (double *)calloc(ctx->plan->lanes * ctx->n + 1, sizeof(double));
         blk->grad = (double *)malloc((ctx->plan->lanes * ctx->n + 1) * sizeof(double));
         blk->deriv = (double *)malloc((P->derivs * ctx->n + 1) * sizeof(double));

@@ -52,7 +52,7 @@ typedef struct shared_param {
     uint32_t first, count;
 } shared_param;
 
-#define SHARED_GROUP 4              /* shared parameters that phase 2 adds up together */
+#define SIDE_BY_SIDE 8              /* leaves whose rows phase 2 adds up together */
 
 /* What a run that feeds a given list of leaves needs to know about the step program. */
 typedef struct fg_plan {
@@ -120,7 +120,7 @@ typedef struct run_context {
     double **partners;              /* per thread: a block's partner operands, row-major */
     size_t *partners_tag;           /* per thread: which (block, partner group) they are */
     size_t partners_width;          /* the widest partner list */
-    double **row_sums;              /* per thread: SHARED_GROUP shared parameters' row
+    double **row_sums;              /* per thread: SIDE_BY_SIDE shared parameters' row
                                      * gradients */
     uint32_t *work;                 /* phase 2's items: a summed leaf (its index in
                                      * plan->summed), then the deferred steps, then the shared
