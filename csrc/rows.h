@@ -80,7 +80,7 @@ typedef struct fg_plan {
 /* Consecutive fast DOT steps over the same inputs (a layer's neurons) run together, this
  * many at most: each input's lanes are loaded once for all of them, and its grads gather
  * their contributions in registers. */
-#define MAX_LAYER 4
+#define MAX_LAYER 8
 
 /* Member q of the layer group that starts at step `first`. */
 #define MEMBER(first, q) (ctx->plan->layer_member[(first) + (q)])
