@@ -230,8 +230,8 @@ int FG_BLOCKS_CHECK_RULES(void)
     return wrong;
 }
 
-/* A layer group's backward into its inputs' grads, for `vectors` vectors of rows from r (8 or
- * 16 rows; inlined with a constant count): for each input, the neurons' contributions last
+/* A layer group's backward into its inputs' grads, for `vectors` vectors of rows from r (8, 16
+ * or 32 rows; inlined with a constant count): for each input, the neurons' contributions last
  * neuron first (the plain program's order), added in registers before one store; then the
  * starts, last neuron first. The rows' sums are independent chains, so more rows at a time
  * overlap more of the adds' latency. */
@@ -243,8 +243,8 @@ static FG_ALWAYS_INLINE void layer_backward_rows(const run_context *ctx, block *
     const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[first];
     double *FG_RESTRICT grad = blk->grad;
     size_t j, q, k, h, terms = P->steps[first].terms;
-    fg_simd last_v[MAX_LAYER][2 * FG_VECS], rest_v[MAX_LAYER][2 * FG_VECS];
-    fg_simd starts[MAX_LAYER][2 * FG_VECS];
+    fg_simd last_v[MAX_LAYER][4 * FG_VECS], rest_v[MAX_LAYER][4 * FG_VECS];
+    fg_simd starts[MAX_LAYER][4 * FG_VECS];
     for (q = 0; q < g; q++) {
         for (h = 0; h < vectors; h += FG_VECS)
             dot_term_grads((uint32_t)terms, G[q] + r + h * FG_WIDTH, last_v[q] + h, rest_v[q] + h,
@@ -262,7 +262,7 @@ static FG_ALWAYS_INLINE void layer_backward_rows(const run_context *ctx, block *
     for (k = terms; k-- > 0;) {
         const int is_last = k + 1 == terms;
         double *FG_RESTRICT gx = grad + x[k] + r;
-        fg_simd acc[2 * FG_VECS];
+        fg_simd acc[4 * FG_VECS];
         for (j = 0; j < vectors; j++)
             acc[j] = fg_load(gx + j * FG_WIDTH);
         for (q = g; q-- > 0;) {
@@ -294,8 +294,12 @@ static void layer_backward(const run_context *ctx, block *blk, size_t first, siz
     const double *w[MAX_LAYER];
     for (q = 0; q < g; q++)
         w[q] = ctx->fast_w + ctx->fast_at[MEMBER(first, q)];
-    for (r = 0; r + 16 <= n; r += 16)
+    for (r = 0; r + 32 <= n; r += 32)
+        layer_backward_rows(ctx, blk, first, g, G, w, r, 4 * FG_VECS);
+    if (r + 16 <= n) {
         layer_backward_rows(ctx, blk, first, g, G, w, r, 2 * FG_VECS);
+        r += 16;
+    }
     if (r < n)   /* n is a multiple of 8 */
         layer_backward_rows(ctx, blk, first, g, G, w, r, FG_VECS);
 }
