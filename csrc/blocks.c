@@ -920,6 +920,60 @@ static void add_rows(double *const *totals, const double *const *rows, size_t co
         *totals[j] = total[j];
 }
 
+/* The most uses of a weight that only dots read that shared_rows sums in one pass. */
+#define FUSED_USES 4
+
+/* A weight's row gradients where each of its `uses` (a constant, inlined) is as v0 of a term
+ * of a dot whose v1 has lanes: each row's from -0.0, its uses' amounts added in order, in
+ * registers (a pass per use would load and store every row's sum once per use). */
+static FG_ALWAYS_INLINE void dot_weight_rows(double *FG_RESTRICT sums, size_t rows, size_t uses,
+                                             const double *const *G, const double *const *B,
+                                             const uint32_t *k, const uint32_t *terms, double w)
+{
+    size_t r, u;
+    for (r = 0; r < rows; r++) {
+        double sum = -0.0;
+        for (u = 0; u < uses; u++) {
+            double to_start, to_v0, to_v1;
+            fg_nary_term_amounts(FG_DOT, k[u], terms[u], G[u][r], w, B[u][r], &to_start, &to_v0,
+                                 &to_v1);
+            sum += to_v0;
+        }
+        sums[r] = sum;
+    }
+}
+
+/* dot_weight_rows where every use of sp is such a one and they are few; else 0. */
+static int fused_dot_weight_rows(const run_context *ctx, const shared_param *sp,
+                                 const block *blk, double *FG_RESTRICT sums)
+{
+    const double *G[FUSED_USES], *B[FUSED_USES];
+    uint32_t k[FUSED_USES], terms[FUSED_USES], u;
+    if (sp->count > FUSED_USES)
+        return 0;
+    for (u = 0; u < sp->count; u++) {
+        const shared_use *use = &ctx->plan->uses[sp->first + u];
+        const fg_step *s = &ctx->P->steps[use->step];
+        uint32_t partner = ctx->P->args[s->a + 2 + 2 * use->k];
+        if (s->code != FG_DOT || use->side != 0 || !HAS_LANES(partner))
+            return 0;
+        G[u] = HEAD(blk, ctx->plan->head_of[use->step], 0);
+        B[u] = ROW(blk, value, partner);
+        k[u] = use->k;
+        terms[u] = s->terms;
+    }
+    switch (sp->count) {
+#define USES(n) \
+    case n: \
+        dot_weight_rows(sums, blk->rows, n, G, B, k, terms, ctx->scalars[sp->leaf]); \
+        return 1;
+    USES(1) USES(2) USES(3) USES(4)
+#undef USES
+    default:
+        return 0;
+    }
+}
+
 /* A shared parameter's row gradients of a block into `sums`: each row's from -0.0, its uses'
  * contributions added in backward's order, as lanes would collect them. */
 static void shared_rows(const run_context *ctx, const shared_param *sp, const block *blk,
@@ -927,6 +981,8 @@ static void shared_rows(const run_context *ctx, const shared_param *sp, const bl
 {
     size_t r, rows = blk->rows;
     uint32_t u;
+    if (fused_dot_weight_rows(ctx, sp, blk, sums))
+        return;
     for (r = 0; r < rows; r++)
         sums[r] = -0.0;
     for (u = 0; u < sp->count; u++) {
