@@ -954,8 +954,11 @@ static int fused_dot_weight_rows(const run_context *ctx, const shared_param *sp,
     for (u = 0; u < sp->count; u++) {
         const shared_use *use = &ctx->plan->uses[sp->first + u];
         const fg_step *s = &ctx->P->steps[use->step];
-        uint32_t partner = ctx->P->args[s->a + 2 + 2 * use->k];
-        if (s->code != FG_DOT || use->side != 0 || !HAS_LANES(partner))
+        uint32_t partner;
+        if (s->code != FG_DOT || use->side != 0)
+            return 0;
+        partner = ctx->P->args[s->a + 2 + 2 * use->k];     /* (a dot's operands are pairs) */
+        if (!HAS_LANES(partner))
             return 0;
         G[u] = HEAD(blk, ctx->plan->head_of[use->step], 0);
         B[u] = ROW(blk, value, partner);

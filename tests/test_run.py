@@ -492,6 +492,35 @@ def test_weights_read_by_several_dots_follow_the_definition(impl: types.ModuleTy
         assert [bits(p.grad) for p in params] == [bits(t) for t in totals]
 
 
+def test_weights_read_by_a_dot_and_a_sum_follow_the_definition(impl: types.ModuleType) -> None:
+    """Parameters that a dot and a sum both read (and nothing else): each row's gradient
+    collects both uses in backward's order. (The sum's operand list is not a dot's pairs: the
+    sanitizer build of the extension runs this test.)"""
+    w = [impl.Value(0.5 + i) for i in range(3)]
+    x = [impl.Value(0.0) for _ in range(3)]
+
+    def loss(xs: list[Any]) -> Any:
+        return (impl.dot(w, xs) * impl.sum(w[::-1])).tanh()
+
+    X = np.random.default_rng(4).normal(size=(21, 3))
+    totals, expected_out = [0.0] * 6, []
+    for row in X.tolist():
+        xs = [impl.Value(v) for v in row]
+        for p in w:
+            p.grad = -0.0
+        root = loss(xs)
+        root.backward()
+        expected_out.append(bits(root.data))
+        totals = [t + v.grad for t, v in zip(totals, w + xs)]
+    tape = impl.Tape(loss(x))
+    for threads in [1, 2] if impl is fastgrad._core else [1]:
+        for v in w + x:
+            v.grad = 0.0
+        out = tape.run(x, X, threads=threads)
+        assert [bits(v) for v in out.tolist()] == expected_out
+        assert [bits(v.grad) for v in w + x] == [bits(t) for t in totals]
+
+
 @pytest.mark.parametrize("between", ["its score", "an input", "a later weight", "the next start"])
 def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, between: str) -> None:
     """A layer's neurons recorded with a step after each that reads its score, as a softmax
