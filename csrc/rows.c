@@ -174,7 +174,7 @@ static void find_layers(const fg_program *P, fg_plan *p)
 {
     size_t i, j, q, b;
     for (i = 0; i < P->length; i++) {
-        size_t members[MAX_LAYER], between[MAX_BETWEEN], g = 1, found = 0;
+        size_t members[MAX_LAYER], between[MAX_BETWEEN], g = 1;
         if (p->in_layer[i] > 0 || p->on_lanes[i] != NARY_DOT_PARAMS_LANES || !joins_layer(P, i, i))
             continue;
         members[0] = i;
@@ -188,7 +188,6 @@ static void find_layers(const fg_program *P, fg_plan *p)
                 if (q < b)
                     break;
                 members[g++] = j;
-                found = g;
             } else {
                 if (b == MAX_BETWEEN)
                     break;
@@ -199,9 +198,9 @@ static void find_layers(const fg_program *P, fg_plan *p)
                 between[b++] = j;
             }
         }
-        if (found > 1) {
-            p->layer[i] = (uint8_t)found;
-            for (q = 0; q < found; q++) {
+        if (g > 1) {
+            p->layer[i] = (uint8_t)g;
+            for (q = 0; q < g; q++) {
                 p->in_layer[members[q]] = (uint8_t)(q + 1);
                 p->layer_member[i + q] = (uint32_t)members[q];
             }

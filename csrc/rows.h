@@ -77,9 +77,9 @@ typedef struct fg_plan {
     uint32_t *head_of;              /* step -> its head row, or NONE */
 } fg_plan;
 
-/* Consecutive fast DOT steps over the same inputs (a layer's neurons) run together, this
- * many at most: each input's lanes are loaded once for all of them, and its grads gather
- * their contributions in registers. */
+/* Fast DOT steps over the same inputs (a layer's neurons, maybe with other steps between
+ * them) run together, this many at most: each input's lanes are loaded once for all of them,
+ * and its grads gather their contributions in registers. */
 #define MAX_LAYER 8
 
 /* Member q of the layer group that starts at step `first`. */

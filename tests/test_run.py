@@ -492,6 +492,27 @@ def test_weights_read_by_several_dots_follow_the_definition(impl: types.ModuleTy
         assert [bits(p.grad) for p in params] == [bits(t) for t in totals]
 
 
+def rows_by_definition(impl: types.ModuleType, loss: Any, params: list[Any],
+                       X: np.ndarray) -> tuple[list[bytes], list[list[float]]]:  # fmt: skip
+    """Each row of X through loss(fresh input Values), eagerly: the root's bits per row, and
+    each row's grads of params then inputs, from -0.0."""
+    out, grads = [], []
+    for row in X.tolist():
+        xs = [impl.Value(v) for v in row]
+        for p in params:
+            p.grad = -0.0
+        root = loss(xs)
+        root.backward()
+        out.append(bits(root.data))
+        grads.append([v.grad for v in params + xs])
+    return out, grads
+
+
+def added_in_row_order(row_grads: list[list[float]]) -> list[float]:
+    return functools.reduce(lambda t, g: [a + b for a, b in zip(t, g)], row_grads,
+                            [0.0] * len(row_grads[0]))  # fmt: skip
+
+
 def test_weights_read_by_a_dot_and_a_sum_follow_the_definition(impl: types.ModuleType) -> None:
     """Parameters that a dot and a sum both read (and nothing else): each row's gradient
     collects both uses in backward's order. (The sum's operand list is not a dot's pairs: the
@@ -503,15 +524,8 @@ def test_weights_read_by_a_dot_and_a_sum_follow_the_definition(impl: types.Modul
         return (impl.dot(w, xs) * impl.sum(w[::-1])).tanh()
 
     X = np.random.default_rng(4).normal(size=(21, 3))
-    totals, expected_out = [0.0] * 6, []
-    for row in X.tolist():
-        xs = [impl.Value(v) for v in row]
-        for p in w:
-            p.grad = -0.0
-        root = loss(xs)
-        root.backward()
-        expected_out.append(bits(root.data))
-        totals = [t + v.grad for t, v in zip(totals, w + xs)]
+    expected_out, row_grads = rows_by_definition(impl, loss, w, X)
+    totals = added_in_row_order(row_grads)
     tape = impl.Tape(loss(x))
     for threads in [1, 2] if impl is fastgrad._core else [1]:
         for v in w + x:
@@ -549,15 +563,7 @@ def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, betwee
         return impl.sum(after)
 
     X = np.random.default_rng(11).normal(size=(45, 5))
-    row_grads, expected_out = [], []
-    for row in X.tolist():
-        xs = [impl.Value(v) for v in row]
-        for p in params:
-            p.grad = -0.0
-        root = loss(xs)
-        root.backward()
-        expected_out.append(bits(root.data))
-        row_grads.append([v.grad for v in params + xs])
+    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
     xs = [impl.Value(0.0) for _ in range(5)]
     tape = impl.Tape(loss(xs))
     for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
@@ -565,8 +571,7 @@ def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, betwee
             for v in params + xs:
                 v.grad = 0.0
             out = tape.run(xs, X[rows], threads=threads)
-            totals = functools.reduce(lambda t, g: [a + b for a, b in zip(t, g)],
-                                      row_grads[rows], [0.0] * len(params + xs))  # fmt: skip
+            totals = added_in_row_order(row_grads[rows])
             assert [bits(v) for v in out.tolist()] == expected_out[rows]
             assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
 
