@@ -33,6 +33,14 @@ static inline void divs_forward(const fg_program *P, const fg_step *s, double *v
 #define FORWARD(forward) (st = &forward_st, (forward))
 #define DERIVATIVE(d) (st = &derivative_st, (d))
 
+/* What forward switches on: the head's op and its form, so that the common step, a head with
+ * no tail and nothing to store, runs straight through without testing either (a tenth of
+ * B7's time). schedule.c gives every unary or binary head with a tail STORED as well. */
+#define FORM_TAILED (FG_STEP_TAILED << 3)
+#define FORM_STORED (FG_STEP_STORED << 3)
+#define FORWARD_CASE(s) ((s)->code | ((s)->kind & (FG_STEP_TAILED | FG_STEP_STORED)) << 3)
+typedef char fg_codes_below_forms[FG_DIVS_CODE < FORM_TAILED ? 1 : -1];
+
 fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
 {
     double *v = state->value, *d = state->deriv;
@@ -42,33 +50,53 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
     for (; s < end; s++) {
         double x;
         uint8_t t;
-        switch (s->code) {
+        switch (FORWARD_CASE(s)) {
 #define FG_UNARY(name, symbol, forward, d_da) \
         case FG_##name: { \
+            double a = v[s->a], b = 0.0, c = P->numbers[s->terms]; \
+            (void)b; \
+            (void)c; \
+            v[s->out] = FORWARD(forward); \
+            continue; \
+        } \
+        case FG_##name | FORM_STORED: \
+        case FG_##name | FORM_STORED | FORM_TAILED: { \
             double a = v[s->a], b = 0.0, c = P->numbers[s->terms], out = FORWARD(forward); \
             (void)b; \
             (void)c; \
-            if (s->kind & FG_STEP_STORED) { \
-                d[0] = DERIVATIVE(d_da); \
-                d += 1; \
+            d[0] = DERIVATIVE(d_da); \
+            d += 1; \
+            if (!(s->kind & FG_STEP_TAILED)) { \
+                v[s->out] = out; \
+                continue; \
             } \
             x = out; \
             break; \
         }
 #define FG_BINARY(name, symbol, forward, d_da, d_db) \
         case FG_##name: { \
+            double a = v[s->a], b = v[s->b], c = 0.0; \
+            (void)c; \
+            v[s->out] = FORWARD(forward); \
+            continue; \
+        } \
+        case FG_##name | FORM_STORED: \
+        case FG_##name | FORM_STORED | FORM_TAILED: { \
             double a = v[s->a], b = v[s->b], c = 0.0, out = FORWARD(forward); \
             (void)c; \
-            if (s->kind & FG_STEP_STORED) { \
-                d[0] = DERIVATIVE(d_da); \
-                d[1] = DERIVATIVE(d_db); \
-                d += 2; \
+            d[0] = DERIVATIVE(d_da); \
+            d[1] = DERIVATIVE(d_db); \
+            d += 2; \
+            if (!(s->kind & FG_STEP_TAILED)) { \
+                v[s->out] = out; \
+                continue; \
             } \
             x = out; \
             break; \
         }
 #define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
-        case FG_##name: { \
+        case FG_##name: \
+        case FG_##name | FORM_TAILED: { \
             const uint32_t *args = P->args + s->a; \
             uint32_t k; \
             if (s->count + 1 != s->terms) \
@@ -79,6 +107,10 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
                 double v1 = (stride) > 1 ? v[args[(stride) > 1 ? 2 + k * (stride) : 0]] : 0.0; \
                 (void)v1; \
                 x = x + (term); \
+            } \
+            if (!(s->kind & FG_STEP_TAILED)) { \
+                v[s->out] = x; \
+                continue; \
             } \
             break; \
         }
