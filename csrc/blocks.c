@@ -59,6 +59,64 @@ static void broadcast(const run_context *ctx, block *blk)
         }
 }
 
+/* A led dot's first terms' operands (NARY_DOT_LED): each side's lanes in `base` (the block's
+ * values or grads), or NULL for a single number. */
+typedef struct lead_terms {
+    double *lanes[2][MAX_LEAD];
+    double number[2][MAX_LEAD];
+} lead_terms;
+
+static void find_lead_terms(const run_context *ctx, const uint32_t *args, uint32_t lead,
+                            double *base, lead_terms *t)
+{
+    uint32_t k, side;
+    for (k = 0; k < lead; k++)
+        for (side = 0; side < 2; side++) {
+            uint32_t slot = args[1 + 2 * k + side];
+            t->lanes[side][k] = HAS_LANES(slot) ? base + (size_t)ctx->plan->lane[slot] * ctx->n
+                                                : NULL;
+            t->number[side][k] = ctx->scalars[slot];
+        }
+}
+
+/* Operand `side` of lead term k, at rows r..: its lanes or its number in every lane. */
+static FG_ALWAYS_INLINE fg_simd lead_operand(const lead_terms *t, int side, uint32_t k, size_t r)
+{
+    return t->lanes[side][k] != NULL ? fg_load(t->lanes[side][k] + r) : fg_splat(t->number[side][k]);
+}
+
+/* A fast DOT step's value into the lanes O: ((start + w0 * x0) + w1 * x1) + ..., 8 rows'
+ * sums in registers at once, each term DOT's v0 * v1 as ops.def has it; a led dot's first
+ * `lead` terms are any two operands (inlined with lead 0 for the others). */
+static FG_ALWAYS_INLINE void fast_dot_forward(const run_context *ctx, const block *blk, size_t i,
+                                              double *O, const double *start, double start_value,
+                                              uint32_t lead, const lead_terms *leads)
+{
+    const fg_step *s = &ctx->P->steps[i];
+    const double *FG_RESTRICT w = ctx->fast_w + ctx->fast_at[i];
+    const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
+    const double *FG_RESTRICT value = blk->value;
+    size_t n = ctx->n, r, j;
+    uint32_t k;
+    for (r = 0; r < n; r += 8) {
+        fg_simd acc[FG_VECS];
+        for (j = 0; j < FG_VECS; j++)
+            acc[j] = start != NULL ? fg_load(start + r + j * FG_WIDTH) : fg_splat(start_value);
+        for (k = 0; k < lead; k++)
+            for (j = 0; j < FG_VECS; j++)
+                acc[j] = fg_add(acc[j], fg_mul(lead_operand(leads, 0, k, r + j * FG_WIDTH),
+                                               lead_operand(leads, 1, k, r + j * FG_WIDTH)));
+        for (k = lead; k < s->terms; k++) {
+            const double *FG_RESTRICT xk = value + x[k - lead] + r;
+            const fg_simd wk = fg_splat(w[k - lead]);
+            for (j = 0; j < FG_VECS; j++)
+                acc[j] = fg_add(acc[j], fg_mul(wk, fg_load(xk + j * FG_WIDTH)));
+        }
+        for (j = 0; j < FG_VECS; j++)
+            fg_store(O + r + j * FG_WIDTH, acc[j]);
+    }
+}
+
 /* An n-ary node's value, from all its terms, into the lanes O. */
 static void nary_forward(const run_context *ctx, block *blk, size_t i, double *O)
 {
@@ -66,28 +124,17 @@ static void nary_forward(const run_context *ctx, block *blk, size_t i, double *O
     const uint32_t *args = ctx->P->args + s->a;
     fg_op op = (fg_op)s->code;
     uint32_t stride = fg_stride(op), k;
-    size_t n = ctx->n, r, j;
+    size_t n = ctx->n, r;
     const double *start = HAS_LANES(args[0]) ? ROW(blk, value, args[0]) : NULL;
     double start_value = ctx->scalars[args[0]];
     if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
-        /* ((start + w0 * x0) + w1 * x1) + ...: 8 rows' sums in registers at once, each term
-         * DOT's v0 * v1 as ops.def has it */
-        const double *FG_RESTRICT w = ctx->fast_w + ctx->fast_at[i];
-        const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
-        const double *FG_RESTRICT value = blk->value;
-        for (r = 0; r < n; r += 8) {
-            fg_simd acc[FG_VECS];
-            for (j = 0; j < FG_VECS; j++)
-                acc[j] = start != NULL ? fg_load(start + r + j * FG_WIDTH) : fg_splat(start_value);
-            for (k = 0; k < s->terms; k++) {
-                const double *FG_RESTRICT xk = value + x[k] + r;
-                const fg_simd wk = fg_splat(w[k]);
-                for (j = 0; j < FG_VECS; j++)
-                    acc[j] = fg_add(acc[j], fg_mul(wk, fg_load(xk + j * FG_WIDTH)));
-            }
-            for (j = 0; j < FG_VECS; j++)
-                fg_store(O + r + j * FG_WIDTH, acc[j]);
-        }
+        fast_dot_forward(ctx, blk, i, O, start, start_value, 0, NULL);
+        return;
+    }
+    if (ctx->plan->on_lanes[i] == NARY_DOT_LED) {
+        lead_terms leads;
+        find_lead_terms(ctx, args, ctx->plan->lead[i], blk->value, &leads);
+        fast_dot_forward(ctx, blk, i, O, start, start_value, ctx->plan->lead[i], &leads);
         return;
     }
     for (r = 0; r < n; r++)
@@ -198,8 +245,38 @@ static void dot_term_grads(uint32_t terms, const double *G, fg_simd *last, fg_si
     }
 }
 
-/* dot_term_grads against the scalar rule, on values where rounding and signs of zero differ:
- * the number of lanes that disagree (0). The C tests call it, for both copies. */
+/* A led dot's first terms' amounts as nary_backward forms them, v1 times the term grad to v0
+ * and v0 times it to v1, against the rule at terms 0 and the last of 1 to 3: lanes that
+ * disagree. */
+static int check_lead_terms(const double *values)
+{
+    static const double others[8] = {1.0, -0.0, 0.0, 3.0, -1e300, 2.5, -1.0 / 0.0, 1e-320};
+    fg_simd last[FG_VECS], rest[FG_VECS], first[FG_VECS];
+    double to_v0[8], to_v1[8];
+    int wrong = 0;
+    uint32_t terms, k, j;
+    for (terms = 1; terms <= 3; terms++)
+        for (k = 0; k < terms; k += terms - 1 > 0 ? terms - 1 : 1) {
+            dot_term_grads(terms, values, last, rest, first);
+            for (j = 0; j < FG_VECS; j++) {
+                const fg_simd *term_grad = k + 1 == terms ? last : rest;
+                fg_store(to_v0 + j * FG_WIDTH, fg_mul(fg_load(values + j * FG_WIDTH), term_grad[j]));
+                fg_store(to_v1 + j * FG_WIDTH, fg_mul(fg_load(others + j * FG_WIDTH), term_grad[j]));
+            }
+            for (j = 0; j < 8; j++) {
+                double to_start, a, b;   /* v0 = others[j], v1 = values[j]; the grad values[j] */
+                fg_nary_term_amounts(FG_DOT, k, terms, values[j], others[j], values[j], &to_start,
+                                     &a, &b);
+                wrong += memcmp(&a, &to_v0[j], sizeof(double)) != 0;
+                wrong += memcmp(&b, &to_v1[j], sizeof(double)) != 0;
+            }
+        }
+    return wrong;
+}
+
+/* dot_term_grads and the led terms' amounts against the scalar rule, on values where rounding
+ * and signs of zero differ: the number of lanes that disagree (0). The C tests call it, for
+ * both copies. */
 int FG_BLOCKS_CHECK_RULES(void)
 {
     static const double values[8] = {0.0, -0.0, 1.5, -2.5e-310, 1e308, -1e-17, 1.0 / 0.0,
@@ -227,7 +304,7 @@ int FG_BLOCKS_CHECK_RULES(void)
             wrong += memcmp(&to_start, &f[j], sizeof(double)) != 0;
         }
     }
-    return wrong;
+    return wrong + check_lead_terms(values);
 }
 
 /* A layer group's backward into its inputs' grads, for `vectors` vectors of rows from r (8, 16
@@ -462,6 +539,69 @@ static const double *tail_backward(const run_context *ctx, const double *D, uint
     return S;
 }
 
+/* A fast DOT step's backward from its node's grads G. d(w x)/dx = w: each x's grads take w
+ * times its term grad, which is the same for every term but the last (ops.h's rule at v0 =
+ * 1.0 gives the term grad itself); 8 rows at a time, terms last first as the rule runs them.
+ * A led dot's first `lead` terms then give each operand with lanes the other operand times
+ * the term grad, v0's first (inlined with lead 0 for the others). */
+static FG_ALWAYS_INLINE void fast_dot_backward(const run_context *ctx, block *blk, size_t i,
+                                               const double *G, double *start, uint32_t lead,
+                                               const lead_terms *values, const lead_terms *grads)
+{
+    const fg_step *s = &ctx->P->steps[i];
+    fg_op op = (fg_op)s->code;
+    const double *FG_RESTRICT w = ctx->fast_w + ctx->fast_at[i];
+    const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
+    double *FG_RESTRICT grad = blk->grad;
+    size_t n = ctx->n, r, j;
+    uint32_t k;
+    for (r = 0; r < n; r += 8) {
+        double d_dw, d_dx;
+        fg_simd last_v[FG_VECS], rest_v[FG_VECS], first_v[FG_VECS];
+        dot_term_grads(s->terms, G + r, last_v, rest_v, first_v);
+        if (ctx->plan->head_of[i] != NONE) {    /* phase 2's weights take them too */
+            double *rest_row = HEAD(blk, ctx->plan->head_of[i], 1) + r;
+            double *last_row = HEAD(blk, ctx->plan->head_of[i], 2) + r;
+            for (j = 0; j < FG_VECS; j++) {
+                fg_store(rest_row + j * FG_WIDTH, rest_v[j]);
+                fg_store(last_row + j * FG_WIDTH, last_v[j]);
+            }
+        }
+        for (k = s->terms; k-- > lead;) {
+            const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
+            double *FG_RESTRICT gx = grad + x[k - lead] + r;
+            fg_simd dx;
+            fg_term_derivatives(op, w[k - lead], 0.0, &d_dw, &d_dx);
+            dx = fg_splat(d_dx);
+            if (k == 0 && start != NULL)
+                for (j = 0; j < FG_VECS; j++)
+                    fg_store(start + r + j * FG_WIDTH,
+                             fg_add(fg_load(start + r + j * FG_WIDTH), first_v[j]));
+            for (j = 0; j < FG_VECS; j++)
+                fg_store(gx + j * FG_WIDTH, fg_add(fg_load(gx + j * FG_WIDTH),
+                                                   fg_mul(dx, term_grad[j])));
+        }
+        for (k = lead; k-- > 0;) {  /* DOT's d(v0 v1)/dv0 = v1, d/dv1 = v0 */
+            const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
+            int side;
+            if (k == 0 && start != NULL)
+                for (j = 0; j < FG_VECS; j++)
+                    fg_store(start + r + j * FG_WIDTH,
+                             fg_add(fg_load(start + r + j * FG_WIDTH), first_v[j]));
+            for (side = 0; side < 2; side++) {
+                double *g = grads->lanes[side][k];
+                if (g == NULL)
+                    continue;   /* a parameter's waits for phase 2; a constant's is dropped */
+                for (j = 0; j < FG_VECS; j++)
+                    fg_store(g + r + j * FG_WIDTH,
+                             fg_add(fg_load(g + r + j * FG_WIDTH),
+                                    fg_mul(lead_operand(values, 1 - side, k, r + j * FG_WIDTH),
+                                           term_grad[j])));
+            }
+        }
+    }
+}
+
 /* Terms s->count down to s->b of an n-ary node whose grads are G: into the operands that have
  * lanes, in the order ops.h's rule adds them; a parameter without lanes waits for phase 2. */
 static void nary_backward(const run_context *ctx, block *blk, size_t i, const double *G)
@@ -470,44 +610,19 @@ static void nary_backward(const run_context *ctx, block *blk, size_t i, const do
     const uint32_t *args = ctx->P->args + s->a;
     fg_op op = (fg_op)s->code;
     uint32_t stride = fg_stride(op), k = s->count + 1;
-    size_t n = ctx->n, r, j;
+    size_t n = ctx->n, r;
     double *start = HAS_LANES(args[0]) ? ROW(blk, grad, args[0]) : NULL;
     if (ctx->plan->head_of[i] != NONE)
         memcpy(HEAD(blk, ctx->plan->head_of[i], 0), G, n * sizeof(double));
     if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES) {
-        /* d(w x)/dx = w: each x's grads take w times its term grad, which is the same for
-         * every term but the last (ops.h's rule at v0 = 1.0 gives the term grad itself);
-         * 8 rows at a time, terms last first as the rule runs them */
-        const double *FG_RESTRICT w = ctx->fast_w + ctx->fast_at[i];
-        const size_t *FG_RESTRICT x = ctx->fast_x + ctx->fast_at[i];
-        double *FG_RESTRICT grad = blk->grad;
-        for (r = 0; r < n; r += 8) {
-            double d_dw, d_dx;
-            fg_simd last_v[FG_VECS], rest_v[FG_VECS], first_v[FG_VECS];
-            dot_term_grads(s->terms, G + r, last_v, rest_v, first_v);
-            if (ctx->plan->head_of[i] != NONE) {    /* phase 2's weights take them too */
-                double *rest_row = HEAD(blk, ctx->plan->head_of[i], 1) + r;
-                double *last_row = HEAD(blk, ctx->plan->head_of[i], 2) + r;
-                for (j = 0; j < FG_VECS; j++) {
-                    fg_store(rest_row + j * FG_WIDTH, rest_v[j]);
-                    fg_store(last_row + j * FG_WIDTH, last_v[j]);
-                }
-            }
-            for (k = s->terms; k-- > 0;) {
-                const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
-                double *FG_RESTRICT gx = grad + x[k] + r;
-                fg_simd dx;
-                fg_term_derivatives(op, w[k], 0.0, &d_dw, &d_dx);
-                dx = fg_splat(d_dx);
-                if (k == 0 && start != NULL)
-                    for (j = 0; j < FG_VECS; j++)
-                        fg_store(start + r + j * FG_WIDTH,
-                                 fg_add(fg_load(start + r + j * FG_WIDTH), first_v[j]));
-                for (j = 0; j < FG_VECS; j++)
-                    fg_store(gx + j * FG_WIDTH, fg_add(fg_load(gx + j * FG_WIDTH),
-                                                       fg_mul(dx, term_grad[j])));
-            }
-        }
+        fast_dot_backward(ctx, blk, i, G, start, 0, NULL, NULL);
+        return;
+    }
+    if (ctx->plan->on_lanes[i] == NARY_DOT_LED) {
+        lead_terms values, grads;
+        find_lead_terms(ctx, args, ctx->plan->lead[i], blk->value, &values);
+        find_lead_terms(ctx, args, ctx->plan->lead[i], blk->grad, &grads);
+        fast_dot_backward(ctx, blk, i, G, start, ctx->plan->lead[i], &values, &grads);
         return;
     }
     /* terms last first, each over the rows: a loop per op and per way its operands lie, so

@@ -44,6 +44,7 @@ static void plan_free(fg_plan *p)
     free(p->shared);
     free(p->uses);
     free(p->on_lanes);
+    free(p->lead);
     free(p->head_of);
     free(p->layer);
     free(p->in_layer);
@@ -267,6 +268,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     p->lane = (uint32_t *)malloc(values * sizeof(uint32_t));
     p->summed = (uint32_t *)malloc((T->leaf_count + 1) * sizeof(uint32_t));
     p->on_lanes = (uint8_t *)calloc(P->length + 1, 1);
+    p->lead = (uint32_t *)calloc(P->length + 1, sizeof(uint32_t));
     p->head_of = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
     p->layer = (uint8_t *)calloc(P->length + 1, 1);
     p->in_layer = (uint8_t *)calloc(P->length + 1, 1);
@@ -275,7 +277,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     shared_of = (uint32_t *)malloc(values * sizeof(uint32_t));
     p->shared = (shared_param *)malloc((T->leaf_count + 1) * sizeof(shared_param));
     fed = (uint8_t *)calloc(T->leaf_count + 1, 1);
-    if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->head_of || !p->layer
+    if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->lead || !p->head_of || !p->layer
         || !p->in_layer || !p->layer_member || !reads_in_steps || !shared_of || !p->shared || !fed)
         goto done;
     for (i = 0; i < job->input_count; i++)
@@ -329,7 +331,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     for (i = 0; i < P->length; i++) {
         const fg_step *s = &P->steps[i];
         const uint32_t *args = P->args + s->a;
-        uint32_t stride, k, first_term, all_dot = 1, all_sum_lanes = 1, count = 0, shares = 0;
+        uint32_t stride, k, first_term, lead = 0, all_sum_lanes = 1, count = 0, shares = 0;
         if (FG_STEP_KIND(s) != FG_STEP_NARY)
             continue;
         stride = fg_stride((fg_op)s->code);
@@ -352,7 +354,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
                 }
             }
             if (stride == 2 && !(p->lane[args[1 + 2 * k]] == NONE && p->lane[args[2 + 2 * k]] != NONE))
-                all_dot = 0;
+                lead = k + 1;   /* the fast terms come after this one */
             if (stride == 1 && p->lane[args[1 + k]] == NONE)
                 all_sum_lanes = 0;
         }
@@ -368,9 +370,13 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             p->terms[p->terms_count++] = t;
             count++;
         }
-        if (stride == 2 && all_dot && s->b == 0 && s->count + 1 == s->terms)
+        if (stride == 2 && s->b == 0 && s->count + 1 == s->terms && lead == 0) {
             p->on_lanes[i] = NARY_DOT_PARAMS_LANES;
-        else if (stride == 1 && all_sum_lanes)
+        } else if (stride == 2 && s->b == 0 && s->count + 1 == s->terms && lead <= MAX_LEAD
+                   && lead < s->terms) {
+            p->on_lanes[i] = NARY_DOT_LED;
+            p->lead[i] = lead;
+        } else if (stride == 1 && all_sum_lanes)
             p->on_lanes[i] = NARY_SUM_LANES;
         if (count > 0 || shares) {     /* phase 2 reads the node's grads */
             deferred_step *d = &p->deferred[p->deferred_count];
@@ -503,15 +509,15 @@ static fg_status split_work(run_context *ctx)
 }
 
 /* The fast DOT steps' input rows, laid out contiguously for their loops, and room for their
- * weights (fast_weights fills it, every run). */
+ * weights (fast_weights fills it, every run): their fast terms', a step's from FAST_FROM. */
 static fg_status fast_dots(run_context *ctx)
 {
     const fg_program *P = ctx->P;
     size_t i, total = 0, at = 0;
     uint32_t k;
     for (i = 0; i < P->length; i++)
-        if (ctx->plan->on_lanes[i] == NARY_DOT_PARAMS_LANES)
-            total += P->steps[i].terms;
+        if (FAST_DOT(ctx->plan, i))
+            total += P->steps[i].terms - FAST_FROM(ctx->plan, i);
     ctx->fast_w = (double *)malloc((total + 1) * sizeof(double));
     ctx->fast_x = (size_t *)malloc((total + 1) * sizeof(size_t));
     ctx->fast_at = (size_t *)malloc((P->length + 1) * sizeof(size_t));
@@ -521,9 +527,9 @@ static fg_status fast_dots(run_context *ctx)
         const fg_step *s = &P->steps[i];
         const uint32_t *args = P->args + s->a;
         ctx->fast_at[i] = at;
-        if (ctx->plan->on_lanes[i] != NARY_DOT_PARAMS_LANES)
+        if (!FAST_DOT(ctx->plan, i))
             continue;
-        for (k = 0; k < s->terms; k++, at++)
+        for (k = FAST_FROM(ctx->plan, i); k < s->terms; k++, at++)
             ctx->fast_x[at] = (size_t)ctx->plan->lane[args[2 + 2 * k]] * ctx->n;
     }
     return FG_OK;
@@ -537,9 +543,9 @@ static void fast_weights(run_context *ctx)
     uint32_t k;
     for (i = 0; i < P->length; i++) {
         const uint32_t *args = P->args + P->steps[i].a;
-        if (ctx->plan->on_lanes[i] != NARY_DOT_PARAMS_LANES)
+        if (!FAST_DOT(ctx->plan, i))
             continue;
-        for (k = 0, at = ctx->fast_at[i]; k < P->steps[i].terms; k++, at++)
+        for (k = FAST_FROM(ctx->plan, i), at = ctx->fast_at[i]; k < P->steps[i].terms; k++, at++)
             ctx->fast_w[at] = ctx->scalars[args[1 + 2 * k]];
     }
 }

@@ -75,6 +75,7 @@ typedef struct fg_plan {
     size_t shared_count;
     shared_use *uses;               /* the shared parameters' uses, each one's contiguous */
     uint8_t *on_lanes;              /* step -> how its n-ary operands lie (NARY_*) */
+    uint32_t *lead;                 /* step -> NARY_DOT_LED: the terms before the fast ones */
     uint8_t *layer;                 /* step -> a layer group's size at its first step, else 0 */
     uint8_t *in_layer;              /* step -> its place in a layer group, from 1; 0 if none */
     uint32_t *layer_member;         /* a layer group's first step i -> its members' steps, at
@@ -90,8 +91,16 @@ typedef struct fg_plan {
 /* Member q of the layer group that starts at step `first`. */
 #define MEMBER(first, q) (ctx->plan->layer_member[(first) + (q)])
 
-/* How an n-ary step's operands lie, for its fast loops. */
-enum { NARY_GENERIC, NARY_DOT_PARAMS_LANES, NARY_SUM_LANES };
+/* How an n-ary step's operands lie, for its fast loops. NARY_DOT_LED: a dot whose terms are
+ * (parameter or constant, lanes) from plan->lead[step] on, after up to MAX_LEAD terms of any
+ * kind (a derivative graph sums a few products of two rows before a weighted column). */
+enum { NARY_GENERIC, NARY_DOT_PARAMS_LANES, NARY_SUM_LANES, NARY_DOT_LED };
+#define MAX_LEAD 8
+
+/* The first of step i's terms that the fast DOT loops take: 0 for NARY_DOT_PARAMS_LANES. */
+#define FAST_FROM(plan, i) ((plan)->on_lanes[i] == NARY_DOT_LED ? (plan)->lead[i] : 0u)
+#define FAST_DOT(plan, i) \
+    ((plan)->on_lanes[i] == NARY_DOT_PARAMS_LANES || (plan)->on_lanes[i] == NARY_DOT_LED)
 
 
 typedef struct block {

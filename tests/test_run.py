@@ -535,6 +535,36 @@ def test_weights_read_by_a_dot_and_a_sum_follow_the_definition(impl: types.Modul
         assert [bits(v.grad) for v in w + x] == [bits(t) for t in totals]
 
 
+def test_dots_whose_first_terms_are_products_of_rows(impl: types.ModuleType) -> None:
+    """Dots that begin with products of two rows (as a derivative graph sums a few such
+    products before a weighted column), then (weight, row) terms: each row's bits, whatever the
+    threads. Among the first terms: a row times a weight, a row squared, a start with rows; the
+    weights read once, read by two dots, and a dot with more such terms than run takes fast."""
+    rng = random.Random(11)
+    w = [impl.Value(rng.uniform(-1, 1) * 10.0 ** rng.randint(-5, 5)) for _ in range(7)]
+    u, b = impl.Value(0.375), impl.Value(-1.25)
+    params = w + [u, b]
+    x = [impl.Value(0.0) for _ in range(4)]
+
+    def loss(xs: list[Any]) -> Any:
+        h = [(v * 0.7 + 0.1).tanh() for v in xs]
+        led = impl.dot([h[0], h[2], h[3]] + w[:4], [h[1], u, h[3]] + h, b)
+        started = impl.dot([h[1], 2.0] + w[2:6], [h[2], h[0]] + h, h[3])
+        long_lead = impl.dot(h * 3 + [w[6]], h[::-1] * 3 + [h[0]])
+        return led * started + long_lead     # no saturating op: every term reaches the root
+
+    X = np.random.default_rng(6).normal(size=(37, 4))
+    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
+    totals = added_in_row_order(row_grads)
+    tape = impl.Tape(loss(x))
+    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
+        for v in params + x:
+            v.grad = 0.0
+        out = tape.run(x, X, threads=threads)
+        assert [bits(v) for v in out.tolist()] == expected_out
+        assert [bits(v.grad) for v in params + x] == [bits(t) for t in totals]
+
+
 @pytest.mark.parametrize("between", ["its score", "an input", "a later weight", "the next start"])
 def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, between: str) -> None:
     """A layer's neurons recorded with a step after each that reads its score, as a softmax
