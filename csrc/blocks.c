@@ -254,9 +254,10 @@ static int check_lead_terms(const double *values)
     fg_simd last[FG_VECS], rest[FG_VECS], first[FG_VECS];
     double to_v0[8], to_v1[8];
     int wrong = 0;
-    uint32_t terms, k, j;
+    uint32_t terms, k, j, which;
     for (terms = 1; terms <= 3; terms++)
-        for (k = 0; k < terms; k += terms - 1 > 0 ? terms - 1 : 1) {
+        for (which = 0; which < 2; which++) {
+            k = which == 0 ? 0 : terms - 1;     /* the first term, then the last */
             dot_term_grads(terms, values, last, rest, first);
             for (j = 0; j < FG_VECS; j++) {
                 const fg_simd *term_grad = k + 1 == terms ? last : rest;
