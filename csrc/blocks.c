@@ -540,6 +540,14 @@ static const double *tail_backward(const run_context *ctx, const double *D, uint
     return S;
 }
 
+/* FG_VECS vectors added into the 8 rows at p. */
+static FG_ALWAYS_INLINE void add_vectors(double *p, const fg_simd *add)
+{
+    size_t j;
+    for (j = 0; j < FG_VECS; j++)
+        fg_store(p + j * FG_WIDTH, fg_add(fg_load(p + j * FG_WIDTH), add[j]));
+}
+
 /* A fast DOT step's backward from its node's grads G. d(w x)/dx = w: each x's grads take w
  * times its term grad, which is the same for every term but the last (ops.h's rule at v0 =
  * 1.0 gives the term grad itself); 8 rows at a time, terms last first as the rule runs them.
@@ -575,9 +583,7 @@ static FG_ALWAYS_INLINE void fast_dot_backward(const run_context *ctx, block *bl
             fg_term_derivatives(op, w[k - lead], 0.0, &d_dw, &d_dx);
             dx = fg_splat(d_dx);
             if (k == 0 && start != NULL)
-                for (j = 0; j < FG_VECS; j++)
-                    fg_store(start + r + j * FG_WIDTH,
-                             fg_add(fg_load(start + r + j * FG_WIDTH), first_v[j]));
+                add_vectors(start + r, first_v);
             for (j = 0; j < FG_VECS; j++)
                 fg_store(gx + j * FG_WIDTH, fg_add(fg_load(gx + j * FG_WIDTH),
                                                    fg_mul(dx, term_grad[j])));
@@ -586,9 +592,7 @@ static FG_ALWAYS_INLINE void fast_dot_backward(const run_context *ctx, block *bl
             const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
             int side;
             if (k == 0 && start != NULL)
-                for (j = 0; j < FG_VECS; j++)
-                    fg_store(start + r + j * FG_WIDTH,
-                             fg_add(fg_load(start + r + j * FG_WIDTH), first_v[j]));
+                add_vectors(start + r, first_v);
             for (side = 0; side < 2; side++) {
                 double *g = grads->lanes[side][k];
                 if (g == NULL)

@@ -40,6 +40,14 @@ static inline void divs_forward(const fg_program *P, const fg_step *s, double *v
 #define FORM_STORED (FG_STEP_STORED << 3)
 #define FORWARD_CASE(s) ((s)->code | ((s)->kind & (FG_STEP_TAILED | FG_STEP_STORED)) << 3)
 typedef char fg_codes_below_forms[FG_DIVS_CODE < FORM_TAILED ? 1 : -1];
+/* A head's value made: into its slot, or on through its tail. */
+#define HEAD_DONE(value) \
+    if (!(s->kind & FG_STEP_TAILED)) { \
+        v[s->out] = (value); \
+        continue; \
+    } \
+    x = (value); \
+    break
 
 fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
 {
@@ -66,12 +74,7 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
             (void)c; \
             d[0] = DERIVATIVE(d_da); \
             d += 1; \
-            if (!(s->kind & FG_STEP_TAILED)) { \
-                v[s->out] = out; \
-                continue; \
-            } \
-            x = out; \
-            break; \
+            HEAD_DONE(out); \
         }
 #define FG_BINARY(name, symbol, forward, d_da, d_db) \
         case FG_##name: { \
@@ -87,12 +90,7 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
             d[0] = DERIVATIVE(d_da); \
             d[1] = DERIVATIVE(d_db); \
             d += 2; \
-            if (!(s->kind & FG_STEP_TAILED)) { \
-                v[s->out] = out; \
-                continue; \
-            } \
-            x = out; \
-            break; \
+            HEAD_DONE(out); \
         }
 #define FG_NARY(name, symbol, stride, term, d_dv0, d_dv1) \
         case FG_##name: \
@@ -108,11 +106,7 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
                 (void)v1; \
                 x = x + (term); \
             } \
-            if (!(s->kind & FG_STEP_TAILED)) { \
-                v[s->out] = x; \
-                continue; \
-            } \
-            break; \
+            HEAD_DONE(x); \
         }
 #include "ops.def"
         default:
