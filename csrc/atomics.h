@@ -184,11 +184,19 @@ static inline void fg_atomic_store_double(double *p, double x)
 #define FG_GRAD_ADD(target, x) fg_atomic_add_double((target), (x))
 #define FG_GRAD_SET(n, x) fg_atomic_store_double(&(n)->grad, (x))
 
+/* Node flags are set by whichever thread compiles a tape over the node. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define FG_FLAGS_SET(n, f) ((void)_InterlockedOr8((volatile char *)&(n)->flags, (char)(f)))
+#else
+#define FG_FLAGS_SET(n, f) ((void)__atomic_fetch_or(&(n)->flags, (uint8_t)(f), __ATOMIC_RELAXED))
+#endif
+
 #else /* one thread at a time: the plain operations */
 
 #define FG_GRAD_READ(n) ((n)->grad)
 #define FG_GRAD_ADD(target, x) (*(target) += (x))
 #define FG_GRAD_SET(n, x) ((n)->grad = (x))
+#define FG_FLAGS_SET(n, f) ((n)->flags |= (uint8_t)(f))
 
 #endif /* FG_THREADSAFE */
 

@@ -54,7 +54,12 @@ typedef enum fg_status {
 /* Node flags. */
 enum {
     FG_EXTRA = 1,       /* the owner keeps data beside this node: the release hook is called */
-    FG_CONSTANT = 2     /* a leaf made for a number operand (micrograd's Value(other)) */
+    FG_CONSTANT = 2,    /* a leaf made for a number operand (micrograd's Value(other)) */
+    /* recorded by a tape below its outputs (FG_TAPED) or as one of them (FG_TAPED_OUTPUT):
+     * its data and grad may wait in the tape until fg_tape_sync (a wrapper checks this bit
+     * before it lets anyone see or use the node); never cleared */
+    FG_TAPED = 4,
+    FG_TAPED_OUTPUT = 8
 };
 
 typedef struct fg_node fg_node;
@@ -72,7 +77,7 @@ struct fg_node {
     } u;
     uint32_t refs;                                  /* parents plus handles holding this node */
     uint8_t op;                                     /* an fg_op */
-    uint8_t flags;                                  /* FG_EXTRA */
+    uint8_t flags;                                  /* FG_EXTRA, FG_CONSTANT, FG_TAPED... */
     uint16_t mark;                                  /* the last traversal that reached it */
     union {
         void *handle;                               /* while live: the owner's object, or NULL */
@@ -182,8 +187,9 @@ fg_status fg_gradients(fg_arena *A, fg_node *root, fg_node *const *inputs, size_
  * reference to every node below its root. Its leaves are the LEAF nodes that are not
  * FG_CONSTANT, and OPAQUE nodes, numbered in slot order: forward reads their data, backward
  * adds to their grads. Constants are part of the program: their data is read when the tape
- * is made. Replay writes the root's data (forward), the root's and the leaves' grads
- * (backward) into their nodes; fg_tape_sync writes every other node. Every call either
+ * is made. Replay writes the outputs' data (forward), their grads and the leaves' (backward)
+ * into their nodes; the rest waits for fg_tape_sync, and the nodes are flagged FG_TAPED so
+ * that a wrapper knows when to call it. Every call either
  * succeeds or changes nothing, and names the failing node. */
 typedef struct fg_tape fg_tape;
 
@@ -224,7 +230,8 @@ fg_status fg_tape_compute_forward(fg_tape *T);
 fg_status fg_tape_compute_backward(fg_tape *T);
 /* The same from the root's grad `seed` instead of 1.0 (Tape.backward's seed). */
 fg_status fg_tape_compute_backward_from(fg_tape *T, double seed);
-void fg_tape_store_forward(fg_tape *T);             /* the outputs' data (not a leaf's) */
+/* the outputs' data (not a leaf's), their grads 0.0 as in a graph built anew */
+void fg_tape_store_forward(fg_tape *T);
 void fg_tape_store_grads(fg_tape *T);               /* the leaves', root's and outputs' grads */
 fg_node *fg_tape_failed_node(const fg_tape *T);     /* NULL for FG_NO_MEMORY */
 const double *fg_tape_failed_operands(const fg_tape *T); /* its operands' values */
@@ -259,7 +266,8 @@ fg_status fg_tape_run(fg_tape *T, const fg_run *job, fg_node **failed, size_t *f
 /* in three parts, as forward and backward: load reads every leaf's data and grad */
 void fg_tape_load_run(fg_tape *T);
 fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
-/* the leaves' and root's grads (with backward), the outputs' data */
+/* the leaves' grads (with backward); the rest waits for fg_tape_sync: the nodes' data at
+ * the leaves' data as read, not a row's, and their grads 0.0 */
 void fg_tape_store_run(fg_tape *T, const fg_run *job);
 
 /* The node-rows of work below which run() gives a thread no share (fewer threads than asked
@@ -271,8 +279,22 @@ size_t fg_run_min_work(size_t node_rows);
  * same either way; tests compare the two. Returns whether it will use it now. */
 int fg_blocks_allow_avx2(int allow);
 
-/* Writes every node's data (but the leaves') from the last forward, and their grads from the
- * backward over it if there was one, by the plain program. */
+/* What a replay left to write into the nodes, which fg_tape_sync writes: the interior
+ * nodes' and constants' data and grads (after forward, backward and run), and the outputs'
+ * too (after run, which leaves the graph at the leaves' data as it read them). */
+enum {
+    FG_TAPE_UNSYNCED_DATA = 1,      /* the data of the nodes below the outputs */
+    FG_TAPE_UNSYNCED_GRADS = 2,     /* their grads */
+    FG_TAPE_UNSYNCED_OUTPUTS = 4    /* the outputs' data and grads too */
+};
+int fg_tape_unsynced(const fg_tape *T);             /* FG_TAPE_UNSYNCED_* bits, 0 if none */
+
+/* Writes what the last replay left unwritten (fg_tape_unsynced), by the plain program: every
+ * node's data (but the leaves') as the last forward computed it, and their grads from the
+ * backward over it, or 0.0 where none ran since (a graph built anew has zero grads), so that
+ * the nodes hold what building the graph again at the leaves' values would. Does nothing
+ * where nothing waits. A run whose leaves' data give a failing forward leaves the nodes as
+ * they were. */
 fg_status fg_tape_sync(fg_tape *T);
 
 /* ---- optimisers (optim.c) ---- */

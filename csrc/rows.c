@@ -760,20 +760,16 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
     } else if (ctx.failed) {
         st = name_failed_row(T, &ctx);
     } else {
-        /* the tape's state is then the last row's, as if it had been replayed alone: its
-         * leaves now, the rest when a backward needs it (fg_tape_compute_backward) */
-        row_leaves(T, job, job->rows - 1, T->now.value);
-        for (i = 0; i < T->output_count; i++)
-            T->now.value[P->outputs[i]] = job->out[(job->rows - 1) * T->output_count + i];
+        /* the tape's state is then the graph at the leaves' data as the run read them (the
+         * fed leaves keep theirs): its leaves now, the rest when a backward or sync needs it */
+        memcpy(T->now.value, T->leaf_data, T->leaf_count * sizeof(double));
+        T->now.pending = 0;
         T->now_stale = 1;
-        T->backward_done = job->backward;
+        T->backward_done = 0;
         if (job->backward) {
             for (i = 0; i < plan->terms_count; i++)
                 ctx.totals[plan->terms[i].leaf] = ctx.accumulators[i];
             memcpy(T->grad, ctx.totals, T->leaf_count * sizeof(double));
-            if (P->root >= T->leaf_count)
-                T->grad[P->root] = job->root_grad;
-            T->seed = job->root_grad;
         }
         st = FG_OK;
     }
@@ -792,7 +788,7 @@ void fg_tape_store_run(fg_tape *T, const fg_run *job)
         return;
     if (job->backward)
         fg_tape_store_leaf_grads(T);
-    fg_tape_store_forward(T);
+    T->unsynced = FG_TAPE_UNSYNCED_DATA | FG_TAPE_UNSYNCED_GRADS | FG_TAPE_UNSYNCED_OUTPUTS;
 }
 
 fg_status fg_tape_run(fg_tape *T, const fg_run *job, fg_node **failed, size_t *failed_row)

@@ -7,11 +7,12 @@
  * that terms with nothing between them are one instruction; schedule.c turns it into the
  * step program that replay.c and rows.c run (tape.h describes both).
  *
- * What replay writes into nodes: forward the root's data, backward the root's grad and the
- * leaves' grads, run() also the fed leaves' data (the last row's). Other nodes keep the
- * values they had until fg_tape_sync. Nodes are only read by the load functions and only
- * written by the store functions, so that a wrapper can hold its lock for those alone; what
- * lies between touches nothing but the tape. A failed call writes nothing.
+ * What replay writes into nodes: forward the outputs' data (and their grads 0.0), backward
+ * the outputs' grads and the leaves', run() the leaves' grads. Every other write waits in
+ * T->unsynced until fg_tape_sync, which a wrapper calls before anyone sees a node flagged
+ * FG_TAPED (only a wrapper knows when that is). Nodes are only read by the load functions and
+ * only written by the store functions and sync, so that a wrapper can hold its lock for those
+ * alone; what lies between touches nothing but the tape. A failed call writes nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,7 @@ void fg_tape_free(fg_tape *T)
     free(T->leaf_data);
     free(T->leaf_grad_before);
     free(T->outputs);
+    free(T->is_output);
     fg_rows_cache_free(T->rows);
     free(T);
 }
@@ -148,6 +150,19 @@ static fg_status index_leaves(fg_tape *T)
         T->lookup[h] = T->nodes[i];
         T->lookup_leaf[h] = (uint32_t)i;
     }
+    return FG_OK;
+}
+
+/* The nodes whose writes may wait for fg_tape_sync, flagged so: all but the leaves. */
+static fg_status mark_lazy_nodes(fg_tape *T)
+{
+    size_t i;
+    if ((T->is_output = (uint8_t *)calloc(T->slots + 1, 1)) == NULL)
+        return FG_NO_MEMORY;
+    for (i = 0; i < T->output_count; i++)
+        T->is_output[T->outputs[i]] = 1;
+    for (i = T->leaf_count; i < T->slots; i++)
+        FG_FLAGS_SET(T->nodes[i], T->is_output[i] ? FG_TAPED_OUTPUT : FG_TAPED);
     return FG_OK;
 }
 
@@ -228,7 +243,7 @@ static fg_status compile(fg_tape *T, fg_node *root, fg_node *const *outputs, siz
             goto done;
         }
     T->output_count = count;
-    if ((st = index_leaves(T)) == FG_OK)
+    if ((st = index_leaves(T)) == FG_OK && (st = mark_lazy_nodes(T)) == FG_OK)
         st = fg_schedule(T, fuse);
 done:
     free(map.keys);
@@ -395,13 +410,17 @@ fg_status fg_tape_compute_forward(fg_tape *T)
     return FG_OK;
 }
 
-/* The outputs' data; a leaf's is the user's, even when it is an output. */
+/* The outputs' data, and their grads 0.0 as a graph built anew has them; a leaf's are the
+ * user's, even when it is an output. */
 void fg_tape_store_forward(fg_tape *T)
 {
     size_t i;
     for (i = 0; i < T->output_count; i++)
-        if (T->outputs[i] >= T->leaf_count)
+        if (T->outputs[i] >= T->leaf_count) {
             T->nodes[T->outputs[i]]->data = T->now.value[T->program.outputs[i]];
+            FG_GRAD_SET(T->nodes[T->outputs[i]], 0.0);
+        }
+    T->unsynced = FG_TAPE_UNSYNCED_DATA | FG_TAPE_UNSYNCED_GRADS;
 }
 
 fg_status fg_tape_compute_backward(fg_tape *T)
@@ -411,8 +430,9 @@ fg_status fg_tape_compute_backward(fg_tape *T)
 
 fg_status fg_tape_compute_backward_from(fg_tape *T, double seed)
 {
-    if (T->now_stale) {
-        fg_replay_forward(&T->program, &T->now);    /* a row that run() replayed already */
+    if (T->now_stale) {   /* the leaves as a run read them: their forward may fail */
+        if (fg_replay_forward(&T->program, &T->now) != FG_OK)
+            T->now.pending = 1;
         T->now_stale = 0;
     }
     if (FG_UNLIKELY(T->now.pending))
@@ -446,16 +466,17 @@ void fg_tape_store_leaf_grads(fg_tape *T)
         T->nodes[i]->grad = added_grad(T->nodes[i]->grad, T->leaf_grad_before[i], T->grad[i]);
 #endif
     }
-    FG_GRAD_SET(T->nodes[T->root], T->grad[T->program.root]);
 }
 
 void fg_tape_store_grads(fg_tape *T)
 {
     size_t i;
     fg_tape_store_leaf_grads(T);
+    FG_GRAD_SET(T->nodes[T->root], T->grad[T->program.root]);
     for (i = 0; i < T->output_count; i++)
         if (T->outputs[i] >= T->leaf_count)
             FG_GRAD_SET(T->nodes[T->outputs[i]], T->grad[T->program.outputs[i]]);
+    T->unsynced |= FG_TAPE_UNSYNCED_GRADS;
 }
 
 fg_status fg_tape_forward(fg_tape *T, fg_node **failed)
@@ -505,20 +526,34 @@ int fg_tape_failed_in_backward(const fg_tape *T)
 
 /* ---- sync ---- */
 
+int fg_tape_unsynced(const fg_tape *T)
+{
+    return T->unsynced;
+}
+
 fg_status fg_tape_sync(fg_tape *T)
 {
-    fg_status st = fg_plain_prepare(T);
+    fg_status st;
     size_t i;
-    if (st != FG_OK)
+    int outputs = T->unsynced & FG_TAPE_UNSYNCED_OUTPUTS;
+    if (!T->unsynced)
+        return FG_OK;
+    if ((st = fg_plain_prepare(T)) != FG_OK)
         return st;
-    if ((st = fg_plain_forward(T, T->now.value)) != FG_OK)
-        return st;
+    if (fg_plain_forward(T, T->now.value) != FG_OK) {
+        T->unsynced = 0;    /* a run's leaves that no graph could be built at: none changes */
+        return FG_OK;
+    }
     if (T->backward_done && (st = fg_plain_backward(T, T->grad)) != FG_OK)
         return st;
     for (i = T->leaf_count; i < T->slots; i++) {  /* the leaves' data is the user's */
-        T->nodes[i]->data = T->plain->value[i];
-        if (T->backward_done)
-            T->nodes[i]->grad = T->plain->grad[i];
+        if (T->is_output[i] && !outputs)
+            continue;                             /* written by the replay already */
+        if (T->unsynced & FG_TAPE_UNSYNCED_DATA)
+            T->nodes[i]->data = T->plain->value[i];
+        if (T->unsynced & (FG_TAPE_UNSYNCED_GRADS | FG_TAPE_UNSYNCED_OUTPUTS))
+            FG_GRAD_SET(T->nodes[i], T->backward_done ? T->plain->grad[i] : 0.0);
     }
+    T->unsynced = 0;
     return FG_OK;
 }

@@ -181,6 +181,7 @@ struct fg_tape {
     uint32_t root;                  /* the root's plain slot */
     uint32_t *outputs;              /* the plain slots of the nodes whose values replay reports */
     size_t output_count;
+    uint8_t *is_output;             /* plain slot -> whether it is one of outputs */
     fg_node **lookup;               /* open-addressing table node -> leaf number */
     uint32_t *lookup_leaf;
     size_t lookup_mask;
@@ -198,8 +199,9 @@ struct fg_tape {
     double *leaf_grad_before;       /* the leaves' grads as read, to add into them after */
     int backward_done;              /* backward ran over `now` (sync writes its grads) */
     double seed;                    /* the root's grad that backward started from */
-    int now_stale;                  /* `now` holds only its leaves and root (a run's last row):
-                                     * a backward replays the rest first */
+    int now_stale;                  /* `now` holds only its leaves (as a run read them): a
+                                     * backward replays the rest first */
+    int unsynced;                   /* FG_TAPE_UNSYNCED_*: what fg_tape_sync has to write */
     fg_rows_cache *rows;            /* rows.c's plans, by the leaves run() feeds */
     /* the last failure */
     fg_failure failed;
@@ -226,8 +228,7 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state);
 void fg_replay_backward(const fg_program *P, const fg_row_state *state, size_t leaf_count,
                         double seed, double *grad);
 
-/* tape.c: the leaves' grads and the root's, not the other outputs' (run() writes no interior
- * grad: those are sync()'s) */
+/* tape.c: the leaves' grads (run() writes no other grad: those are sync()'s) */
 void fg_tape_store_leaf_grads(fg_tape *T);
 
 /* rows.c */

@@ -15,6 +15,9 @@ cdef extern from "fastgrad.h" nogil:
     enum:
         FG_EXTRA
         FG_CONSTANT
+        FG_TAPED
+        FG_TAPED_OUTPUT
+        FG_TAPE_UNSYNCED_OUTPUTS
 
     ctypedef struct fg_node:
         double data
@@ -96,6 +99,7 @@ cdef extern from "fastgrad.h" nogil:
     fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
     void fg_tape_store_run(fg_tape *T, const fg_run *job)
     fg_status fg_tape_sync(fg_tape *T)
+    int fg_tape_unsynced(const fg_tape *T)
     int fg_blocks_allow_avx2(int allow)
     size_t fg_run_min_work(size_t node_rows)
 

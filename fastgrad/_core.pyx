@@ -34,6 +34,7 @@ from ._common import (as_float, check_threads, exponent_text, not_a_number, op_e
                       tape_roots, value_is_not_a_number, with_row)
 
 import threading
+import weakref
 from builtins import sum as builtins_sum
 
 cdef extern from "_threads.h":
@@ -46,6 +47,9 @@ cdef extern from "_threads.h":
 
 cdef dict _labels = {}
 cdef dict _opnames = {}
+# Tapes whose last replay left writes waiting in them (fg_tape_unsynced), oldest first, as
+# id -> weak reference: they write them before anyone sees a node they recorded (_node_of).
+cdef dict _unsynced_tapes = {}
 cdef tuple _symbols = tuple(fg_op_symbol(<fg_op>i).decode() for i in range(FG_OP_COUNT))
 
 cdef list _arenas = []            # every arena made, as addresses (they live as long as the module)
@@ -238,9 +242,21 @@ cdef inline object _owned(PyObject *h):
 
 
 cdef inline fg_node *_node_of(Value v) except NULL:
-    if v.node is NULL:
+    """v's node, holding what eager code would have left in it: a node that a tape recorded
+    gets the writes its replay left waiting first."""
+    cdef fg_node *n = v.node
+    if n is NULL:
         raise ValueError("this Value was never initialised (Value.__new__ without __init__)")
-    return v.node
+    if n.flags & (FG_TAPED | FG_TAPED_OUTPUT) and _unsynced_tapes:
+        _sync_tapes(not (n.flags & FG_TAPED))
+    return n
+
+
+cdef inline int _sync_all_tapes() except -1:
+    """Every node as eager code would have left it, before a pass that reads whole graphs."""
+    if _unsynced_tapes:
+        _sync_tapes(False)
+    return 0
 
 
 cdef object _binary(fg_op op, object left, object right):
@@ -494,6 +510,7 @@ cdef class Value:
 
     def _backward(self):
         """Runs this node's local chain rule once, as micrograd's closure does."""
+        _sync_all_tapes()
         cdef fg_node *n = _node_of(self)
         cdef fg_status status = fg_node_backward(n)
         if status != FG_OK:
@@ -501,6 +518,7 @@ cdef class Value:
 
     def backward(self):
         cdef fg_node *failed = NULL
+        _sync_all_tapes()
         cdef fg_status status = fg_backward(_arena(), _node_of(self), &failed)
         if status != FG_OK:
             _raise_backward(status, failed)
@@ -508,6 +526,7 @@ cdef class Value:
     # ---- pickle and copy.deepcopy: the graph below this Value, as records ----
 
     def __reduce__(self):
+        _sync_all_tapes()
         return (_rebuild, (_records(_node_of(self)),))
 
 
@@ -540,6 +559,7 @@ def gradients(output, inputs, *, create_graph=False):
         raise MemoryError()
     made = nodes + count
     try:
+        _sync_all_tapes()
         for i in range(count):
             nodes[i] = _node_of(<Value>items[i])
         status = fg_gradients(_arena(), _node_of(<Value>output), nodes, count,

@@ -35,6 +35,17 @@ cdef int _check_signals(void *context) noexcept nogil:
         return _signal_handler_raised() != 0
 
 
+cdef int _sync_tapes(bint only_outputs) except -1:
+    """Each tape that left writes waiting writes them, oldest first (for a node flagged
+    FG_TAPED_OUTPUT alone, only those that left an output's). A tape that another thread
+    replays now is skipped: its replay leaves writes waiting again."""
+    for ref in list(_unsynced_tapes.values()):
+        tape = ref()
+        if tape is not None:
+            (<Tape>tape)._write_waiting(only_outputs, False)
+    return 0
+
+
 cdef class Tape:
     """The graph below root compiled once into a C program over dense slots, and replayed.
 
@@ -62,6 +73,8 @@ cdef class Tape:
     cdef tuple _fed                 # the leaves the last run fed, inputs then targets
     cdef Py_ssize_t _fed_inputs     # how many of them are inputs
     cdef size_t *_fed_numbers       # their leaf numbers (run's job points at them)
+    cdef object _weak               # a weak reference to itself, for _unsynced_tapes
+    cdef object __weakref__
 
     def __init__(self, roots, *, fuse=True):
         cdef fg_status status
@@ -70,6 +83,7 @@ cdef class Tape:
         if self.tape is not NULL:
             raise RuntimeError("a Tape records once; make another for another graph")
         self._roots, several = tape_roots(roots, Value)
+        _sync_all_tapes()  # compiling reads the nodes
         count = len(self._roots)
         self._seeds = [Value(1.0) for _ in range(count)] if several else None
         self._top = dot(self._seeds, self._roots) if several else <Value>self._roots[0]
@@ -88,10 +102,43 @@ cdef class Tape:
         if several:
             self._seed_numbers = [fg_tape_leaf_index(self.tape, (<Value>v).node)
                                   for v in self._seeds]
+        self._weak = weakref.ref(self)
 
     def __dealloc__(self):
+        if self.tape is not NULL and fg_tape_unsynced(self.tape):
+            fg_tape_sync(self.tape)  # its nodes may outlive it (without memory: left as they are)
+            if _unsynced_tapes is not None:
+                _unsynced_tapes.pop(id(self), None)
         fg_tape_free(self.tape)
         PyMem_Free(self._fed_numbers)
+
+    cdef void _writes_wait(self):
+        """After a replay: its writes wait, this tape now the newest of those waiting."""
+        key = id(self)
+        _unsynced_tapes.pop(key, None)
+        _unsynced_tapes[key] = self._weak
+
+    cdef int _write_waiting(self, bint only_outputs, bint claimed) except -1:
+        """Writes what the last replay left waiting (fg_tape_sync), unless another thread
+        replays the tape now (then claimed=False skips it)."""
+        cdef fg_status status
+        cdef int unsynced = fg_tape_unsynced(self.tape) if self.tape is not NULL else 0
+        if not unsynced or (only_outputs and not unsynced & FG_TAPE_UNSYNCED_OUTPUTS):
+            return 0
+        if not claimed:
+            with cython.critical_section(self):
+                if self.busy:
+                    return 0
+                self.busy = True
+        try:
+            status = fg_tape_sync(self.tape)
+        finally:
+            if not claimed:
+                self.busy = False
+        _unsynced_tapes.pop(id(self), None)
+        if status != FG_OK:
+            _raise(status, "sync", ())
+        return 0
 
     cdef fg_tape *_claim(self) except NULL:
         """The tape, marked busy for one replay: two threads replaying one tape at once
@@ -165,6 +212,7 @@ cdef class Tape:
             if status != FG_OK:
                 _raise_tape(status, tape, False)
             fg_tape_store_forward(tape)
+            self._writes_wait()
         finally:
             self.busy = False
         return self._root_values()
@@ -192,6 +240,7 @@ cdef class Tape:
                     self._set_seeds(tape, before)
                 _raise_tape(status, tape, True)
             fg_tape_store_grads(tape)
+            self._writes_wait()
         finally:
             self.busy = False
 
@@ -204,17 +253,13 @@ cdef class Tape:
             fg_tape_set_leaf_value(tape, <size_t>self._seed_numbers[i], <double>values[i])
 
     def sync(self):
-        """Writes the data of every node but the leaves (whose data is the user's) from the
-        last forward, and their grads from the backward over it: interior nodes and
-        constants."""
-        cdef fg_tape *tape = self._claim()
-        cdef fg_status status
+        """Writes now what the last replay left for the nodes to hold; they write it anyway
+        before anyone sees them, so this is never needed (it stays for old code)."""
+        self._claim()
         try:
-            status = fg_tape_sync(tape)
+            self._write_waiting(False, True)
         finally:
             self.busy = False
-        if status != FG_OK:
-            _raise(status, "sync", ())
 
     cdef list _leaf_numbers(self, values, str what):
         numbers = []
@@ -298,6 +343,8 @@ cdef class Tape:
                 _raise_tape(status, tape, fg_tape_failed_in_backward(tape),
                             fg_tape_failed_row(tape))
             fg_tape_store_run(tape, &job)
+            if rows:
+                self._writes_wait()
         finally:
             if has_x:
                 PyBuffer_Release(&xv)

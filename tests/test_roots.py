@@ -245,14 +245,14 @@ def test_bad_roots_and_seeds_raise_before_any_work(impl: types.ModuleType) -> No
 
 
 def test_a_failed_backward_leaves_the_seeds_as_they_were(impl: types.ModuleType) -> None:
-    """A backward that fails changes nothing, so sync() still shows the last good backward."""
+    """A backward that fails changes nothing."""
     x = impl.Value(4.0)
     s = x.sqrt()
     tape = impl.Tape([s, x * 2.0])
     tape.backward([3.0, 1.0])
-    good = (x.grad, s.grad)
     x.data = 0.0  # sqrt's derivative at 0 divides by zero
     tape.forward()
+    good = (x.grad, s.grad)
     x.data = 4.0
     with pytest.raises(ZeroDivisionError):
         tape.backward([5.0, 7.0])
@@ -270,32 +270,32 @@ def test_c_and_reference_agree_on_a_classifiers_scores() -> None:
         scores = model(xs)
         tape = impl.Tape(scores)
         out = tape.run(xs, X, root_grad=seeds, threads=2)
-        tape.sync()  # every node as the last row's forward and backward left it
         results.append(([[bits(v) for v in r] for r in out.tolist()],
                         [bits(p.grad) for p in model.parameters()],
                         [(bits(v.data), bits(v.grad)) for v in scores]))  # fmt: skip
     assert results[0] == results[1]
-    assert [g for _, g in results[0][2]] == [bits(s) for s in seeds]  # each score's seed
+    assert [g for _, g in results[0][2]] == [bits(0.0)] * 10  # a graph built anew's
 
 
 
-def test_sync_after_a_seeded_run_starts_from_that_seed(impl: types.ModuleType) -> None:
-    """After run(root_grad=s), sync() writes the last row's interior grads as that row's
-    backward from s made them: the bits of dot([s], [root]).backward() at the last row."""
+def test_a_seeded_backward_after_a_run_is_at_the_leaves_data(impl: types.ModuleType) -> None:
+    """After run(), the graph is the one built at the leaves' own data (the fed leaves keep
+    theirs), with no backward over it; backward(s) then gives the bits of
+    dot([s], [root]).backward() on that graph."""
     X = np.random.default_rng(4).normal(size=(9, 6))
 
-    def scored(values: list[float] | None) -> tuple[Any, Any, list[Any]]:
+    def scored() -> tuple[Any, Any, list[Any]]:
         _, model, xs, _ = demo.per_sample_model(impl, [6, 5, 3], "cross_entropy", 0)
-        for v, x in zip(xs, values or []):
-            v.data = x
         scores = model(xs)
         return impl.sum(scores).tanh(), scores, xs
 
-    root, scores, xs = scored(None)
+    root, scores, xs = scored()
     tape = impl.Tape(root)
     tape.run(xs, X, root_grad=0.375)
-    tape.sync()
-    fresh, fresh_scores, _ = scored(X[-1].tolist())
+    fresh, fresh_scores, _ = scored()
+    assert [(bits(v.data), bits(v.grad)) for v in scores + [root]] == [
+        (bits(v.data), bits(0.0)) for v in fresh_scores + [fresh]]
+    tape.backward(0.375)
     impl.dot([impl.Value(0.375)], [fresh]).backward()
     assert bits(root.grad) == bits(0.375)
     assert [bits(v.grad) for v in scores] == [bits(v.grad) for v in fresh_scores]

@@ -87,8 +87,13 @@ class Tape:
         # one instruction per entry of the order but the leaves: an n-ary node once per term
         self._code = [(v._rule, slot[v], tuple(slot[c] for c in v._children), v._exponent, k)
                       for v, k in order if v._rule]  # fmt: skip
-        self._value = [v._data for v in self._nodes]
+        self._value: list[float] | None = [v._data for v in self._nodes]
+        self._constant_value = list(self._value)
         self._grad = [v._grad for v in self._nodes]
+        # the leaves a run left the graph at, where no forward could be computed at them
+        self._failed_leaves: list[float] = []
+        leaves = set(self._leaves)
+        self._below = [i for i in range(len(self._nodes)) if i not in leaves]
 
     @property
     def root(self) -> Value:
@@ -122,10 +127,11 @@ class Tape:
         shown = f"root={self._top!r}" if self._seeds is None else f"{len(self._roots)} roots"
         return f"Tape({len(self)} nodes, {len(self.leaves)} leaves, {shown})"
 
-    def _forward_values(self) -> list[float]:
-        value = list(self._value)  # constants keep the data they had when compiled
-        for i in self._leaves:
-            value[i] = self._nodes[i]._data
+    def _forward_values(self, leaves: list[float] | None = None) -> list[float]:
+        """Every slot's value from the leaves' data (or these values, one per leaf)."""
+        value = list(self._constant_value)  # constants keep the data they had when compiled
+        for n, i in enumerate(self._leaves):
+            value[i] = self._nodes[i]._data if leaves is None else leaves[n]
         for rule, out, operands, exponent, k in self._code:
             if rule in NARY:  # computed whole at its last term, when every operand is
                 if k + 1 == (len(operands) - 1) // NARY[rule][0]:
@@ -186,13 +192,33 @@ class Tape:
         """The seed leaves' data, and their values in the last forward, as if it had read
         them."""
         for i, s in zip(self._seed_slots, seeds):
-            self._nodes[i]._data = self._value[i] = s
+            self._nodes[i]._data = s
+            if self._value is not None:
+                self._value[i] = s
+
+    def _write_nodes(self, value: list[float], grad: list[float] | None) -> None:
+        """Every node but the leaves as eager code leaves it: the data (unless value is
+        None), and the grads of a backward, or 0.0 (grad None: a graph built anew)."""
+        for i in self._below:
+            v = self._nodes[i]
+            if value is not None:
+                v._data = value[i]
+            v._grad = 0.0 if grad is None else grad[i]
+
+    def _state(self) -> list[float]:
+        """The last forward's values (a run that left the graph at leaves no forward can be
+        computed at raises that forward's failure)."""
+        if self._value is None:
+            self._forward_values(self._failed_leaves)
+            raise AssertionError("the C engine's forward failed here")  # pragma: no cover
+        return self._value
 
     @_one_call_at_a_time
     def forward(self) -> Any:
         """Recomputes every node from the leaves' data; returns the root's new data (a list,
         one per root, for several)."""
         self._value = self._forward_values()
+        self._write_nodes(self._value, None)
         return self._store_outputs(self._value)
 
     @_one_call_at_a_time
@@ -201,14 +227,16 @@ class Tape:
         number, or for several roots one number per root (1.0 each by default)."""
         values = root_seeds(1.0 if seeds is None else seeds, len(self._roots), "backward's seeds")
         grad = self._leaf_grads()
-        before = [self._value[i] for i in self._seed_slots]
+        state = self._state()
+        before = [state[i] for i in self._seed_slots]
         self._set_seeds(values)
         try:
-            self._backward_grads(self._value, grad, 1.0 if self._seeds else values[0])
+            self._backward_grads(state, grad, 1.0 if self._seeds else values[0])
         except BaseException:
             self._set_seeds(before)
             raise
         self._commit_grads(grad)
+        self._write_nodes(None, grad)
 
     def _leaf_numbers(self, values: Iterable[Value], what: str) -> list[int]:
         numbers = []
@@ -277,17 +305,19 @@ class Tape:
                 totals[i] = totals[i] + grad[i]
             out[row] = [value[i] for i in self._outputs]
         if len(X_rows):
-            self._value = value
-            if backward:  # the roots' grads, as every interior node's, are sync()'s to write
+            if backward:
                 self._commit_grads([totals.get(i, g) for i, g in enumerate(grad)], roots=False)
-            self._store_outputs(value)
+            # the graph is then as built anew at the leaves' data (the fed leaves keep theirs)
+            try:
+                self._value = self._forward_values()
+            except _FAILURES:  # none can be built there: the nodes stay as they are
+                self._value = None
+                self._failed_leaves = [self._nodes[i]._data for i in self._leaves]
+            else:
+                self._write_nodes(self._value, None)
         return out if self._seeds else out.reshape(len(X_rows))
 
     @_one_call_at_a_time
     def sync(self) -> None:
-        """Writes the data and grad of every node but the leaves (whose data is the user's
-        and whose grads backward writes) from the tape: interior nodes and constants."""
-        leaves = set(self._leaves)
-        for i, v in enumerate(self._nodes):
-            if i not in leaves:
-                v._data, v._grad = self._value[i], self._grad[i]
+        """Does nothing: every replay writes all the nodes at once (the C engine writes them
+        before anyone sees them). It stays for old code."""
