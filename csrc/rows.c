@@ -112,9 +112,32 @@ static size_t fed_columns(const fg_tape *T, const fg_run *job, const uint32_t *a
     return column;
 }
 
+static int compare_slots(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Whether a dot's inputs are all different: a layer group's backward adds into its inputs'
+ * grads input by input, which for an input read twice would not be the eager order of
+ * additions (each neuron's terms last-first). */
+static int inputs_distinct(const uint32_t *args, uint32_t terms)
+{
+    uint32_t *sorted = (uint32_t *)malloc((terms + 1) * sizeof(uint32_t)), k;
+    int distinct = sorted != NULL;
+    for (k = 0; distinct && k < terms; k++)
+        sorted[k] = args[2 + 2 * k];
+    if (distinct)
+        qsort(sorted, terms, sizeof(uint32_t), compare_slots);
+    for (k = 1; distinct && k < terms; k++)
+        distinct = sorted[k] != sorted[k - 1];
+    free(sorted);
+    return distinct;
+}
+
 /* Whether fast DOT step j can join the layer group that starts at step `first`: the same
- * inputs, and a start that is neither an input nor a member's result, made before `first`
- * (whose forward makes every member's head). */
+ * inputs, all different, and a start that is neither an input nor a member's result, made
+ * before `first` (whose forward makes every member's head). */
 static int joins_layer(const fg_program *P, size_t first, size_t j)
 {
     const fg_step *a = &P->steps[first], *b = &P->steps[j];
@@ -125,7 +148,7 @@ static int joins_layer(const fg_program *P, size_t first, size_t j)
     for (k = 0; k < a->terms; k++)
         if (aa[2 + 2 * k] != ba[2 + 2 * k] || aa[2 + 2 * k] == ba[0])
             return 0;
-    return 1;
+    return j != first || inputs_distinct(aa, a->terms);
 }
 
 /* Whether step s reads slot x. */

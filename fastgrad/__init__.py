@@ -49,6 +49,7 @@ else:
 Value = _implementation.Value
 sum = _implementation.sum
 dot = _implementation.dot
+maximum = _implementation.maximum
 gradients = _implementation.gradients
 Tape = _implementation.Tape
 
@@ -123,6 +124,7 @@ __all__ = [
     "install_as_micrograd",
     "load",
     "logsumexp",
+    "maximum",
     "nn",
     "optim",
     "save",

@@ -5,8 +5,8 @@ from libc.stdint cimport uint32_t
 cdef extern from "fastgrad.h" nogil:
     ctypedef enum fg_op:
         FG_LEAF, FG_NEG, FG_POWC, FG_RELU, FG_TANH, FG_EXP, FG_LOG, FG_SIGMOID,
-        FG_ABS, FG_SQRT, FG_SIN, FG_COS, FG_SOFTPLUS,
-        FG_ADD, FG_SUB, FG_MUL, FG_DIV, FG_POW, FG_SUM, FG_DOT, FG_OPAQUE, FG_OP_COUNT
+        FG_ABS, FG_SQRT, FG_SIN, FG_COS, FG_SOFTPLUS, FG_FINITE,
+        FG_ADD, FG_SUB, FG_MUL, FG_DIV, FG_POW, FG_MAX, FG_SUM, FG_DOT, FG_OPAQUE, FG_OP_COUNT
 
     ctypedef enum fg_status:
         FG_OK, FG_ZERO_DIVISION, FG_DOMAIN_ERROR, FG_RANGE_ERROR, FG_NO_MEMORY,

@@ -783,6 +783,21 @@ def dot(ws, xs, start=0.0):
     return _nary(FG_DOT, ws, xs, start, "dot() operand")
 
 
+def maximum(a, b):
+    """The larger of a and b as one node (a on a tie, nan if either is nan), evaluated again
+    by every replay; its grad goes to the one it picked. Either may be a number."""
+    result = _binary(FG_MAX, a, b)
+    if result is NotImplemented:
+        raise TypeError(f"maximum() takes Values or numbers, one a Value, not "
+                        f"{type(a).__name__!r} and {type(b).__name__!r}")
+    return result
+
+
+def _finite(v):
+    """v where it is finite, else 0.0, as a node: logsumexp's shift."""
+    return _unary(FG_FINITE, v)
+
+
 cdef class _Parameters:
     """The parameter nodes of one optimizer group, and the C loops that update them: the
     kernels of fastgrad.optim (reference/optim.py has their Python twins). The state arrays

@@ -238,7 +238,7 @@ cdef class Tape:
             if status != FG_OK:
                 if before is not None:
                     self._set_seeds(tape, before)
-                _raise_tape(status, tape, True)
+                _raise_tape(status, tape, fg_tape_failed_in_backward(tape))
             fg_tape_store_grads(tape)
             self._writes_wait()
         finally:

@@ -6,8 +6,11 @@ Written once over either implementation: the helpers take the engine of the Valu
 given (fastgrad's chosen one for plain numbers); grad and value_and_grad take ``engine=``, as
 nn's modules do, defaulting to fastgrad's chosen implementation.
 
-A choice made from ``.data`` while a graph is built (softmax's shift by the largest value) is
-part of that graph: a Tape replays it as recorded, as ``jax.jit`` keeps a traced branch.
+The choices these functions make from the data (softmax's and logsumexp's shift by the
+largest value) are nodes of the graph (``maximum``), so a Tape's replay makes them again for
+each row. A choice made in your own code from ``.data`` while a graph is built is a number in
+that graph: a Tape replays it as recorded, as ``torch.jit.trace`` and ``jax.jit`` keep a
+traced branch.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import importlib
-import math
 import operator
 import types
 from collections.abc import Callable, Iterable, Sequence
@@ -63,27 +65,31 @@ def _values(values: Iterable[Any], what: str) -> tuple[list[Any], types.ModuleTy
             for v in items], engine  # fmt: skip
 
 
-def _shift(values: list[Any]) -> float:
-    """The largest data, subtracted before exp so that large inputs do not overflow; an
-    infinite one shifts by 0 (PyTorch's logsumexp), so that inf - inf makes no nan."""
-    m = max(v.data for v in values)
-    return m if math.isfinite(m) else 0.0
+def _shift(values: list[Any], engine: types.ModuleType) -> Any:
+    """The largest value, subtracted before exp so that large inputs do not overflow; an
+    infinite one shifts by 0 (PyTorch's logsumexp), so that inf - inf makes no nan. Nodes
+    (maximum, then finite), so that a Tape's replay picks the largest of its own row."""
+    m = values[0]
+    for v in values[1:]:
+        m = engine.maximum(m, v)
+    return engine._finite(m)
 
 
 def softmax(values: Iterable[Value | SupportsFloat]) -> list[Value]:
-    """exp(v - m) / sum of them, m the largest .data (a number, fixed when the graph is
-    built): one Value per input, summing to 1."""
+    """exp(v - m) / sum of them, m the largest value (0 if it is infinite), a node of the
+    graph, so that every replay shifts by its own row's: one Value per input, summing to 1."""
     vs, engine = _values(values, "softmax")
-    m = max(v.data for v in vs)
+    m = _shift(vs, engine)
     exps = [(v - m).exp() for v in vs]
     total = engine.sum(exps)
     return [e / total for e in exps]
 
 
 def logsumexp(values: Iterable[Value | SupportsFloat]) -> Value:
-    """log(sum(exp(v))) as m + log(sum(exp(v - m))), m the largest finite .data."""
+    """log(sum(exp(v))) as m + log(sum(exp(v - m))), m the largest value (0 if it is
+    infinite), a node of the graph, so that every replay shifts by its own row's."""
     vs, engine = _values(values, "logsumexp")
-    m = _shift(vs)
+    m = _shift(vs, engine)
     total: Value = engine.sum([(v - m).exp() for v in vs])
     return total.log() + m
 

@@ -19,8 +19,9 @@ EDGE_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.0, 3.0, 1e-200, -1e-200, 5e-324, 1e
 EXPONENTS = [2, 3, -1, -2, 0, 1, 0.5, -0.5, 1 / 3, 2.5, INF, -INF, NAN]
 
 EXPONENT_STRATEGY = st.sampled_from(EXPONENTS)
-BINARY = ["+", "-", "*", "/", "**"]
-UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid", "abs", "sqrt", "sin", "cos", "softplus"]
+BINARY = ["+", "-", "*", "/", "**", "max"]
+UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid", "abs", "sqrt", "sin", "cos", "softplus",
+         "finite"]
 ARITHMETIC = (ZeroDivisionError, ValueError, OverflowError)
 
 edge_floats = st.one_of(
@@ -97,16 +98,18 @@ def apply(impl: types.ModuleType, pool: list[Any], step: tuple[Any, ...]) -> Any
     kind = step[0]
     if kind == "binary":
         _, op, i, j = step
-        return binary(op, pool[i % len(pool)], pool[j % len(pool)])
+        return binary(op, pool[i % len(pool)], pool[j % len(pool)], impl)
     if kind == "const":
         _, op, i, c, const_left = step
         a = pool[i % len(pool)]
-        return binary(op, c, a) if const_left else binary(op, a, c)
+        return binary(op, c, a, impl) if const_left else binary(op, a, c, impl)
     if kind == "unary":
         _, op, i = step
         a = pool[i % len(pool)]
         if op == "neg":
             return -a
+        if op == "finite":
+            return impl._finite(a)
         return abs(a) if op == "abs" else getattr(a, op)()
     if kind == "powc":
         _, i, c = step
@@ -126,7 +129,10 @@ def apply(impl: types.ModuleType, pool: list[Any], step: tuple[Any, ...]) -> Any
     raise AssertionError(step)
 
 
-def binary(op: str, a: Any, b: Any) -> Any:
+def binary(op: str, a: Any, b: Any, impl: types.ModuleType | None = None) -> Any:
+    if op == "max":
+        assert impl is not None
+        return impl.maximum(a, b)
     if op == "+":
         return a + b
     if op == "-":

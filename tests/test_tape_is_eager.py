@@ -152,8 +152,8 @@ def test_the_newest_replay_of_shared_nodes_wins(impl: types.ModuleType) -> None:
     assert h.data == math.exp(3.0)
     x.data = 0.5
     first.forward()
-    second.backward()  # the second tape's backward over its forward at x = 3
-    assert (h.data, h.grad) == (math.exp(3.0), 3.0)
+    second.backward()  # the second tape's backward (over its forward at x = 3) writes grads
+    assert (h.data, h.grad) == (math.exp(0.5), 3.0)
 
 
 def test_a_run_at_leaves_that_fail_leaves_the_nodes(impl: types.ModuleType) -> None:
@@ -190,14 +190,14 @@ def test_every_call_sequence_matches_across_engines(calls: list[str]) -> None:
     assert results[0] == results[1]
 
 
-@given(programs(max_steps=30), st.lists(st.sampled_from(["forward", "backward", "run", "set"]),
+@given(programs(sets=False, max_steps=30), st.lists(st.sampled_from(["forward", "backward", "run", "set"]),
                                         max_size=5), st.integers(0, 2**31))  # fmt: skip
 def test_random_programs_replayed_are_their_eager_build(program: Any, calls: list[str],
                                                         seed: int) -> None:  # fmt: skip
     """Any graph, any sequence of replays and leaf changes: every node as building the
     graph again at the leaves' data (and backward, where the last call was one) leaves it,
     on both engines alike."""
-    rng = np.random.default_rng(seed)
+    rows = np.random.default_rng(seed).normal(size=(3, len(program.leaves)))
     results = []
     for impl in (fastgrad._core, fastgrad.reference):
         try:
@@ -215,7 +215,6 @@ def test_random_programs_replayed_are_their_eager_build(program: Any, calls: lis
                 stack.extend(v._prev)
         tape = impl.Tape(root)
         trace: list[Any] = []
-        rows = rng.normal(size=(3, len(leaves)))
         for call in calls:
             try:
                 if call == "set":

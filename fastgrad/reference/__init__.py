@@ -11,10 +11,10 @@ from .._common import register_value_class
 from .derive import gradients
 from .optim import _Parameters  # noqa: F401  (fastgrad.optim's kernels)
 from .tape import Tape
-from .value import Value, _constant_leaf, dot, sum  # noqa: F401  (for functional)
+from .value import Value, _constant_leaf, _finite, dot, maximum, sum  # noqa: F401
 
-__all__ = ["Tape", "Value", "dot", "gradients", "sum"]
+__all__ = ["Tape", "Value", "dot", "gradients", "maximum", "sum"]
 
-for _public in (Tape, Value, dot, gradients, sum):  # their public home, for reprs and pickles
+for _public in (Tape, Value, dot, gradients, maximum, sum):  # their public home, for reprs and pickles
     _public.__module__ = __name__
 register_value_class(Value, __name__)

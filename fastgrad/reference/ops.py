@@ -58,6 +58,23 @@ def _log(x: Any) -> Any:
     return math.log(x) if isinstance(x, float) else x.log()
 
 
+def _data(x: Any) -> float:
+    """A derivative's operand as a number: a float, or a derivative node's data."""
+    return x if isinstance(x, float) else x.data
+
+
+def _finite(a: float) -> float:
+    return a if math.isfinite(a) else 0.0
+
+
+def _max(a: float, b: float) -> float:
+    return a if a >= b or math.isnan(a) else b
+
+
+def _max_picks_a(a: Any, b: Any) -> bool:
+    return _data(a) >= _data(b) or math.isnan(_data(a))
+
+
 def _pow_db(a: Any, b: Any, out: Any) -> Any:
     """d(a ** b)/db = a ** b * log(a): 0 where a == 0 and b >= 0, nan where log(a) is undefined."""
     if a == 0.0 and b >= 0.0:
@@ -87,6 +104,9 @@ UNARY: dict[str, UnaryRule] = {
     "sin":     (lambda a, c: math.sin(a),             lambda a, c, out: _cos(a)),
     "cos":     (lambda a, c: math.cos(a),             lambda a, c, out: -_sin(a)),
     "softplus": (lambda a, c: _softplus(a),           lambda a, c, out: _sigmoid(a)),
+    # a where finite, else 0: logsumexp's and softmax's shift (PyTorch's rule)
+    "finite":  (lambda a, c: _finite(a),              lambda a, c, out: 1.0 if math.isfinite(
+                                                                            _data(a)) else 0.0),
 }  # fmt: skip
 
 BINARY: dict[str, BinaryRule] = {
@@ -96,6 +116,9 @@ BINARY: dict[str, BinaryRule] = {
     "*":  (lambda a, b: a * b,      lambda a, b, out: (b, a)),
     "/":  (lambda a, b: a / b,      lambda a, b, out: (1.0 / b, -a / (b * b))),
     "**": (lambda a, b: _pow(a, b), lambda a, b, out: (b * _pow(a, b - 1.0), _pow_db(a, b, out))),
+    # the larger, a on a tie, nan if either is: the grad goes to the one picked
+    "max": (lambda a, b: _max(a, b), lambda a, b, out: (1.0, 0.0) if _max_picks_a(a, b) else
+                                                       (0.0, 1.0)),
 }  # fmt: skip
 
 # start + term + term + ...: operands per term, the term, and its derivatives.

@@ -87,13 +87,18 @@ class Tape:
         # one instruction per entry of the order but the leaves: an n-ary node once per term
         self._code = [(v._rule, slot[v], tuple(slot[c] for c in v._children), v._exponent, k)
                       for v, k in order if v._rule]  # fmt: skip
-        self._value: list[float] | None = [v._data for v in self._nodes]
-        self._constant_value = list(self._value)
+        self._constant_value = [v._data for v in self._nodes]
         self._grad = [v._grad for v in self._nodes]
-        # the leaves a run left the graph at, where no forward could be computed at them
-        self._failed_leaves: list[float] = []
         leaves = set(self._leaves)
         self._below = [i for i in range(len(self._nodes)) if i not in leaves]
+        # the last forward's values, for backward; None where none could be computed at the
+        # leaves a run or the recording left the graph at (_failed_leaves): backward raises
+        self._value: list[float] | None = None
+        self._failed_leaves = [self._nodes[i]._data for i in self._leaves]
+        try:  # a backward before any forward is over the leaves' data as they are now
+            self._value = self._forward_values()
+        except _FAILURES:
+            pass
 
     @property
     def root(self) -> Value:

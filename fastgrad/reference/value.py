@@ -23,7 +23,7 @@ from .ops import (
     _term_contributions,
 )
 
-__all__ = ["Value", "dot", "sum"]
+__all__ = ["Value", "dot", "maximum", "sum"]
 
 Operand: TypeAlias = "Value | float | int"
 
@@ -446,3 +446,19 @@ def dot(ws: Iterable[Operand], xs: Iterable[Operand], start: Operand = 0.0) -> V
     return _nary("dot", _operands(pairs, "dot() operand"), start)
 
 
+
+
+def maximum(a: Operand, b: Operand) -> Value:
+    """The larger of a and b as one node (a on a tie, nan if either is nan), evaluated again
+    by every replay; its grad goes to the one it picked. Either may be a number."""
+    if isinstance(a, Value) or isinstance(b, Value):
+        result = Value._binary("max", a, b)
+        if result is not None:
+            return result
+    raise TypeError(f"maximum() takes Values or numbers, one a Value, not "
+                    f"{type(a).__name__!r} and {type(b).__name__!r}")
+
+
+def _finite(v: Value) -> Value:
+    """v where it is finite, else 0.0, as a node: logsumexp's shift."""
+    return v._unary("finite")

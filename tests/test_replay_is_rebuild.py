@@ -1,0 +1,201 @@
+"""Every public function of fastgrad replays, row by row, the bits of building it eagerly at
+that row: Tape(f(leaves)).run(X) against a fresh graph per row, over random programs that
+use the functions (softmax, logsumexp, cross_entropy, the losses, maximum, sum, dot, nn's
+layers) on both engines. A shift chosen from the data (logsumexp's) is a node, so rows far
+from the row the tape was recorded at neither overflow nor shift by the wrong amount."""
+
+from __future__ import annotations
+
+import math
+import random
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastgrad._core
+import fastgrad.reference
+from fastgrad import functional as F
+from fastgrad.nn import MLP
+from programs import ARITHMETIC, bits
+
+index = st.integers(0, 10**6)
+indices = st.lists(index, min_size=1, max_size=5)
+REDUCTIONS = st.sampled_from(["mean", "sum", "none"])
+
+function_steps = st.one_of(
+    st.tuples(st.just("softmax"), indices, index),
+    st.tuples(st.just("logsumexp"), indices),
+    st.tuples(st.just("cross_entropy"), indices, index),
+    st.tuples(st.just("mse_loss"), indices, indices, REDUCTIONS),
+    st.tuples(st.just("l1_loss"), indices, indices, REDUCTIONS),
+    st.tuples(st.just("binary_cross_entropy_with_logits"), indices, indices, REDUCTIONS),
+    st.tuples(st.just("maximum"), index, index),
+    st.tuples(st.just("sum"), indices),
+    st.tuples(st.just("dot"), indices, indices),
+    st.tuples(st.just("mlp"), indices, st.sampled_from(["relu", "tanh"])),
+    st.tuples(st.just("op"), st.sampled_from(["tanh", "exp", "sigmoid", "softplus", "abs"]),
+              index),
+)
+
+
+def apply(impl: types.ModuleType, pool: list[Any], step: tuple[Any, ...]) -> list[Any]:
+    """The Values one step makes from the pool."""
+    def pick(ids: list[int]) -> list[Any]:
+        return [pool[i % len(pool)] for i in ids]
+
+    kind = step[0]
+    if kind == "softmax":
+        out = F.softmax(pick(step[1]))
+        return [out[step[2] % len(out)]]
+    if kind == "logsumexp":
+        return [F.logsumexp(pick(step[1]))]
+    if kind == "cross_entropy":
+        logits = pick(step[1])
+        return [F.cross_entropy(logits, step[2] % len(logits))]
+    if kind in ("mse_loss", "l1_loss", "binary_cross_entropy_with_logits"):
+        xs, ts = pick(step[1]), pick(step[2])
+        n = min(len(xs), len(ts))
+        loss = getattr(F, kind)(xs[:n], ts[:n], reduction=step[3])
+        return loss if isinstance(loss, list) else [loss]
+    if kind == "maximum":
+        return [impl.maximum(pool[step[1] % len(pool)], pool[step[2] % len(pool)])]
+    if kind == "sum":
+        return [impl.sum(pick(step[1]))]
+    if kind == "dot":
+        ws, xs = pick(step[1]), pick(step[2])
+        n = min(len(ws), len(xs))
+        return [impl.dot(ws[:n], xs[:n], 0.5)]
+    if kind == "mlp":
+        xs = pick(step[1])
+        random.seed(len(pool))  # the same weights in every rebuild
+        model = MLP(len(xs), [3, 2], activation=step[2], engine=impl)
+        return list(model(xs))
+    _, op, i = step
+    v = pool[i % len(pool)]
+    return [abs(v) if op == "abs" else getattr(v, op)()]
+
+
+def build(impl: types.ModuleType, steps: list[tuple[Any, ...]], inputs: list[float],
+          weights: list[float]) -> tuple[Any, list[Any], list[Any]]:  # fmt: skip
+    """The program's graph, rooted at the sum of everything it made; the input leaves and
+    the weight leaves."""
+    xs = [impl.Value(x) for x in inputs]
+    ws = [impl.Value(w) for w in weights]
+    pool = xs + ws
+    made = []
+    for step in steps:
+        values = apply(impl, pool, step)
+        pool.extend(values)
+        made.extend(values)
+    return impl.sum(made + xs + ws), xs, ws  # every leaf on the tape
+
+
+def eager_rows(impl: types.ModuleType, steps: list[tuple[Any, ...]], X: np.ndarray,
+               weights: list[float]) -> tuple[list[float], list[float], type | None]:  # fmt: skip
+    """Each row's root built anew, and the weights' grads summed over the rows in order;
+    or the exception type of the first row that fails."""
+    outs, totals = [], [0.0] * len(weights)
+    for row in X.tolist():
+        try:
+            root, _, ws = build(impl, steps, row, weights)
+            root.backward()
+        except ARITHMETIC as e:
+            return outs, totals, type(e)
+        outs.append(root.data)
+        totals = [t + w.grad for t, w in zip(totals, ws)]
+    return outs, totals, None
+
+
+row_values = st.one_of(st.floats(-3.0, 3.0), st.sampled_from([-800.0, 805.67, -744.0, 0.0,
+                                                                 710.0, -1e4]))  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+@given(steps=st.lists(function_steps, min_size=1, max_size=6),
+       inputs=st.integers(1, 4), weights=st.lists(st.floats(-2.0, 2.0), min_size=1, max_size=3),
+       data=st.data())  # fmt: skip
+def test_a_replayed_row_is_its_eager_build(engine: str, steps: list[tuple[Any, ...]],
+                                           inputs: int, weights: list[float],
+                                           data: st.DataObject) -> None:  # fmt: skip
+    impl = fastgrad._core if engine == "c" else fastgrad.reference
+    X = np.array(data.draw(st.lists(st.lists(row_values, min_size=inputs, max_size=inputs),
+                                    min_size=1, max_size=4)))  # fmt: skip
+    try:
+        root, xs, ws = build(impl, steps, [0.5] * inputs, weights)
+    except ARITHMETIC:
+        return
+    tape = impl.Tape(root)
+    outs, totals, failure = eager_rows(impl, steps, X, weights)
+    if failure is not None:
+        with pytest.raises(failure):
+            tape.run(xs, X)
+        return
+    out = tape.run(xs, X)
+    assert [bits(v) for v in out.tolist()] == [bits(v) for v in outs]
+    assert [bits(w.grad) for w in ws] == [bits(t) for t in totals]
+
+
+def test_logsumexp_replays_its_own_rows_shift(impl: types.ModuleType) -> None:
+    """The new user's rows: a shift recorded at the recording row gave -743.341 and
+    OverflowError; the shift is the row's own, as eager code and PyTorch take it."""
+    a, b = impl.Value(0.0), impl.Value(0.0)
+    tape = impl.Tape(F.logsumexp([a, b]))
+    out = tape.run([a, b], np.array([[-744.0, -744.3], [805.67, 3.0]]))
+    assert out.tolist() == [F.logsumexp([impl.Value(-744.0), impl.Value(-744.3)]).data,
+                            F.logsumexp([impl.Value(805.67), impl.Value(3.0)]).data]
+    assert math.isclose(out[0], np.logaddexp(-744.0, -744.3), rel_tol=1e-15)
+    assert out[1] == 805.67
+
+
+def test_cross_entropy_of_unstandardised_features(impl: types.ModuleType) -> None:
+    """Scores in the hundreds overflowed exp() under the recorded shift; the row's own shift
+    gives PyTorch's loss."""
+    scores = [impl.Value(0.0) for _ in range(3)]
+    tape = impl.Tape(F.cross_entropy(scores, 2))
+    X = np.array([[900.0, 1.0, 899.0], [-1000.0, -1001.0, -999.5]])
+    out = tape.run(scores, X)
+    expected = [np.logaddexp.reduce(row) - row[2] for row in X]
+    assert np.allclose(out, expected, rtol=1e-12, atol=0.0)
+
+
+def test_maximum_picks_and_differentiates(impl: types.ModuleType) -> None:
+    a, b = impl.Value(2.0), impl.Value(3.0)
+    m = impl.maximum(a, b)
+    m.backward()
+    assert (m.data, m._op, a.grad, b.grad) == (3.0, "max", 0.0, 1.0)
+    tie = impl.maximum(a, 2.0)
+    assert tie.data == 2.0 and impl.gradients(tie, a) == 1.0  # a tie goes to the first
+    assert math.isnan(impl.maximum(a, math.nan).data)
+    assert math.isnan(impl.maximum(math.nan, a).data)
+    assert impl.maximum(3.0, b).data == 3.0
+    with pytest.raises(TypeError, match="maximum"):
+        impl.maximum(1.0, 2.0)
+    with pytest.raises(TypeError, match="maximum"):
+        impl.maximum(a, "2")
+
+
+def test_a_layer_that_reads_one_input_twice(impl: types.ModuleType) -> None:
+    """A layer's neurons all read w twice (inputs w, w, x): the run adds into w's grad in
+    the eager order, each neuron's terms last-first (the grouped layer pass went input by
+    input, and the last bit differed)."""
+    def build_at(x0: float) -> tuple[Any, Any, Any]:
+        x, w = impl.Value(x0), impl.Value(0.0)
+        random.seed(4)
+        scores = MLP(3, [3, 2], engine=impl)([w, w, x])
+        random.seed(6)
+        target = MLP(1, [3, 2], engine=impl)([x])[0]
+        loss = F.binary_cross_entropy_with_logits(w, target)
+        return impl.sum(list(scores) + [loss, x, w]), x, w
+
+    root, x, w = build_at(0.5)
+    impl.Tape(root).run([x], np.array([[-800.0], [0.25]]))
+    total = 0.0
+    for row in (-800.0, 0.25):
+        fresh, _, fresh_w = build_at(row)
+        fresh.backward()
+        total = total + fresh_w.grad
+    assert bits(w.grad) == bits(total)
