@@ -718,8 +718,11 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
         return st;
     cache = T->rows;
     wanted = job->threads < 1 ? 1 : job->threads;
-    while (wanted > 1 && job->rows * T->slots / wanted < min_work_per_thread)
-        wanted--;
+    if (min_work_per_thread > 0) {  /* the most threads with that much work each, at least 1 */
+        size_t shares = job->rows * T->slots / min_work_per_thread;
+        if (shares < wanted)
+            wanted = shares > 1 ? (unsigned)shares : 1;
+    }
     n = lanes_per_block(T, plan, job->rows, wanted);
     if ((size_t)wanted > (job->rows + n - 1) / n)
         wanted = (unsigned)((job->rows + n - 1) / n);

@@ -3,7 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Callable
+
+
+def _counting(least: int) -> Callable[[str], int]:
+    """An argparse type: an int of at least `least` (a usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if number < least:
+            raise argparse.ArgumentTypeError(f"{number} is less than {least}")
+        return number
+
+    parse.__name__ = "count"
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--pinn", action="store_true",
                       help="solve u'' = -pi^2 sin(pi x) on [0, 1], u(0) = u(1) = 0, with a "
                            "network trained through its own second derivative")
-    demo.add_argument("--steps", type=int,
+    demo.add_argument("--steps", type=_counting(1),
                       help="moons, pinn: training steps (default 100, 2000)")
-    demo.add_argument("--epochs", type=int, default=15, help="digits: epochs (default 15)")
-    demo.add_argument("--threads", type=int, default=1,
+    demo.add_argument("--epochs", type=_counting(1), default=15, help="digits: epochs (default 15)")
+    demo.add_argument("--threads", type=_counting(1), default=1,
                       help="digits, pinn: Tape.run's worker threads (default 1)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--seed", type=_counting(0), default=0, help="random seed (default 0)")
     demo.add_argument("--backend", choices=["c", "python"], default="c",
                       help="train on the C engine (default) or the pure-Python reference")
     demo.add_argument("--plot", metavar="FILE.png",
@@ -47,12 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "run":
         from ._compat import run_script
 
+        if not os.path.isfile(args.script):
+            why = "is a directory" if os.path.isdir(args.script) else "does not exist"
+            run.error(f"the script {args.script!r} {why}")
+
         run_script(args.script, args.args)
     elif args.pinn:
         from . import pinn_demo
         from .demo import engine_named
 
-        pinn_demo.main(engine_named(args.backend), steps=args.steps or 2000, seed=args.seed,
+        pinn_demo.main(engine_named(args.backend), steps=2000 if args.steps is None else args.steps, seed=args.seed,
                        threads=args.threads, plot_path=args.plot)  # fmt: skip
     elif args.digits:
         from . import digits_demo
@@ -64,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from .demo import main as demo_main
 
-        demo_main(steps=args.steps or 100, seed=args.seed, backend=args.backend,
+        demo_main(steps=100 if args.steps is None else args.steps, seed=args.seed, backend=args.backend,
                   plot_path=args.plot,
                   tape=args.tape, optimizer=args.optimizer)
     return 0

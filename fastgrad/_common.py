@@ -8,6 +8,7 @@ the two cannot drift apart.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 # A Value's __array_priority__: above a numpy scalar's (-1e6), so np.float64(2) * v calls
@@ -91,8 +92,26 @@ def value_is_not_a_number(v: Any) -> TypeError:
                      f"(or v.item()) for its number, {v.data!r}")
 
 
+ENGINE_NAMES = {"fastgrad._core": "the C engine (fastgrad._core)",
+                "fastgrad.reference": "the pure-Python engine (fastgrad.reference)"}
+
+
 def not_a_number(what: str, x: object) -> TypeError:
+    engine = engine_of(x)
+    if engine is not None:
+        return TypeError(f"{what} must be a real number, not a Value of "
+                         f"{ENGINE_NAMES.get(engine, engine)}")  # fmt: skip
     return TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
+
+
+def mixed_engines(a: object, b: object) -> TypeError | None:
+    """The error for an op between Values of the two engines, or None if it is not one."""
+    first, second = engine_of(a), engine_of(b)
+    if first is None or second is None or first == second:
+        return None
+    return TypeError(f"a Value of {ENGINE_NAMES.get(first, first)} and a Value of "
+                     f"{ENGINE_NAMES.get(second, second)} cannot meet in one graph: build it "
+                     "with one engine's Values")  # fmt: skip
 
 
 def as_float(x: object, what: str) -> float:
@@ -142,17 +161,41 @@ def root_seeds(seeds: object, count: int, what: str) -> list[float]:
     return [as_float(s, what) for s in items]
 
 
+def targets_without_y(count: int) -> str:
+    return (f"run() was given {count} target leaves but no y: pass y, one column per target "
+            "(or a vector for one target)")
+
+
+def never_initialised(what: str) -> str:
+    return f"this {what} was never initialised ({what}.__new__ without __init__)"
+
+
+INITIALISED_TWICE = ("Value.__init__ called on a Value that holds a node already: the graph "
+                     "built on it would keep the old one; make a new Value instead")
+
 TAPE_IS_BUSY = ("this Tape is replaying in another thread; a Tape replays one call at a time "
                 "(make a Tape per thread)")
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+# The cores this process may run on: more worker threads than these only wait for them.
+CORES = max(_usable_cores(), 1)
+
+
 def check_threads(threads: object) -> int:
-    """Tape.run's worker thread count: an int of at least 1."""
+    """Tape.run's worker thread count: an int of at least 1, as many as there are cores at
+    most (more would only take turns on them; the bits are the same)."""
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise TypeError(f"threads must be an int, not {type(threads).__name__!r}")
     if threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
-    return threads
+    return min(threads, CORES)
 
 
 def rows_of(np: Any, array: Any, columns: int, name: str) -> Any:

@@ -29,8 +29,12 @@ from libc.stdint cimport uint32_t
 
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
 from ._common import TAPE_IS_BUSY as _TAPE_IS_BUSY
-from ._common import (as_float, check_threads, exponent_text, not_a_number, op_error,
+from ._common import INITIALISED_TWICE as _INITIALISED_TWICE
+from ._common import CORES as _CORES
+from ._common import (as_float, check_threads, exponent_text, mixed_engines, not_a_number,
+                      op_error,
                       register_value_class, root_seeds, rows_of, several_roots_have_no_root,
+                      targets_without_y, never_initialised,
                       tape_roots, value_is_not_a_number, with_row)
 
 import threading
@@ -246,7 +250,7 @@ cdef inline fg_node *_node_of(Value v) except NULL:
     gets the writes its replay left waiting first."""
     cdef fg_node *n = v.node
     if n is NULL:
-        raise ValueError("this Value was never initialised (Value.__new__ without __init__)")
+        raise ValueError(never_initialised("Value"))
     if n.flags & (FG_TAPED | FG_TAPED_OUTPUT) and _unsynced_tapes:
         _sync_tapes(not (n.flags & FG_TAPED))
     return n
@@ -277,12 +281,12 @@ cdef object _binary(fg_op op, object left, object right):
                 _raise(status, _symbols[op], (a.data, (<Value>right).node.data))
             return _wrap(out)
         if not _number(right, &x):
-            return NotImplemented
+            return _not_implemented(left, right)
         number_first = False
     elif _number(left, &x):
         number_first = True
     else:
-        return NotImplemented
+        return _not_implemented(left, right)
     if number_first:
         if not isinstance(right, Value):
             return NotImplemented
@@ -291,6 +295,15 @@ cdef object _binary(fg_op op, object left, object right):
     if status != FG_OK:
         _raise(status, _symbols[op], (x, a.data) if number_first else (a.data, x))
     return _wrap(out)
+
+
+cdef object _not_implemented(object left, object right):
+    """NotImplemented (Python then raises its TypeError), but for Values of both engines,
+    which get a TypeError naming them."""
+    error = mixed_engines(left, right)
+    if error is not None:
+        raise error
+    return NotImplemented
 
 
 cdef Value _unary(fg_op op, Value v, double exponent=0.0):
@@ -319,6 +332,8 @@ cdef class Value:
         cdef fg_node **args
         cdef fg_node *n = NULL
         cdef fg_status status
+        if self.node is not NULL:
+            raise RuntimeError(_INITIALISED_TWICE)
         for child in children:
             if not isinstance(child, Value):
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
@@ -339,9 +354,6 @@ cdef class Value:
             PyMem_Free(args)
             if status != FG_OK:
                 _raise(status, "Value", ())
-        if self.node is not NULL:  # __init__ called again: drop the old node
-            fg_clear_handle(self.node, <void *>self)
-            fg_decref(_arena(), self.node)
         self.node = n
         n.handle = <void *>self
         if _op:
@@ -366,6 +378,10 @@ cdef class Value:
     def data(self, value):
         _node_of(self).data = _as_double(value, "data")
 
+    @data.deleter
+    def data(self):
+        raise AttributeError("a Value's data cannot be deleted (set it to a number instead)")
+
     @property
     def grad(self):
         return _node_of(self).grad
@@ -373,6 +389,10 @@ cdef class Value:
     @grad.setter
     def grad(self, value):
         _node_of(self).grad = _as_double(value, "grad")
+
+    @grad.deleter
+    def grad(self):
+        raise AttributeError("a Value's grad cannot be deleted (set it to 0.0 instead)")
 
     @property
     def label(self):
@@ -433,7 +453,7 @@ cdef class Value:
             return NotImplemented
         if isinstance(left, Value) and not isinstance(right, Value):
             if not _number(right, &exponent):
-                return NotImplemented
+                return _not_implemented(left, right)
             return _unary(FG_POWC, <Value>left, exponent)
         return _binary(FG_POW, left, right)
 

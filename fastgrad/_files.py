@@ -2,8 +2,11 @@
 
 The file is JSON: the module's architecture, its state_dict (floats written as repr writes
 them, so they come back exactly: -0.0, 1e-310, nan and inf included) and a SHA-256 of all of
-it, so that a truncated or edited file is refused instead of loaded wrong. Loading checks
-everything before it changes anything.
+it, so that a truncated or damaged file is refused instead of loaded wrong. The checksum
+detects damage, not tampering: anyone who edits a file can write its new checksum. Loading
+reads JSON only, never runs code, checks the declared architecture against the stored state
+before it builds anything and everything before it changes anything, so a hostile file gets
+ValueError; pickle, by contrast, is for data you trust.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import types
 from pathlib import Path
@@ -51,24 +55,55 @@ def _with_activation(description: dict[str, Any], neuron: nn.Neuron) -> dict[str
     return description
 
 
-def _build(description: dict[str, Any], engine: types.ModuleType | None) -> nn.Module:
+def _count(description: dict[str, Any], key: str) -> int:
+    """A size in the description: an int (not a bool, not 2.9, not "31") of at least 1."""
+    value = description.get(key)
+    if type(value) is not int or value < 1:
+        raise ValueError(f"the file's module description is damaged: {key} must be a whole "
+                         f"number of at least 1, not {value!r}")  # fmt: skip
+    return value
+
+
+def _checked(description: dict[str, Any], parameters: int) -> tuple[str, list[int], bool, str]:
+    """The kind, the layer sizes (inputs first), nonlin and activation a description of nn's
+    own modules declares, checked in type and against the `parameters` the state holds
+    before anything is built."""
     kind = description.get("type")
-    try:
-        activation = str(description.get("activation", "relu"))
-        if kind == "MLP":
-            return nn.MLP(int(description["nin"]), [int(n) for n in description["nouts"]],
-                          activation=activation, engine=engine)  # fmt: skip
-        if kind == "Layer":
-            return nn.Layer(int(description["nin"]), int(description["nout"]),
-                            nonlin=bool(description["nonlin"]), activation=activation,
-                            engine=engine)  # fmt: skip
-        if kind == "Neuron":
-            return nn.Neuron(int(description["nin"]), nonlin=bool(description["nonlin"]),
-                             activation=activation, engine=engine)  # fmt: skip
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"the file's module description is damaged: {description!r}") from error
-    raise ValueError(f"the file holds a {kind}, which only load(path, module) can fill: "
-                     "pass a module of that kind to load it into")  # fmt: skip
+    if kind == "MLP":
+        nouts = description.get("nouts")
+        if not isinstance(nouts, list) or not nouts:
+            raise ValueError(f"the file's module description is damaged: nouts must be a "
+                             f"list of layer sizes, not {nouts!r}")  # fmt: skip
+        sizes = [_count(description, "nin"), *(_count({"n": n}, "n") for n in nouts)]
+        nonlin = True
+    elif kind in ("Layer", "Neuron"):
+        sizes = [_count(description, "nin"), _count(description, "nout") if kind == "Layer" else 1]
+        nonlin = description.get("nonlin")
+        if type(nonlin) is not bool:
+            raise ValueError(f"the file's module description is damaged: nonlin must be true "
+                             f"or false, not {nonlin!r}")  # fmt: skip
+    else:
+        raise ValueError(f"the file holds a {kind}, which only load(path, module) can fill: "
+                         "pass a module of that kind to load it into")  # fmt: skip
+    activation = description.get("activation", "relu")
+    if activation not in nn.ACTIVATIONS:
+        raise ValueError(f"the file's module description is damaged: activation "
+                         f"{activation!r} is not one of {', '.join(nn.ACTIVATIONS)}")
+    declared = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+    if declared != parameters:
+        raise ValueError(f"the file's module description declares {declared} parameters but "
+                         f"its state holds {parameters}")  # fmt: skip
+    return kind, sizes, nonlin, activation
+
+
+def _build(description: dict[str, Any], parameters: int,
+           engine: types.ModuleType | None) -> nn.Module:  # fmt: skip
+    kind, sizes, nonlin, activation = _checked(description, parameters)
+    if kind == "MLP":
+        return nn.MLP(sizes[0], sizes[1:], activation=activation, engine=engine)
+    if kind == "Layer":
+        return nn.Layer(sizes[0], sizes[1], nonlin=nonlin, activation=activation, engine=engine)
+    return nn.Neuron(sizes[0], nonlin=nonlin, activation=activation, engine=engine)
 
 
 def _digest(document: dict[str, Any]) -> str:
@@ -101,17 +136,40 @@ def save(module: nn.Module, path: str | os.PathLike[str], *, optimizer: Any = No
         raise
 
 
+# The largest file load() reads: a module of about ten million parameters with an optimizer's
+# state. A bigger (or endless) file is refused before it is read.
+MAX_BYTES = 1 << 30
+
+
+def _text(path: str | os.PathLike[str]) -> str:
+    """The file's text: a regular file of at most MAX_BYTES, read no further than that."""
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ValueError(f"{path} is not a fastgrad module file (not a regular file)")
+            data = f.read(MAX_BYTES + 1)
+    except IsADirectoryError:
+        raise ValueError(f"{path} is not a fastgrad module file (a directory)") from None
+    if len(data) > MAX_BYTES:
+        raise ValueError(f"{path} is larger than a fastgrad module file may be "
+                         f"({MAX_BYTES} bytes)")  # fmt: skip
+    try:
+        return data.decode()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a fastgrad module file (not JSON: {error})") from None
+
+
 def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The checked document in path, or ValueError saying what is wrong with the file."""
     try:
-        document = json.loads(Path(path).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = json.loads(_text(path))
+    except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not a fastgrad module file (not JSON: {error})") from None
     except RecursionError:  # a hostile file: thousands of nested [ or {
         raise ValueError(f"{path} is not a fastgrad module file (nested too deeply)") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastgrad module file")
-    if document.get("version") != VERSION:
+    if type(document.get("version")) is not int or document.get("version") != VERSION:
         raise ValueError(f"{path} has format version {document.get('version')!r}; this "
                          f"fastgrad reads version {VERSION}")  # fmt: skip
     stored = document.pop("sha256", None)
@@ -123,6 +181,13 @@ def _read(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path} was edited or damaged after it was saved (its SHA-256 does "
                          "not match its content)")  # fmt: skip
     return document
+
+
+def _shown(description: dict[str, Any]) -> str:
+    """A description with its activation named, micrograd's ReLU included."""
+    if description.get("type") in ("MLP", "Layer", "Neuron") and description.get("nonlin", True):
+        description = {**description, "activation": description.get("activation", "relu")}
+    return str(description)
 
 
 M = TypeVar("M", bound=nn.Module)
@@ -147,6 +212,9 @@ def load(path: str | os.PathLike[str], module: nn.Module | None = None,
     description, state = document.get("module"), document.get("state")
     if not isinstance(description, dict) or not isinstance(state, dict):
         raise ValueError(f"{path} lacks its module description or state")
+    for name, value in state.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}: parameter {name!r} holds {value!r}, not a number")
     parts = []
     for name, part in (("optimizer", optimizer), ("scheduler", scheduler)):
         if part is None:
@@ -159,9 +227,10 @@ def load(path: str | os.PathLike[str], module: nn.Module | None = None,
                              f"{type(part).__name__}")  # fmt: skip
         parts.append((part, saved["state"]))
     if module is None:
-        module = _build(description, engine)
+        module = _build(description, len(state), engine)
     elif _describe(module) != description:
-        raise ValueError(f"{path} holds {description}, which does not fit {module!r}")
+        raise ValueError(f"{path} holds {_shown(description)}, which does not fit "
+                         f"{_shown(_describe(module))}: {module!r}")  # fmt: skip
     # each load_state_dict checks before it changes; a later one failing undoes the earlier
     loaded: list[tuple[Any, Any]] = []
     try:

@@ -144,7 +144,7 @@ cdef class Tape:
         """The tape, marked busy for one replay: two threads replaying one tape at once
         would share its state."""
         if self.tape is NULL:
-            raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
+            raise ValueError(never_initialised("Tape"))
         with cython.critical_section(self):  # one test-and-set, also without the GIL
             if self.busy:
                 raise RuntimeError(_TAPE_IS_BUSY)
@@ -153,7 +153,7 @@ cdef class Tape:
 
     cdef fg_tape *_recorded(self) except NULL:
         if self.tape is NULL:
-            raise ValueError("this Tape was never initialised (Tape.__new__ without __init__)")
+            raise ValueError(never_initialised("Tape"))
         return self.tape
 
     @property
@@ -220,6 +220,7 @@ cdef class Tape:
     def backward(self, seeds=None):
         """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
         number, or for several roots one number per root (1.0 each by default)."""
+        self._recorded()
         cdef list values = root_seeds(1.0 if seeds is None else seeds, len(self._roots),
                                       "backward's seeds")
         cdef fg_tape *tape = self._claim()
@@ -292,8 +293,9 @@ cdef class Tape:
         cdef fg_status status
         cdef size_t i, rows
         cdef fg_tape *tape
+        self._recorded()
         # the common call (an int, one float, C-ordered float64 arrays) skips the general checks
-        if type(threads) is int and 1 <= threads <= 1024:
+        if type(threads) is int and 1 <= threads <= _CORES:
             workers = threads
         else:
             workers = check_threads(threads)
@@ -308,6 +310,8 @@ cdef class Tape:
             has_x = True
             rows = <size_t>xv.shape[0]
             if y is None:
+                if len(self._fed) != self._fed_inputs:
+                    raise ValueError(targets_without_y(len(self._fed) - self._fed_inputs))
                 y = _np().empty((rows, 0))
             _matrix(y, len(self._fed) - self._fed_inputs, "y", &yv)
             has_y = True

@@ -116,3 +116,22 @@ def test_digits_demo_with_adam() -> None:
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
     assert accuracy >= 85.0 and "the same bits" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["demo", "--steps", "0"], "--steps: 0 is less than 1"),
+    (["demo", "--steps", "-5"], "--steps: -5 is less than 1"),
+    (["demo", "--steps", "ten"], "--steps: 'ten' is not a whole number"),
+    (["demo", "--digits", "--epochs", "0"], "--epochs: 0 is less than 1"),
+    (["demo", "--digits", "--threads", "-3"], "--threads: -3 is less than 1"),
+    (["demo", "--seed", "-1"], "--seed: -1 is less than 0"),
+    (["run", "missing.py"], "the script 'missing.py' does not exist"),
+    (["run", "."], "the script '.' is a directory"),
+])  # fmt: skip
+def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
+    """A usage line and exit status 2, as argparse answers, never a traceback (--steps 0
+    trained the default 100 steps)."""
+    result = fastgrad(*args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "usage:" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

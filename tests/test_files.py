@@ -174,3 +174,66 @@ def test_damaged_pickles_are_refused(impl: types.ModuleType) -> None:
     with pytest.raises(ValueError, match="no records"):
         rebuild([])
     assert bits(rebuild(records).data) == bits(2.0)
+
+
+def _resigned(path: Path, edit: Any, target: Path) -> Path:
+    """The file at path with an edit and a checksum written anew, as a tamperer writes it
+    (the checksum detects damage, not tampering: the checks behind it must hold alone)."""
+    from fastgrad._files import _digest
+
+    document = json.loads(path.read_text())
+    document.pop("sha256")
+    edit(document)
+    document["sha256"] = _digest(document)
+    target.write_text(json.dumps(document))
+    return target
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["module"].update(nin=10**9), "declares 3000000007 parameters but its state holds 13"),
+    (lambda d: d["module"].update(nin=1e400), "nin must be a whole number"),
+    (lambda d: d["module"].update(nin=2.9), "nin must be a whole number"),
+    (lambda d: d["module"].update(nin=True), "nin must be a whole number"),
+    (lambda d: d["module"].update(nouts="31"), "nouts must be a list of layer sizes"),
+    (lambda d: d["module"].update(nouts=[3, 0]), "n must be a whole number of at least 1"),
+    (lambda d: d["module"].update(activation="gelu"), "activation 'gelu' is not one of"),
+    (lambda d: d.update(version=True), "format version True"),
+    (lambda d: d["state"].update({"layers.0.neurons.0.w.0": "1.5"}), "not a number"),
+    (lambda d: d["state"].update({"layers.0.neurons.0.w.0": None}), "not a number"),
+])  # fmt: skip
+def test_a_resigned_hostile_file_is_refused_before_building(tmp_path: Path, edit: Any,
+                                                            message: str) -> None:  # fmt: skip
+    """A declared size is checked against the stored state before anything is built (a
+    727-byte file claiming nin=1e9 ran out of memory), types exactly (2.9 inputs, "31" as two
+    layers, true as version 1), and only ValueError comes out."""
+    path = tmp_path / "m.json"
+    fastgrad.save(nn.MLP(2, [3, 1]), path)
+    with pytest.raises(ValueError, match=message):
+        fastgrad.load(_resigned(path, edit, tmp_path / "hostile.json"))
+
+
+def test_endless_and_special_files_are_not_read(tmp_path: Path) -> None:
+    """/dev/zero was read until MemoryError; a directory or a file beyond the size bound is
+    refused before it is read."""
+    import fastgrad._files as files
+
+    with pytest.raises(ValueError, match="not a regular file"):
+        fastgrad.load("/dev/zero")
+    with pytest.raises(ValueError, match="a directory"):
+        fastgrad.load(tmp_path)
+    big = tmp_path / "big.json"
+    big.write_text(" " * 2048)
+    bound = files.MAX_BYTES
+    files.MAX_BYTES = 1024
+    try:
+        with pytest.raises(ValueError, match="larger than a fastgrad module file may be"):
+            fastgrad.load(big)
+    finally:
+        files.MAX_BYTES = bound
+
+
+def test_a_mismatch_names_the_activations(impl: types.ModuleType, tmp_path: Path) -> None:
+    fastgrad.save(nn.MLP(2, [3, 1], engine=impl), tmp_path / "relu.json")
+    tanh = nn.MLP(2, [3, 1], activation="tanh", engine=impl)
+    with pytest.raises(ValueError, match="'activation': 'relu'.*does not fit.*'activation': 'tanh'"):
+        fastgrad.load(tmp_path / "relu.json", tanh)

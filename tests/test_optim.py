@@ -298,3 +298,119 @@ def test_schedule_state_resumes(impl: types.ModuleType) -> None:
     assert resumed == straight
     with pytest.raises(ValueError, match="does not fit"):
         scheduler2.load_state_dict({"last_epoch": 3})
+
+
+# ---- state from outside: validated, edits seen, every pair pickled ----
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["param_groups"][0].update(maximize="false"), "maximize must be True or False"),
+    (lambda d: d["param_groups"][0].update(amsgrad=1), "amsgrad must be True or False"),
+    (lambda d: d["state"][0].update(step=-1.0), "'step' must not be negative"),
+    (lambda d: d["state"][0].update(step=2.5), "whole number of steps"),
+    (lambda d: d["state"][0].update(step=True), "'step' must be a number"),
+    (lambda d: d["state"][0].update(exp_avg_sq=-1e-3), "'exp_avg_sq' must not be negative"),
+    (lambda d: d["state"][0].update(exp_avg="0.1"), "exp_avg"),
+])  # fmt: skip
+def test_load_state_dict_checks_types_and_ranges(impl: types.ModuleType, edit: Any,
+                                                 message: str) -> None:  # fmt: skip
+    """A state that would train wrongly ("false" is truthy: maximize ascends; a negative
+    exp_avg_sq gives nan next step) is refused, and nothing changes."""
+    w = impl.Value(1.0)
+    opt = optim.Adam([w], lr=0.1)
+    w.grad = 0.5
+    opt.step()
+    state = opt.state_dict()
+    before = pickle.dumps(state)
+    edit(state)
+    with pytest.raises(ValueError, match=message):
+        opt.load_state_dict(state)
+    assert pickle.dumps(opt.state_dict()) == before
+
+
+def test_edits_to_param_groups_are_seen(impl: types.ModuleType) -> None:
+    """PyTorch's optimizers step whatever param_groups[i]["params"] holds: fastgrad's ignored
+    an edit, and state_dict() then failed with IndexError."""
+    w, v, u = impl.Value(1.0), impl.Value(2.0), impl.Value(3.0)
+    opt = optim.SGD([w], lr=0.5, momentum=0.9)
+    for p in (w, v, u):
+        p.grad = 1.0
+    opt.step()
+    opt.param_groups[0]["params"].append(v)
+    opt.step()
+    assert (w.data, v.data) == (1.0 - 0.5 - 0.5 * 1.9, 2.0 - 0.5)
+    assert sorted(opt.state_dict()["state"]) == [0, 1]
+    opt.param_groups[0]["params"] = [v, u]  # w's state goes, v keeps its buffer
+    opt.step()
+    assert (v.data, u.data) == (1.5 - 0.5 * 1.9, 2.5)
+    assert opt.state_dict()["state"][0] == {"momentum_buffer": 1.9}
+    opt.add_param_group({"params": [w]})
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.param_groups[1]["params"].append(v)
+        opt.step()
+    opt.param_groups[1]["params"].pop()
+    del opt.param_groups[1]
+    with pytest.raises(ValueError, match="add_param_group"):
+        opt.step()
+
+
+def test_parameters_must_be_leaves(impl: types.ModuleType) -> None:
+    """As PyTorch refuses a non-leaf tensor: a computed node's data would be overwritten by
+    its graph's next replay, so the update would be lost."""
+    w = impl.Value(1.0)
+    with pytest.raises(ValueError, match="must be leaves"):
+        optim.SGD([w * 2.0], lr=0.1)
+    opt = optim.SGD([w], lr=0.1)
+    opt.param_groups[0]["params"].append(w.tanh())
+    with pytest.raises(ValueError, match="must be leaves"):
+        opt.step()
+
+
+def _decay(epoch: int) -> float:
+    return 0.9**epoch
+
+
+PAIRS = {
+    "StepLR": dict(step_size=2, gamma=0.5),
+    "MultiStepLR": dict(milestones=[1, 3], gamma=0.5),
+    "ExponentialLR": dict(gamma=0.9),
+    "CosineAnnealingLR": dict(T_max=5),
+    "LambdaLR": dict(lr_lambda=_decay),
+    "LinearLR": dict(total_iters=4),
+    "OneCycleLR": dict(max_lr=0.5, total_steps=20),
+    "ReduceLROnPlateau": dict(patience=0),
+}
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam", "AdamW", "RMSprop"])
+@pytest.mark.parametrize("schedule", sorted(PAIRS))
+def test_every_optimizer_and_scheduler_pair_round_trips(impl: types.ModuleType, optimizer: str,
+                                                        schedule: str) -> None:  # fmt: skip
+    """Pickled and deep-copied together mid-training, every pair goes on with the bits of
+    the pair that was never copied (a scheduler's initial_lr broke unpickling)."""
+    import copy
+
+    def make() -> tuple[Any, Any, Any]:
+        w = impl.Value(1.0)
+        extra = {"momentum": 0.9} if optimizer in ("SGD", "RMSprop") else {}
+        opt = getattr(optim, optimizer)([w], lr=0.1, **extra)
+        return w, opt, getattr(lr_scheduler, schedule)(opt, **PAIRS[schedule])
+
+    def train(w: Any, opt: Any, scheduler: Any, steps: int) -> list[bytes]:
+        seen = []
+        for k in range(steps):
+            w.grad = 0.25 * w.data + k
+            opt.step()
+            if schedule == "ReduceLROnPlateau":
+                scheduler.step(1.0)
+            else:
+                scheduler.step()
+            seen.append(bits(w.data))
+        return seen
+
+    pair = make()
+    train(*pair, 3)
+    copies = [pickle.loads(pickle.dumps(pair)), copy.deepcopy(pair)]
+    straight = train(*pair, 4)
+    for copied in copies:
+        assert train(*copied, 4) == straight

@@ -259,3 +259,15 @@ def test_sum_accepts_generators_like_micrograd_code(impl: types.ModuleType) -> N
     x = [1.0, -1.0, 2.0, 0.5]
     out = impl.sum((wi * xi for wi, xi in zip(w, x)), impl.Value(1.0))
     assert out.data == 1.0 + 0.0 - 1.0 + 4.0 + 1.5
+
+
+def test_init_twice_is_refused_by_both_engines(impl: types.ModuleType) -> None:
+    """A second __init__ would leave the graph built on the Value holding its old node (the
+    C engine gave grad 0.0 and the reference 3.0 afterwards): both refuse, and change
+    nothing."""
+    x = impl.Value(1.0)
+    y = x * 3.0
+    with pytest.raises(RuntimeError, match="make a new Value"):
+        x.__init__(2.0)
+    y.backward()
+    assert (x.data, x.grad) == (1.0, 3.0)

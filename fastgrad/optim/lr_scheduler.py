@@ -13,9 +13,13 @@ import math
 import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from .._common import as_float, engine_of
 from .optimizer import Optimizer
+
+if TYPE_CHECKING:
+    from .._core import Value
 
 __all__ = [
     "CosineAnnealingLR",
@@ -354,9 +358,13 @@ class ReduceLROnPlateau(LRScheduler):
         self._last_lr = self._current()
         self.best, self.cooldown_counter, self.num_bad_epochs = self.mode_worse, 0, 0
 
-    def step(self, metrics: float) -> None:  # type: ignore[override]
-        """One step with the metric's new value (a loss with mode "min")."""
-        current = float(metrics)
+    def step(self, metrics: float | Value) -> None:  # type: ignore[override]
+        """One step with the metric's new value (a loss with mode "min"): a number, or the
+        loss's Value itself, whose .data it reads."""
+        if engine_of(metrics) is not None:
+            current = metrics.data  # type: ignore[union-attr]
+        else:
+            current = as_float(metrics, "ReduceLROnPlateau.step's metric")
         self.last_epoch += 1
         if self._is_better(current, self.best):
             self.best, self.num_bad_epochs = current, 0

@@ -10,6 +10,7 @@ them, as in PyTorch; ``opt.lr`` reads the first group's and sets every group's.
 from __future__ import annotations
 
 import importlib
+import math
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
@@ -61,6 +62,39 @@ def _engine(params: list[Any]) -> types.ModuleType:
     return importlib.import_module(names.pop())
 
 
+class _ParamList(list[Any]):
+    """A group's "params": a list that notes being changed, so that the optimizer takes the
+    edit in before its next step without comparing every parameter at every step."""
+
+    changed = False
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+
+def _noting_change(name: str) -> Callable[..., Any]:
+    change = getattr(list, name)
+
+    def method(self: _ParamList, *args: Any, **kwargs: Any) -> Any:
+        self.changed = True
+        return change(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+              "insert", "pop", "remove", "clear", "sort", "reverse"):
+    setattr(_ParamList, _name, _noting_change(_name))
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A yes/no hyperparameter: a bool, exactly (the string "false" is truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, not {value!r}")
+    return bool(value)
+
+
 def _non_negative(value: Any, name: str, label: str) -> float:
     x = as_float(value, name)
     if not x >= 0.0:
@@ -74,6 +108,9 @@ class Optimizer:
     # per-parameter state arrays, float64 but for the flags, and the ones state_dict shows
     STATE: ClassVar[tuple[str, ...]] = ()
     FLAGS: ClassVar[tuple[str, ...]] = ()
+    # state entries that are never negative (a step count, running averages of squares)
+    NON_NEGATIVE: ClassVar[frozenset[str]] = frozenset(
+        {"step", "exp_avg_sq", "max_exp_avg_sq", "square_avg"})
 
     lr = Hyperparameter[float]()
 
@@ -82,6 +119,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self._kernels: list[Any] = []
         self._state: list[dict[str, np.ndarray]] = []
+        self._members: list[list[int]] = []  # each group's parameters, as the kernel has them
         groups = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
@@ -102,12 +140,56 @@ class Optimizer:
         seen = {id(p) for group in self.param_groups for p in group["params"]}
         if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError("some parameters appear in more than one parameter group")
-        group = {**self.defaults, **param_group, "params": params}
+        group = {**self.defaults, **param_group, "params": _ParamList(params)}
         self._check(group)
-        kernel = _engine(params)._Parameters(params) if params else None
+        kernel = self._kernel(params)
         self.param_groups.append(group)
         self._kernels.append(kernel)
         self._state.append(self._zero_state(len(params)))
+        self._members.append([id(p) for p in params])
+
+    @staticmethod
+    def _kernel(params: list[Any]) -> Any:
+        """The update loop over these parameters: leaves only, as PyTorch takes them (a
+        node computed from others would be overwritten by its graph's next replay)."""
+        if not params:
+            return None
+        engine = _engine(params)
+        for p in params:
+            if p._op or p._prev:
+                raise ValueError(f"optimizer parameters must be leaves (Values made from a "
+                                 f"number), not the result of {p._op or 'an op'!r}: {p!r}")
+        return engine._Parameters(params)
+
+    def _see_edits(self) -> None:
+        """Takes in edits of param_groups[i]["params"] (PyTorch's optimizers see them): a
+        parameter that stays keeps its state, a new one starts without. Changing the number
+        of groups other than by add_param_group is refused."""
+        if len(self.param_groups) != len(self._kernels):
+            raise ValueError(f"param_groups has {len(self.param_groups)} groups but this "
+                             f"optimizer made {len(self._kernels)}: add groups with "
+                             "add_param_group()")  # fmt: skip
+        for i, group in enumerate(self.param_groups):
+            params = group["params"]
+            if type(params) is not _ParamList or params.changed:
+                self._take_group_edit(i)
+
+    def _take_group_edit(self, i: int) -> None:
+        group = self.param_groups[i]
+        given = group["params"]
+        params = [given] if engine_of(given) is not None else list(given)
+        others = {id(p) for k, g in enumerate(self.param_groups) if k != i for p in g["params"]}
+        if any(id(p) in others for p in params) or len({id(p) for p in params}) != len(params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        kernel = self._kernel(params)
+        old = {pid: k for k, pid in enumerate(self._members[i])}
+        state = self._zero_state(len(params))
+        for k, p in enumerate(params):
+            if id(p) in old:
+                for name, array in self._state[i].items():
+                    state[name][k] = array[old[id(p)]]
+        group["params"] = _ParamList(params)
+        self._kernels[i], self._state[i], self._members[i] = kernel, state, [id(p) for p in params]
 
     def _zero_state(self, count: int) -> dict[str, np.ndarray]:
         state = {name: np.zeros(count) for name in self.STATE}
@@ -115,12 +197,16 @@ class Optimizer:
         return state
 
     def _check(self, group: dict[str, Any]) -> None:
-        """Raises ValueError for a hyperparameter PyTorch refuses."""
+        """Raises ValueError for a hyperparameter PyTorch refuses, or of the wrong type."""
         _non_negative(group["lr"], "lr", "learning rate")
+        for name, default in self.defaults.items():
+            if isinstance(default, bool):
+                _flag(group[name], name)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Sets every parameter's grad to 0.0 (a Value's grad is always a number, so
         set_to_none, PyTorch's default, zeroes too)."""
+        self._see_edits()
         for kernel in self._kernels:
             if kernel is not None:
                 kernel.zero_grad()
@@ -133,6 +219,7 @@ class Optimizer:
         """One update of every parameter from its .grad; with closure, calls it first (it
         recomputes the loss and its grads) and returns what it returns."""
         loss = closure() if closure is not None else None
+        self._see_edits()
         for group, kernel, state in zip(self.param_groups, self._kernels, self._state):
             if kernel is not None:
                 self._check(group)
@@ -154,6 +241,7 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """{"state": {number: {name: float}}, "param_groups": [{hyperparameters, "params":
         [numbers]}]}, parameters numbered across the groups in order, as PyTorch's."""
+        self._see_edits()
         states: dict[int, dict[str, Any]] = {}
         groups, number = [], 0
         for group, state in zip(self.param_groups, self._state):
@@ -174,6 +262,7 @@ class Optimizer:
         all of it before it changes anything (ValueError for a state that does not fit)."""
         if not isinstance(state_dict, Mapping):
             raise ValueError("an optimizer state must be a dict")
+        self._see_edits()
         groups, states = state_dict.get("param_groups"), state_dict.get("state")
         if not isinstance(groups, list) or not isinstance(states, Mapping):
             raise ValueError("an optimizer state has 'state' and 'param_groups'")
@@ -193,7 +282,7 @@ class Optimizer:
             if not set(self.defaults) <= set(hyper):  # schedulers add keys of their own
                 raise ValueError(f"the state's hyperparameters {sorted(hyper)} are not "
                                  f"{type(self).__name__}'s {sorted(self.defaults)}")  # fmt: skip
-            candidate = {**hyper, "params": group["params"]}
+            candidate = {**hyper, "params": _ParamList(group["params"])}
             if "betas" in candidate:
                 candidate["betas"] = tuple(candidate["betas"])
             self._check(candidate)
@@ -216,7 +305,7 @@ class Optimizer:
         if not isinstance(entry, Mapping) or set(entry) != set(shown):
             raise ValueError(f"a parameter's state must hold {sorted(shown)}, not {entry!r}")
         for name in shown:
-            arrays[name][i] = as_float(entry[name], f"state {name!r}")
+            arrays[name][i] = _state_number(entry[name], name, name in self.NON_NEGATIVE)
 
     @property
     def state(self) -> dict[Value, dict[str, Any]]:
@@ -232,7 +321,10 @@ class Optimizer:
                 "state_dict": self.state_dict()}  # fmt: skip
 
     def __setstate__(self, saved: dict[str, Any]) -> None:
-        Optimizer.__init__(self, saved["param_groups"], saved["defaults"])
+        # the groups' hyperparameters (and the keys schedulers add, initial_lr...) come back
+        # with the state
+        Optimizer.__init__(self, [{"params": group["params"]} for group in saved["param_groups"]],
+                           saved["defaults"])  # fmt: skip
         self.load_state_dict(saved["state_dict"])
 
     def __repr__(self) -> str:
@@ -241,6 +333,22 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {key}: {group[key]}" for key in sorted(group) if key != "params"]
         return "\n".join(lines + [")"])
+
+
+def _state_number(value: Any, name: str, non_negative: bool) -> float:
+    """A state entry: a real number (not a bool); a step count a whole number >= 0, a running
+    average of squares >= 0 (or nan: a diverged run's, kept as it was)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"state {name!r} must be a number, not {value!r}")
+    try:
+        x = as_float(value, f"state {name!r}")
+    except TypeError as error:
+        raise ValueError(str(error)) from None
+    if non_negative and x < 0.0:
+        raise ValueError(f"state {name!r} must not be negative, not {value!r}")
+    if name == "step" and not (math.isfinite(x) and x == math.floor(x)):
+        raise ValueError(f"state 'step' must be a whole number of steps, not {value!r}")
+    return x
 
 
 class SGD(Optimizer):
@@ -291,7 +399,8 @@ class SGD(Optimizer):
         if not isinstance(entry, Mapping) or set(entry) != {"momentum_buffer"}:
             raise ValueError(f"an SGD parameter's state holds momentum_buffer, not {entry!r}")
         if entry["momentum_buffer"] is not None:
-            arrays["momentum_buffer"][i] = as_float(entry["momentum_buffer"], "momentum_buffer")
+            arrays["momentum_buffer"][i] = _state_number(entry["momentum_buffer"],
+                                                         "momentum_buffer", False)
             arrays["has_buffer"][i] = 1
 
 

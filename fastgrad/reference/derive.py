@@ -132,6 +132,11 @@ class Derived:
     def log(self) -> Derived:
         return Derived(_unwrap(self)._unary("log"))
 
+    @property
+    def data(self) -> float:
+        """The number it holds: ops.def's DATA(x), for a condition ops.py tests directly."""
+        return self.value._data
+
     def __lt__(self, other: float) -> bool:
         return self.value._data < other
 

@@ -59,7 +59,8 @@ def _log(x: Any) -> Any:
 
 
 def _data(x: Any) -> float:
-    """A derivative's operand as a number: a float, or a derivative node's data."""
+    """A derivative's operand as a number (ops.def's DATA): a float, or a derivative
+    graph's node's data."""
     return x if isinstance(x, float) else x.data
 
 

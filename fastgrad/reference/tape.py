@@ -10,10 +10,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from .._common import (
     TAPE_IS_BUSY,
     check_threads,
+    never_initialised,
     root_seeds,
     rows_of,
     several_roots_have_no_root,
     tape_roots,
+    targets_without_y,
     with_row,
 )
 from .ops import _FAILURES, BINARY, NARY, _derivatives, _forward, _nary_forward, _term_contributions
@@ -31,6 +33,8 @@ def _one_call_at_a_time(method: _Method[_P, _R]) -> _Method[_P, _R]:
     Tape does). Grads change under GRADS_LOCK, so that every addition is whole."""
 
     def claimed(self: Tape, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if not hasattr(self, "_claimed"):
+            raise ValueError(never_initialised("Tape"))
         if not self._claimed.acquire(blocking=False):
             raise RuntimeError(TAPE_IS_BUSY)
         try:
@@ -275,6 +279,8 @@ class Tape:
         leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]
         target_leaves = [self._leaves[i] for i in self._leaf_numbers(targets, "target")]
         X_rows = rows_of(np, X, len(leaves), "X")
+        if y is None and target_leaves:
+            raise ValueError(targets_without_y(len(target_leaves)))
         y_rows = rows_of(np, y if y is not None else np.empty((len(X_rows), 0)),
                          len(target_leaves), "y")  # fmt: skip
         if len(y_rows) != len(X_rows):

@@ -7,9 +7,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
 from .._common import (
+    INITIALISED_TWICE,
     NUMPY_SCALAR_DEFERS,
     as_float,
     exponent_text,
+    mixed_engines,
     not_a_number,
     value_is_not_a_number,
 )
@@ -81,6 +83,8 @@ class Value:
     def __init__(
         self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = ""
     ) -> None:
+        if hasattr(self, "_data"):
+            raise RuntimeError(INITIALISED_TWICE)
         children = tuple(_children)
         for child in children:
             if not isinstance(child, Value):
@@ -128,6 +132,10 @@ class Value:
     def data(self, value: Any) -> None:
         self._data = as_float(value, "data")
 
+    @data.deleter
+    def data(self) -> None:
+        raise AttributeError("a Value's data cannot be deleted (set it to a number instead)")
+
     @property
     def grad(self) -> float:
         return self._grad
@@ -135,6 +143,10 @@ class Value:
     @grad.setter
     def grad(self, value: Any) -> None:
         self._grad = as_float(value, "grad")
+
+    @grad.deleter
+    def grad(self) -> None:
+        raise AttributeError("a Value's grad cannot be deleted (set it to 0.0 instead)")
 
     @property
     def label(self) -> str:
@@ -168,6 +180,9 @@ class Value:
         that are neither Values nor numbers."""
         a, b = _operand(left), _operand(right)
         if a is None or b is None:
+            error = mixed_engines(left, right)
+            if error is not None:
+                raise error
             return None
         return Value._node(_forward(rule, (a._data, b._data)), (a, b), rule)
 
@@ -203,6 +218,9 @@ class Value:
         try:
             exponent = as_float(other, "exponent")
         except TypeError:
+            error = mixed_engines(self, other)
+            if error is not None:
+                raise error from None
             return NotImplemented
         return self._unary("**c", exponent)
 
