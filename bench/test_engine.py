@@ -28,10 +28,11 @@ def test_case(benchmark: Any, record: Any, built: dict[str, benchmarks.Contender
     if contender not in built[key]:
         pytest.skip(f"{contender} is not installed (or, hand-written C, no C compiler)")
     benchmark.group = key
-    if case.statistic == "mean":  # pauses are part of the cost: consecutive rounds, no minimum
-        benchmark.pedantic(built[key][contender], rounds=case.rounds, warmup_rounds=1)
-    else:
-        benchmark(built[key][contender])
+    with case.conditions():
+        if case.statistic == "mean":  # pauses are part of the cost: consecutive rounds
+            benchmark.pedantic(built[key][contender], rounds=case.rounds, warmup_rounds=1)
+        else:
+            benchmark(built[key][contender])
     record(key, contender, case.per_call, case.statistic)
 
 

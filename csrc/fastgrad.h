@@ -271,8 +271,9 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
 void fg_tape_store_run(fg_tape *T, const fg_run *job);
 
 /* The node-rows of work below which run() gives a thread no share (fewer threads than asked
- * where the rows are few; the bits are the same). Sets it, returns the one before; tests set
- * 0 so that every thread they ask for runs. */
+ * where the rows are few, or where other programs keep the cores busy; the bits are the
+ * same). Sets it, returns the one before; tests set 0 so that every thread they ask for
+ * runs, whatever the machine is doing. */
 size_t fg_run_min_work(size_t node_rows);
 
 /* Whether run() may use its AVX2 copy where the CPU has AVX2 (the default): the bits are the

@@ -59,6 +59,7 @@ void fg_thread_join(fg_thread *t)
 
 #else
 #include <pthread.h>
+#include <unistd.h>
 
 typedef pthread_mutex_t fg_lock;
 typedef pthread_cond_t fg_cond;
@@ -109,6 +110,26 @@ void fg_thread_join(fg_thread *t)
     free(t);
 }
 #endif
+
+unsigned fg_idle_cores(void)
+{
+#if defined(__linux__)
+    double load[3];
+    unsigned running, total;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    FILE *f = fopen("/proc/loadavg", "r");
+    int read;
+    if (f == NULL)
+        return UINT_MAX;
+    read = fscanf(f, "%lf %lf %lf %u/%u", &load[0], &load[1], &load[2], &running, &total);
+    fclose(f);
+    if (read != 5 || cores < 1)
+        return UINT_MAX;
+    return running >= (unsigned long)cores ? 0 : (unsigned)cores - running;
+#else
+    return UINT_MAX;
+#endif
+}
 
 fg_thread *fg_thread_start(void (*fn)(void *), void *arg)
 {

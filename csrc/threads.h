@@ -27,4 +27,9 @@ void fg_gate_free(fg_gate *g);
 void fg_gate_open(fg_gate *g, int value);
 int fg_gate_wait(fg_gate *g);
 
+/* How many more threads could run now without waiting for a core: the cores less the
+ * threads already runnable, the calling one included (Linux's /proc/loadavg counts them);
+ * where that cannot be read, UINT_MAX. */
+unsigned fg_idle_cores(void);
+
 #endif /* FASTGRAD_THREADS_H */

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -22,6 +27,29 @@ class Case:
     # "min" of repeated timings; "mean" where pauses are part of the cost (the cyclic GC)
     statistic: str = "min"
     rounds: int = 5
+    # what the machine is doing meanwhile (every core busy, for B9L); None: nothing else
+    under: Callable[[], AbstractContextManager[None]] | None = None
+
+    def conditions(self) -> AbstractContextManager[None]:
+        return self.under() if self.under is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def every_core_busy() -> Iterator[None]:
+    """One process per core spinning in a loop of its own, for as long as the block runs:
+    the machine of a user who trains while something else computes."""
+    from ._common import CORES
+
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(CORES)]  # fmt: skip
+    try:
+        time.sleep(0.2)  # let them start spinning
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+        for spinner in spinners:
+            spinner.wait()
 
 
 def optional(module: str) -> ModuleType | None:

@@ -13,12 +13,13 @@ import sys
 import sysconfig
 import tempfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._bench_case import Case, Contenders, optional, torch_parameters
+from ._bench_case import Case, Contenders, every_core_busy, optional, torch_parameters
 from .demo import per_sample_model
 
 # ---- B7: the "fastest autograd" workload, recorded once and replayed ----
@@ -206,7 +207,8 @@ def torch_pass(torch: Any, model: Any, X: Any, Y: Any, loss: str) -> Callable[[]
 
 
 def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
-                  threads: tuple[int, ...] = (1,), torch: bool = True) -> Case:  # fmt: skip
+                  threads: tuple[int, ...] = (1,), torch: bool = True,
+                  under: Callable[[], AbstractContextManager[None]] | None = None) -> Case:  # fmt: skip
     runs = [f"fastgrad run, threads={n}" for n in threads] if len(threads) > 1 else ["fastgrad run"]
 
     def build() -> Contenders:
@@ -228,7 +230,8 @@ def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
             contenders[PYTORCH] = theirs
         return contenders
 
-    return Case(id, title, 1, "pass", build, (*runs, PYTORCH) if torch else tuple(runs))
+    return Case(id, title, 1, "pass", build, (*runs, PYTORCH) if torch else tuple(runs),
+                under=under)
 
 
 def _minibatch_case(batch: int = 32) -> Case:
@@ -274,5 +277,8 @@ TAPE_CASES: list[Case] = [
     _dataset_case("B9", "B8 MNIST-size on two threads", 1000, MNIST, "cross_entropy",
                   threads=(2, 1), torch=False),
     _minibatch_case(),
+    _dataset_case("B9L", "B8 digits-size on two threads, every core busy with another process",
+                  1797, [64, 32, 10], "cross_entropy", threads=(2, 1), torch=False,
+                  under=every_core_busy),
 ]  # fmt: skip
 

@@ -348,10 +348,12 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
         contenders = case.build()
         gc.disable()  # the cyclic collector is not what B1-B3 measure (B4 sets it itself)
         try:
-            if case.statistic == "min":
-                times = best_times(contenders, budget)
-            else:
-                times = {name: mean_time(run, case.rounds) for name, run in contenders.items()}
+            with case.conditions():
+                if case.statistic == "min":
+                    times = best_times(contenders, budget)
+                else:
+                    times = {name: mean_time(run, case.rounds)
+                             for name, run in contenders.items()}  # fmt: skip
             times = {name: seconds / case.per_call for name, seconds in times.items()}
         finally:
             if gc_was_enabled:

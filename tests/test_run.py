@@ -350,7 +350,9 @@ def test_two_tapes_sharing_parameters_from_two_threads() -> None:
 def test_ctrl_c_stops_a_run_and_changes_nothing(tmp_path: Any) -> None:
     script = tmp_path / "interrupted.py"
     script.write_text(textwrap.dedent("""
-        import sys, numpy as np, fastgrad._core as impl
+        import signal, sys, numpy as np, fastgrad._core as impl
+        # Ctrl-C's handler, also where the parent runs with SIGINT ignored (a shell's `&`)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         xs = [impl.Value(0.0) for _ in range(400)]
         ws = [impl.Value(0.001 * i) for i in range(400)]
         root = impl.sum([impl.dot(ws, xs).tanh() * (k + 1.0) for k in range(64)])
