@@ -3,6 +3,8 @@
  * The platform gives threads, a lock and a condition variable; the barrier and the gate are
  * written once over those.
  */
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "threads.h"
