@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import pinn_demo
         from .demo import engine_named
 
-        pinn_demo.main(engine_named(args.backend), steps=2000 if args.steps is None else args.steps, seed=args.seed,
+        steps = 2000 if args.steps is None else args.steps
+        pinn_demo.main(engine_named(args.backend), steps=steps, seed=args.seed,
                        threads=args.threads, plot_path=args.plot)  # fmt: skip
     elif args.digits:
         from . import digits_demo
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from .demo import main as demo_main
 
-        demo_main(steps=100 if args.steps is None else args.steps, seed=args.seed, backend=args.backend,
+        demo_main(steps=100 if args.steps is None else args.steps, seed=args.seed,
+                  backend=args.backend,
                   plot_path=args.plot,
                   tape=args.tape, optimizer=args.optimizer)
     return 0

@@ -12,6 +12,7 @@ ValueError; pickle, by contrast, is for data you trust.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -74,11 +75,12 @@ def _checked(description: dict[str, Any], parameters: int) -> tuple[str, list[in
         if not isinstance(nouts, list) or not nouts:
             raise ValueError(f"the file's module description is damaged: nouts must be a "
                              f"list of layer sizes, not {nouts!r}")  # fmt: skip
-        sizes = [_count(description, "nin"), *(_count({"n": n}, "n") for n in nouts)]
+        sizes = [_count(description, "nin"),
+                 *(_count({"a layer size": n}, "a layer size") for n in nouts)]
         nonlin = True
     elif kind in ("Layer", "Neuron"):
         sizes = [_count(description, "nin"), _count(description, "nout") if kind == "Layer" else 1]
-        nonlin = description.get("nonlin")
+        nonlin = description.get("nonlin")  # type: ignore[assignment]
         if type(nonlin) is not bool:
             raise ValueError(f"the file's module description is damaged: nonlin must be true "
                              f"or false, not {nonlin!r}")  # fmt: skip
@@ -89,7 +91,7 @@ def _checked(description: dict[str, Any], parameters: int) -> tuple[str, list[in
     if activation not in nn.ACTIVATIONS:
         raise ValueError(f"the file's module description is damaged: activation "
                          f"{activation!r} is not one of {', '.join(nn.ACTIVATIONS)}")
-    declared = sum((n_in + 1) * n_out for n_in, n_out in zip(sizes, sizes[1:]))
+    declared = sum((n_in + 1) * n_out for n_in, n_out in itertools.pairwise(sizes))
     if declared != parameters:
         raise ValueError(f"the file's module description declares {declared} parameters but "
                          f"its state holds {parameters}")  # fmt: skip

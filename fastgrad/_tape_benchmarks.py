@@ -208,7 +208,8 @@ def torch_pass(torch: Any, model: Any, X: Any, Y: Any, loss: str) -> Callable[[]
 
 def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
                   threads: tuple[int, ...] = (1,), torch: bool = True,
-                  under: Callable[[], AbstractContextManager[None]] | None = None) -> Case:  # fmt: skip
+                  under: Callable[[], AbstractContextManager[None]] | None = None,
+                  ) -> Case:  # fmt: skip
     runs = [f"fastgrad run, threads={n}" for n in threads] if len(threads) > 1 else ["fastgrad run"]
 
     def build() -> Contenders:

@@ -91,7 +91,8 @@ def logsumexp(values: Iterable[Value | SupportsFloat]) -> Value:
     vs, engine = _values(values, "logsumexp")
     m = _shift(vs, engine)
     total: Value = engine.sum([(v - m).exp() for v in vs])
-    return total.log() + m
+    result: Value = total.log() + m
+    return result
 
 
 def cross_entropy(logits: Iterable[Value | SupportsFloat], target_index: int) -> Value:

@@ -190,12 +190,12 @@ def _resigned(path: Path, edit: Any, target: Path) -> Path:
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda d: d["module"].update(nin=10**9), "declares 3000000007 parameters but its state holds 13"),
+    (lambda d: d["module"].update(nin=10**9), "declares 3000000007 parameters but its state"),
     (lambda d: d["module"].update(nin=1e400), "nin must be a whole number"),
     (lambda d: d["module"].update(nin=2.9), "nin must be a whole number"),
     (lambda d: d["module"].update(nin=True), "nin must be a whole number"),
     (lambda d: d["module"].update(nouts="31"), "nouts must be a list of layer sizes"),
-    (lambda d: d["module"].update(nouts=[3, 0]), "n must be a whole number of at least 1"),
+    (lambda d: d["module"].update(nouts=[3, 0]), "a layer size must be a whole number"),
     (lambda d: d["module"].update(activation="gelu"), "activation 'gelu' is not one of"),
     (lambda d: d.update(version=True), "format version True"),
     (lambda d: d["state"].update({"layers.0.neurons.0.w.0": "1.5"}), "not a number"),
@@ -235,5 +235,5 @@ def test_endless_and_special_files_are_not_read(tmp_path: Path) -> None:
 def test_a_mismatch_names_the_activations(impl: types.ModuleType, tmp_path: Path) -> None:
     fastgrad.save(nn.MLP(2, [3, 1], engine=impl), tmp_path / "relu.json")
     tanh = nn.MLP(2, [3, 1], activation="tanh", engine=impl)
-    with pytest.raises(ValueError, match="'activation': 'relu'.*does not fit.*'activation': 'tanh'"):
+    with pytest.raises(ValueError, match=r"'activation': 'relu'.*fit.*'activation': 'tanh'"):
         fastgrad.load(tmp_path / "relu.json", tanh)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from programs import ARITHMETIC, bits
 
 import fastgrad._core
 import fastgrad.reference
 from fastgrad import functional as F
 from fastgrad.nn import MLP
-from programs import ARITHMETIC, bits
 
 index = st.integers(0, 10**6)
 indices = st.lists(index, min_size=1, max_size=5)

@@ -652,3 +652,19 @@ def test_calls_on_one_tape_feed_the_leaves_and_arrays_of_that_call(impl: types.M
     # leaves given as iterators, each read once: the target stays a target
     out = tape.run(iter([c, a]), X[:, :2], iter([b]), X[:, 2], backward=False)
     assert [bits(v) for v in out.tolist()] == by_definition([c, a, b], X)
+
+
+@pytest.mark.parametrize("threads", [2**32 - 1, 2**64, 10**30])
+def test_a_huge_thread_count_costs_nothing(impl: types.ModuleType, threads: int) -> None:
+    """threads is clamped to the cores before any work, in O(1): 2**32 - 1 counted down for
+    17 s before the run started. The bits are threads=1's."""
+    X, y = classifier_data(40, 6, 3)
+    results = []
+    for n in (1, threads):
+        tape, model, xs, onehot = per_sample_classifier(impl, 6, 5, 3)
+        started = time.perf_counter()
+        out = tape.run(xs, X, onehot, y, threads=n)
+        assert time.perf_counter() - started < 5.0
+        results.append(([bits(v) for v in out.tolist()],
+                        [bits(p.grad) for p in model.parameters()]))  # fmt: skip
+    assert results[0] == results[1]

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from programs import ARITHMETIC, bits, build_summed, programs
 
 import fastgrad._core
 import fastgrad.reference
-from programs import ARITHMETIC, bits, build_summed, programs
 
 
 def pinn_like(impl: types.ModuleType, x0: float) -> tuple[Any, Any, list[Any]]:
@@ -66,7 +66,7 @@ def test_new_ops_and_backward_through_replayed_nodes(impl: types.ModuleType) -> 
     tape.forward()
     z = t * 3.0 + a  # built on interior nodes: their data must be the replay's
     z.backward()
-    fx, fy, (fa, ft) = pinn_like(impl, 0.3)
+    fx, _, (fa, ft) = pinn_like(impl, 0.3)
     fz = ft * 3.0 + fa
     fz.backward()
     assert state([x, a, t, z]) == state([fx, fa, ft, fz])
@@ -133,7 +133,7 @@ def test_a_tape_dropped_before_anyone_looks(impl: types.ModuleType) -> None:
     tape.backward()
     del tape
     gc.collect()
-    fx, fy, (fa, ft) = pinn_like(impl, 1.25)
+    _, fy, (fa, ft) = pinn_like(impl, 1.25)
     fy.backward()
     assert state([a, t, y]) == state([fa, ft, fy])
 
@@ -190,8 +190,10 @@ def test_every_call_sequence_matches_across_engines(calls: list[str]) -> None:
     assert results[0] == results[1]
 
 
-@given(programs(sets=False, max_steps=30), st.lists(st.sampled_from(["forward", "backward", "run", "set"]),
-                                        max_size=5), st.integers(0, 2**31))  # fmt: skip
+CALLS = st.sampled_from(["forward", "backward", "run", "set"])
+
+
+@given(programs(sets=False, max_steps=30), st.lists(CALLS, max_size=5), st.integers(0, 2**31))
 def test_random_programs_replayed_are_their_eager_build(program: Any, calls: list[str],
                                                         seed: int) -> None:  # fmt: skip
     """Any graph, any sequence of replays and leaf changes: every node as building the

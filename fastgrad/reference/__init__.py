@@ -15,6 +15,7 @@ from .value import Value, _constant_leaf, _finite, dot, maximum, sum  # noqa: F4
 
 __all__ = ["Tape", "Value", "dot", "gradients", "maximum", "sum"]
 
-for _public in (Tape, Value, dot, gradients, maximum, sum):  # their public home, for reprs and pickles
+# their public home, for reprs and pickles
+for _public in (Tape, Value, dot, gradients, maximum, sum):
     _public.__module__ = __name__
 register_value_class(Value, __name__)

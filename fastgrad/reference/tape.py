@@ -205,7 +205,7 @@ class Tape:
             if self._value is not None:
                 self._value[i] = s
 
-    def _write_nodes(self, value: list[float], grad: list[float] | None) -> None:
+    def _write_nodes(self, value: list[float] | None, grad: list[float] | None) -> None:
         """Every node but the leaves as eager code leaves it: the data (unless value is
         None), and the grads of a backward, or 0.0 (grad None: a graph built anew)."""
         for i in self._below:
