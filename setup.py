@@ -13,7 +13,8 @@ from setuptools.command.build_ext import build_ext
 
 C_SOURCES = ["csrc/arena.c", "csrc/ops.c", "csrc/graph.c", "csrc/derive.c", "csrc/optim.c",
              "csrc/tape.c", "csrc/plain.c", "csrc/schedule.c", "csrc/replay.c", "csrc/rows.c",
-             "csrc/blocks.c", "csrc/blocks_avx2.c", "csrc/threads.c"]
+             "csrc/blocks.c", "csrc/blocks_avx2.c", "csrc/blocks_avx512.c",
+             "csrc/blocks_scalar.c", "csrc/kernels.c", "csrc/threads.c"]
 
 STRICT_FLOAT_FLAGS = {
     "msvc": ["/fp:precise", "/O2"],

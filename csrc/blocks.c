@@ -836,7 +836,7 @@ static const double *partner_rows(run_context *ctx, const deferred_step *ds, con
 #define PASS_VECTORS 8
 
 /* One pass over a block's rows for some of a fast dot's weights: totals[j] += x[r * stride + j]
- * * rest[r], row by row, for `vectors` vectors of them and `tail` (< 4) more; with `finish`,
+ * * rest[r], row by row, for `vectors` vectors of them and `tail` (< FG_WIDTH) more; with `finish`,
  * also the last term's weight (its grad is `last`) at last_at and, with a start term, the
  * deferred start after it. Every sum is its own chain of additions, all in registers: one pass
  * overlaps their latencies. Where the tail and the last term fill one vector (a dot of 2^k
@@ -849,15 +849,15 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
                                          const double *FG_RESTRICT G)
 {
     fg_simd acc[PASS_VECTORS], mixed_acc;
-    size_t j, r, at = vectors * FG_WIDTH;
+    size_t j, q, r, at = vectors * FG_WIDTH;
     const int mixed = finish && tail + 1 == FG_WIDTH;    /* then at + tail == last_at */
-    double w0, w1, w2, w_last = 0.0, w_start = 0.0;
+    /* the tail's weights, each its own sum (a loop of constant count, unrolled: registers) */
+    double w[FG_WIDTH > 1 ? FG_WIDTH - 1 : 1], w_last = 0.0, w_start = 0.0;
     for (j = 0; j < vectors; j++)
         acc[j] = fg_load(totals + j * FG_WIDTH);
     mixed_acc = mixed ? fg_load(totals + at) : fg_splat(0.0);
-    w0 = !mixed && tail > 0 ? totals[at] : 0.0;
-    w1 = !mixed && tail > 1 ? totals[at + 1] : 0.0;
-    w2 = !mixed && tail > 2 ? totals[at + 2] : 0.0;
+    for (q = 0; q + 1 < FG_WIDTH; q++)
+        w[q] = !mixed && tail > q ? totals[at + q] : 0.0;
     if (finish) {
         w_last = totals[last_at];
         w_start = start != NULL ? totals[last_at + 1] : 0.0;
@@ -871,12 +871,9 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
             const fg_simd g_mixed = fg_splat_last(rest[r], last[r]);
             mixed_acc = fg_add(mixed_acc, fg_mul(fg_load(xr + at), g_mixed));
         } else {
-            if (tail > 0)
-                w0 = w0 + xr[at] * rest[r];
-            if (tail > 1)
-                w1 = w1 + xr[at + 1] * rest[r];
-            if (tail > 2)
-                w2 = w2 + xr[at + 2] * rest[r];
+            for (q = 0; q + 1 < FG_WIDTH; q++)
+                if (tail > q)
+                    w[q] = w[q] + xr[at + q] * rest[r];
             if (finish)
                 w_last = w_last + xr[last_at] * last[r];
         }
@@ -892,12 +889,9 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
     if (mixed) {
         fg_store(totals + at, mixed_acc);
     } else {
-        if (tail > 0)
-            totals[at] = w0;
-        if (tail > 1)
-            totals[at + 1] = w1;
-        if (tail > 2)
-            totals[at + 2] = w2;
+        for (q = 0; q + 1 < FG_WIDTH; q++)
+            if (tail > q)
+                totals[at + q] = w[q];
         if (finish)
             totals[last_at] = w_last;
     }
@@ -913,13 +907,11 @@ static void fast_dot_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT 
                           const double *FG_RESTRICT G)
 {
     size_t k0 = 0, before_last = terms - 1, left, tail;
-    typedef char width_at_most_4[FG_WIDTH <= 4 ? 1 : -1];
-    (void)sizeof(width_at_most_4);
     for (; before_last - k0 > PASS_VECTORS * FG_WIDTH; k0 += PASS_VECTORS * FG_WIDTH)
         weight_pass(totals + k0, x + k0, stride, rest, rows, PASS_VECTORS, 0, 0, NULL, 0, NULL,
                     terms, G);
-    left = before_last - k0;    /* at most PASS_VECTORS vectors, and a tail of fewer than 4 */
-    tail = left % FG_WIDTH;     /* (FG_WIDTH is at most 4) */
+    left = before_last - k0;    /* at most PASS_VECTORS vectors, and a tail of fewer than one */
+    tail = left % FG_WIDTH;
     switch (left / FG_WIDTH) {
 #define PASS(v) \
     case v: \

@@ -276,9 +276,14 @@ void fg_tape_store_run(fg_tape *T, const fg_run *job);
  * runs, whatever the machine is doing. */
 size_t fg_run_min_work(size_t node_rows);
 
-/* Whether run() may use its AVX2 copy where the CPU has AVX2 (the default): the bits are the
- * same either way; tests compare the two. Returns whether it will use it now. */
-int fg_blocks_allow_avx2(int allow);
+/* run()'s vector kernels: its row loops built once per instruction set, widest first
+ * ("avx512", "avx2", "sse2" on x86-64; "neon" on arm64; "scalar", one double a vector,
+ * everywhere). Every kernel gives the same bits: lanes are rows, one IEEE operation each.
+ * The widest this CPU runs is chosen on first use; select another only while no run is. */
+const char *fg_simd_kernel(size_t i);               /* the i-th kernel's name, NULL past them */
+int fg_simd_supported(const char *name);            /* 1 this CPU runs it, 0 not, -1 unknown */
+int fg_simd_select(const char *name);               /* what fg_simd_supported says; 1: chosen */
+const char *fg_simd_selected(void);                 /* the kernel run() uses */
 
 /* What a replay left to write into the nodes, which fg_tape_sync writes: the interior
  * nodes' and constants' data and grads (after forward, backward and run), and the outputs'

@@ -482,10 +482,7 @@ typedef struct worker {
 /* The block executor this CPU runs best. */
 static void work(run_context *ctx, unsigned t)
 {
-    if (fg_blocks_have_avx2())
-        fg_blocks_work_avx2(ctx, t);
-    else
-        fg_blocks_work(ctx, t);
+    ctx->kernel->work(ctx, t);
 }
 
 static void work_on_thread(void *p)
@@ -751,6 +748,7 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
     }
     ctx = cache->kept;
     ctx.job = job;
+    ctx.kernel = fg_kernel_selected();
     ctx.blocks = (job->rows + n - 1) / n;
     ctx.failed = ctx.interrupted = 0;
     /* this run's numbers: the leaves' data and grads as read, the weights among them */

@@ -142,6 +142,7 @@ typedef struct run_context {
     size_t *split;                  /* thread t's items: work[split[t], split[t + 1]) */
     size_t failed_chunk;
     int failed, interrupted;
+    const struct fg_kernel *kernel; /* the copy of blocks.c every thread runs */
 } run_context;
 
 #define ROW(blk, base, slot) ((blk)->base + (size_t)ctx->plan->lane[slot] * ctx->n)
@@ -151,14 +152,36 @@ typedef struct run_context {
 #define HEAD(blk, which, row) ((blk)->head + ((size_t)(which) * 3 + (row)) * ctx->n)
 
 
-/* What a thread does in a run: its blocks and its share of phase 2, chunk after chunk. The
- * AVX2 copy (blocks_avx2.c) is the same code built for wider vectors. */
+/* x86-64 under GCC or Clang: the AVX2 and AVX-512 copies of blocks.c are built too. */
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__)) \
+    && !defined(FG_NO_X86_KERNELS)
+#define FG_X86_KERNELS 1
+#else
+#define FG_X86_KERNELS 0
+#endif
+
+/* A copy of blocks.c for one instruction set (kernels.c lists them, widest first). */
+typedef struct fg_kernel {
+    const char *name;                               /* "avx512", "avx2", "sse2", "neon", "scalar" */
+    void (*work)(run_context *ctx, unsigned thread); /* a thread's blocks and phase-2 share */
+    int (*check_rules)(void);                       /* lanes that disagree with ops.h: 0 */
+    int (*supported)(void);                         /* whether this CPU runs it */
+} fg_kernel;
+
+/* Each copy's two functions: the platform's baseline (blocks.c), one double a vector
+ * (blocks_scalar.c), AVX2 and AVX-512 (blocks_avx2.c, blocks_avx512.c). */
 void fg_blocks_work(run_context *ctx, unsigned thread);
-void fg_blocks_work_avx2(run_context *ctx, unsigned thread);
-int fg_blocks_have_avx2(void);  /* whether the AVX2 copy exists and this CPU can run it */
-/* The vector loops' rules against ops.h's: lanes that disagree (0), in each copy (the AVX2
- * one where this CPU can run it, else 0). */
 int fg_blocks_check_rules(void);
+void fg_blocks_work_scalar(run_context *ctx, unsigned thread);
+int fg_blocks_check_rules_scalar(void);
+#if FG_X86_KERNELS
+void fg_blocks_work_avx2(run_context *ctx, unsigned thread);
 int fg_blocks_check_rules_avx2(void);
+void fg_blocks_work_avx512(run_context *ctx, unsigned thread);
+int fg_blocks_check_rules_avx512(void);
+#endif
+
+const fg_kernel *fg_kernel_at(size_t i);            /* the i-th copy, NULL past the last */
+const fg_kernel *fg_kernel_selected(void);          /* the one run() uses */
 
 #endif /* FASTGRAD_ROWS_H */

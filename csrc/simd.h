@@ -3,14 +3,27 @@
  * whatever the compiler's mood: each lane is its own IEEE multiply or add (never a fused
  * multiply-add), so the bits are those of scalar code.
  *
- * The width is the platform's baseline (SSE2 on x86-64, NEON on AArch64) unless FG_AVX2 is
- * defined, which blocks_avx2.c does for the copy of blocks.c chosen at run time on CPUs that
- * have AVX2. Elsewhere a vector is one double.
+ * The width is the platform's baseline (SSE2 on x86-64, NEON on AArch64) unless one of
+ * FG_AVX512, FG_AVX2 or FG_SCALAR is defined, as the other copies of blocks.c define it
+ * (blocks_avx512.c, blocks_avx2.c, blocks_scalar.c; kernels.c chooses one at run time).
+ * Elsewhere a vector is one double.
  */
 #ifndef FASTGRAD_SIMD_H
 #define FASTGRAD_SIMD_H
 
-#if defined(FG_AVX2)
+#if defined(FG_SCALAR)
+#define FG_ONE_DOUBLE 1
+#elif defined(FG_AVX512)
+#include <immintrin.h>
+typedef __m512d fg_simd;
+#define FG_WIDTH 8
+#define fg_load(p) _mm512_loadu_pd(p)
+#define fg_store(p, v) _mm512_storeu_pd((p), (v))
+#define fg_add(a, b) _mm512_add_pd((a), (b))
+#define fg_mul(a, b) _mm512_mul_pd((a), (b))
+#define fg_splat(x) _mm512_set1_pd(x)
+#define fg_splat_last(x, y) _mm512_set_pd((y), (x), (x), (x), (x), (x), (x), (x))
+#elif defined(FG_AVX2)
 #include <immintrin.h>
 typedef __m256d fg_simd;
 #define FG_WIDTH 4
@@ -41,6 +54,10 @@ typedef float64x2_t fg_simd;
 #define fg_splat(x) vdupq_n_f64(x)
 #define fg_splat_last(x, y) vsetq_lane_f64((y), vdupq_n_f64(x), 1)
 #else
+#define FG_ONE_DOUBLE 1
+#endif
+
+#ifdef FG_ONE_DOUBLE
 typedef double fg_simd;
 #define FG_WIDTH 1
 #define fg_load(p) (*(p))

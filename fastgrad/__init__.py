@@ -50,6 +50,7 @@ Value = _implementation.Value
 sum = _implementation.sum
 dot = _implementation.dot
 maximum = _implementation.maximum
+simd = _implementation.simd
 gradients = _implementation.gradients
 Tape = _implementation.Tape
 
@@ -128,6 +129,7 @@ __all__ = [
     "nn",
     "optim",
     "save",
+    "simd",
     "softmax",
     "sum",
     "value_and_grad",

@@ -100,7 +100,10 @@ cdef extern from "fastgrad.h" nogil:
     void fg_tape_store_run(fg_tape *T, const fg_run *job)
     fg_status fg_tape_sync(fg_tape *T)
     int fg_tape_unsynced(const fg_tape *T)
-    int fg_blocks_allow_avx2(int allow)
+    const char *fg_simd_kernel(size_t i)
+    int fg_simd_supported(const char *name)
+    int fg_simd_select(const char *name)
+    const char *fg_simd_selected()
     size_t fg_run_min_work(size_t node_rows)
 
     ctypedef struct fg_sgd_options:

@@ -37,6 +37,7 @@ from ._common import (as_float, check_threads, exponent_text, mixed_engines, not
                       targets_without_y, never_initialised,
                       tape_roots, value_is_not_a_number, with_row)
 
+import os
 import threading
 import weakref
 from builtins import sum as builtins_sum
@@ -893,10 +894,44 @@ cdef class _Parameters:
 include "_tape.pxi"
 
 
-def _allow_avx2(allow):
-    """Whether Tape.run may use its AVX2 code where the CPU has it (for tests: the bits are
-    the same); returns whether it will."""
-    return bool(fg_blocks_allow_avx2(1 if allow else 0))
+def simd():
+    """The vector kernel Tape.run's row loops use: "avx512", "avx2" or "sse2" on x86-64,
+    "neon" on arm64, "scalar" (one double at a time) anywhere. The widest the CPU runs is
+    chosen at import, unless the environment variable FASTGRAD_SIMD names another. Every
+    kernel gives the same bits."""
+    return fg_simd_selected().decode()
+
+
+def _simd_kernels():
+    """Every kernel built in, widest first, as (name, whether this CPU runs it)."""
+    kernels = []
+    cdef size_t i = 0
+    while fg_simd_kernel(i) is not NULL:
+        name = fg_simd_kernel(i).decode()
+        kernels.append((name, fg_simd_supported(fg_simd_kernel(i)) == 1))
+        i += 1
+    return kernels
+
+
+def _select_simd(name, str source="_select_simd"):
+    """Makes the kernel called name Tape.run's (while no run is going on); returns the one
+    before. ValueError for a name that is not a kernel or that this CPU cannot run."""
+    before = simd()
+    encoded = str(name).encode()
+    chosen = fg_simd_select(encoded)
+    if chosen != 1:
+        kernels = _simd_kernels()
+        runs = ", ".join(k for k, supported in kernels if supported)
+        if chosen < 0:
+            why = f"is not one of fastgrad's SIMD kernels ({', '.join(k for k, _ in kernels)})"
+        else:
+            why = "needs an instruction set this CPU lacks"
+        raise ValueError(f"{source}: {name!r} {why}; this CPU runs {runs}")
+    return before
+
+
+if os.environ.get("FASTGRAD_SIMD"):
+    _select_simd(os.environ["FASTGRAD_SIMD"], "FASTGRAD_SIMD")
 
 
 def _run_min_work(node_rows):

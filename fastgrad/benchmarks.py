@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 import random
 import subprocess
 import sys
@@ -400,7 +401,24 @@ def _ratio(ratio: float) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
+def machine() -> str:
+    """The CPU the figures were measured on and the vector kernel Tape.run used."""
+    import platform
+
+    from . import simd
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)  # fmt: skip
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores; Tape.run's SIMD kernel: {simd()}"
+
+
 def main(quick: bool = False) -> None:
+    print(f"machine: {machine()}\n")
     rows = table(quick)
     headers = ("case", "contender", "figure", "fastgrad against it")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]

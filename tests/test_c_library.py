@@ -16,7 +16,7 @@ import pytest
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 ENGINE = ["arena.c", "ops.c", "graph.c", "derive.c", "optim.c",
            "tape.c", "plain.c", "schedule.c", "replay.c", "rows.c", "blocks.c", "blocks_avx2.c",
-           "threads.c"]
+           "blocks_avx512.c", "blocks_scalar.c", "kernels.c", "threads.c"]
 SOURCES = ["tests/test_fastgrad.c", *ENGINE]
 SHARED_ARENAS = ["tests/test_shared_arenas.c", *ENGINE]
 FREE_THREADED = ["-DFG_THREADSAFE", "-D_POSIX_C_SOURCE=200809L"]

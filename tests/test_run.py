@@ -7,9 +7,11 @@ row and changes nothing; bad arguments raise before any work; the GIL is release
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import itertools
 import math
+import os
 import random
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import textwrap
 import threading
 import time
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -378,21 +381,87 @@ def test_ctrl_c_stops_a_run_and_changes_nothing(tmp_path: Any) -> None:
     assert out.strip() == "KeyboardInterrupt unchanged"
 
 
-def test_the_avx2_and_baseline_vector_code_give_the_same_bits() -> None:
-    """run()'s blocks are compiled for the platform's baseline vectors and again for AVX2,
-    chosen at run time: both copies compute each lane's IEEE operations, so the same bits."""
-    X, y = classifier_data(150, 20, 5)
-    results = []
+KERNELS = [name for name, supported in fastgrad._core._simd_kernels() if supported]
+
+
+@contextlib.contextmanager
+def kernel(name: str) -> Iterator[None]:
+    before = fastgrad._core._select_simd(name)
     try:
-        for allow in (True, False):
-            fastgrad._core._allow_avx2(allow)
+        yield
+    finally:
+        fastgrad._core._select_simd(before)
+
+
+def test_every_kernel_this_cpu_runs_gives_the_same_bits() -> None:
+    """run()'s loops are built once per instruction set (scalar, SSE2, AVX2, AVX-512 on
+    x86-64; NEON on arm64): each lane is a row's own IEEE operations, so every kernel gives
+    the reference's bits, on a classifier (its layers take the fast loops) of 150 rows."""
+    X, y = classifier_data(150, 20, 5)
+    tape, model, xs, onehot = per_sample_classifier(fastgrad.reference, 20, 17, 5)
+    expected = ([bits(v) for v in tape.run(xs, X, onehot, y).tolist()],
+                [bits(p.grad) for p in model.parameters() + xs + onehot])  # fmt: skip
+    for name in KERNELS:
+        with kernel(name):
+            assert fastgrad._core.simd() == name
             tape, model, xs, onehot = per_sample_classifier(fastgrad._core, 20, 17, 5)
             out = tape.run(xs, X, onehot, y)
-            results.append(([bits(v) for v in out.tolist()],
-                            [bits(p.grad) for p in model.parameters() + xs + onehot]))  # fmt: skip
-    finally:
-        fastgrad._core._allow_avx2(True)
-    assert results[0] == results[1]
+            assert ([bits(v) for v in out.tolist()],
+                    [bits(p.grad) for p in model.parameters() + xs + onehot]) == expected, name
+
+
+@settings(max_examples=60)
+@given(run_programs, st.data())
+def test_random_programs_give_the_references_bits_on_every_kernel(program: Program,
+                                                                  data: st.DataObject) -> None:
+    """Any graph over rows of edge values, on each kernel this CPU runs: C == reference."""
+    X = np.array(data.draw(st.lists(st.lists(edge_floats, min_size=len(program.leaves),
+                                             max_size=len(program.leaves)),
+                                    min_size=1, max_size=20)))  # fmt: skip
+    results = []
+    for name in [None, *KERNELS]:
+        impl = fastgrad.reference if name is None else fastgrad._core
+        try:
+            root, leaves = build_summed(impl, program, program.leaves)
+        except ARITHMETIC:
+            return
+        tape = impl.Tape(root)
+        fed = [v for v in leaves if any(v is w for w in tape.leaves)]
+        columns = [i for i, v in enumerate(leaves) if any(v is w for w in fed)]
+        with kernel(name) if name is not None else contextlib.nullcontext():
+            try:
+                out = [bits(v) for v in tape.run(fed, X[:, columns]).tolist()]
+            except ARITHMETIC as e:
+                out = [type(e).__name__, str(e)]
+        results.append((out, [bits(v.grad) for v in leaves]))
+    assert all(r == results[0] for r in results[1:])
+
+
+def test_simd_names_the_kernel_and_refuses_what_it_cannot_run() -> None:
+    assert fastgrad.simd() == fastgrad._core.simd() in KERNELS
+    assert KERNELS[0] == fastgrad._core.simd() or "FASTGRAD_SIMD" in os.environ
+    with pytest.raises(ValueError, match="'avx9' is not one of fastgrad's SIMD kernels"):
+        fastgrad._core._select_simd("avx9")
+    missing = [name for name, supported in fastgrad._core._simd_kernels() if not supported]
+    for name in missing:
+        with pytest.raises(ValueError, match="needs an instruction set this CPU lacks"):
+            fastgrad._core._select_simd(name)
+    assert fastgrad.reference.simd() == "python"
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("avx9", "FASTGRAD_SIMD: 'avx9' is not one of fastgrad's SIMD kernels"),
+    ("scalar", None),
+])  # fmt: skip
+def test_the_environment_variable_forces_a_kernel(setting: str, message: str | None) -> None:
+    env = dict(os.environ, FASTGRAD_SIMD=setting)
+    env.pop("FASTGRAD_PURE_PYTHON", None)
+    result = subprocess.run([sys.executable, "-c", "import fastgrad; print(fastgrad.simd())"],
+                            capture_output=True, text=True, env=env)  # fmt: skip
+    if message is None:
+        assert result.returncode == 0 and result.stdout.strip() == setting, result.stderr
+    else:
+        assert result.returncode != 0 and message in result.stderr
 
 
 @settings(max_examples=100)

@@ -13,7 +13,13 @@ from .optim import _Parameters  # noqa: F401  (fastgrad.optim's kernels)
 from .tape import Tape
 from .value import Value, _constant_leaf, _finite, dot, maximum, sum  # noqa: F401
 
-__all__ = ["Tape", "Value", "dot", "gradients", "maximum", "sum"]
+__all__ = ["Tape", "Value", "dot", "gradients", "maximum", "simd", "sum"]
+
+
+def simd() -> str:
+    """The vector kernel of Tape.run: here none, the rows run one by one in Python."""
+    return "python"
+
 
 # their public home, for reprs and pickles
 for _public in (Tape, Value, dot, gradients, maximum, sum):
