@@ -383,7 +383,9 @@ static void layer_backward(const run_context *ctx, block *blk, size_t first, siz
 }
 
 #define FORWARD(forward) (st = &forward_st, (forward))
-#define DERIVATIVE(d) (st = &derivative_st, (d))
+#define DERIVATIVE(d) (st = FG_DERIVATIVE_STATUS(s, 0), (d))
+#define DERIVATIVE_A(d) (st = FG_DERIVATIVE_STATUS(s, FG_STEP_QUIET_A), (d))
+#define DERIVATIVE_B(d) (st = FG_DERIVATIVE_STATUS(s, FG_STEP_QUIET_B), (d))
 
 /* Forward over a block: nonzero if a rule or a local derivative failed in some row. */
 static int block_forward(const run_context *ctx, block *blk)
@@ -392,7 +394,7 @@ static int block_forward(const run_context *ctx, block *blk)
     const fg_micro *m = P->micro;
     double *D = blk->deriv;
     size_t n = ctx->n, r, i;
-    fg_status forward_st = FG_OK, derivative_st = FG_OK, *st = &forward_st;
+    fg_status forward_st = FG_OK, derivative_st = FG_OK, quiet_st = FG_OK, *st = &forward_st;
     for (i = 0; i < P->length; i++) {
         const fg_step *s = &P->steps[i];
         double *O;
@@ -414,7 +416,7 @@ static int block_forward(const run_context *ctx, block *blk)
             if (s->kind & FG_STEP_STORED) { \
                 for (r = 0; r < n; r++) { \
                     double a = A[r], out = FORWARD(forward); \
-                    D[r] = DERIVATIVE(d_da); \
+                    D[r] = DERIVATIVE_A(d_da); \
                     O[r] = out; \
                 } \
                 D += n; \
@@ -434,8 +436,8 @@ static int block_forward(const run_context *ctx, block *blk)
             if (s->kind & FG_STEP_STORED) { \
                 for (r = 0; r < n; r++) { \
                     double a = A[r], b = Bv[r], out = FORWARD(forward); \
-                    D[r] = DERIVATIVE(d_da); \
-                    D[n + r] = DERIVATIVE(d_db); \
+                    D[r] = DERIVATIVE_A(d_da); \
+                    D[n + r] = DERIVATIVE_B(d_db); \
                     O[r] = out; \
                 } \
                 D += 2 * n; \
@@ -523,6 +525,8 @@ static int block_forward(const run_context *ctx, block *blk)
 
 #undef FORWARD
 #undef DERIVATIVE
+#undef DERIVATIVE_A
+#undef DERIVATIVE_B
 
 /* The grad of a tail's first node into the lanes S, from its last node's grads G: each node
  * of a tail has one consumer, so its grad is 0.0 plus one contribution. */

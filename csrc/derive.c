@@ -508,7 +508,8 @@ static void chain_rule(derive *D, fg_node *n, dval g)
     }
 }
 
-/* Which nodes lie on a path from the root to an input: only their grads are built. */
+/* Which nodes lie on a path from the root to an input: only their grads are built (a node
+ * that requires no grad is on none, as backward adds nothing into it). */
 static void mark_needed(derive *D, fg_node *const *order, size_t length)
 {
     size_t i;
@@ -519,8 +520,10 @@ static void mark_needed(derive *D, fg_node *const *order, size_t length)
         if (s->last != i)
             continue;   /* an NARY node: decided at its last term */
         s->needed = s->input;
-        if (fg_kind_of(order[i]) == FG_KIND_OPAQUE)
+        if (fg_kind_of(order[i]) == FG_KIND_OPAQUE || !FG_WANTS_GRAD(order[i])) {
+            s->needed = s->needed && FG_WANTS_GRAD(order[i]);
             continue;
+        }
         operands = fg_operands_of(order[i], &count);
         for (j = 0; j < count && !s->needed; j++)
             s->needed = slot_of(D, operands[j])->needed;

@@ -59,8 +59,15 @@ enum {
      * its data and grad may wait in the tape until fg_tape_sync (a wrapper checks this bit
      * before it lets anyone see or use the node); never cleared */
     FG_TAPED = 4,
-    FG_TAPED_OUTPUT = 8
+    FG_TAPED_OUTPUT = 8,
+    /* requires no grad: a leaf made so (Value(x, requires_grad=False)), or a node whose
+     * operands all require none (numbers aside): backward never evaluates a local derivative
+     * toward it nor adds into its grad, so a singular derivative there never raises */
+    FG_NO_GRAD = 16
 };
+
+/* Whether backward reaches n: its grad is wanted. */
+#define FG_WANTS_GRAD(n) (((n)->flags & FG_NO_GRAD) == 0)
 
 typedef struct fg_node fg_node;
 struct fg_node {

@@ -45,10 +45,11 @@ static inline void nary_term_backward(fg_node *n, uint32_t k)
     double to_start, to_v0, to_v1;
     fg_nary_term_amounts((fg_op)n->op, k, (n->u.nary.count - 1) / stride, FG_GRAD_READ(n),
                          v0->data, v1->data, &to_start, &to_v0, &to_v1);
-    if (k == 0)
+    if (k == 0 && FG_WANTS_GRAD(args[0]))
         FG_GRAD_ADD(&args[0]->grad, to_start);
-    FG_GRAD_ADD(&v0->grad, to_v0);
-    if (stride > 1)
+    if (FG_WANTS_GRAD(v0))
+        FG_GRAD_ADD(&v0->grad, to_v0);
+    if (stride > 1 && FG_WANTS_GRAD(v1))
         FG_GRAD_ADD(&v1->grad, to_v1);
 }
 
@@ -56,16 +57,24 @@ static inline void nary_term_backward(fg_node *n, uint32_t k)
  * checks every node first. */
 static inline fg_status check_backward(const fg_node *n, fg_kind kind)
 {
-    fg_status st = FG_OK;
+    fg_status st_a = FG_OK, st_b = FG_OK;
     fg_op op = (fg_op)n->op;
     double d_da, d_db;
+    if (!FG_WANTS_GRAD(n))
+        return FG_OK;
     if (kind == FG_KIND_UNARY)
-        fg_derivatives(op, n->u.arg[0]->data, 0.0, op == FG_POWC ? n->u.powc.exponent : 0.0,
-                       n->data, &d_da, &d_db, &st);
+        fg_derivatives_apart(op, n->u.arg[0]->data, 0.0,
+                             op == FG_POWC ? n->u.powc.exponent : 0.0, n->data, &d_da, &d_db,
+                             &st_a, &st_b);
     else if (kind == FG_KIND_BINARY)
-        fg_derivatives(op, n->u.arg[0]->data, n->u.arg[1]->data, 0.0, n->data, &d_da, &d_db,
-                       &st);
-    return st;
+        fg_derivatives_apart(op, n->u.arg[0]->data, n->u.arg[1]->data, 0.0, n->data, &d_da,
+                             &d_db, &st_a, &st_b);
+    else
+        return FG_OK;
+    /* only the derivatives toward operands that want grads matter */
+    if (st_a != FG_OK && FG_WANTS_GRAD(n->u.arg[0]))
+        return st_a;
+    return kind == FG_KIND_BINARY && FG_WANTS_GRAD(n->u.arg[1]) ? st_b : FG_OK;
 }
 
 fg_status fg_node_backward(fg_node *n)
@@ -73,7 +82,7 @@ fg_status fg_node_backward(fg_node *n)
     fg_kind kind = fg_kind_of(n);
     fg_status st = check_backward(n, kind);
     uint32_t k;
-    if (st != FG_OK)
+    if (st != FG_OK || !FG_WANTS_GRAD(n))
         return st;
     if (kind == FG_KIND_NARY)
         for (k = (n->u.nary.count - 1) / fg_op_table[n->op].stride; k-- > 0;)
@@ -226,10 +235,13 @@ fg_status fg_backward(fg_arena *A, fg_node *root, fg_node **failed)
     FG_GRAD_SET(root, 1.0);
     for (i = A->order.length; i-- > 0;) {
         fg_node *n = order[i];
-        if (fg_kind_of(n) == FG_KIND_NARY)
-            nary_term_backward(n, --*fg_cursor_of(A, n));
-        else
+        if (fg_kind_of(n) == FG_KIND_NARY) {
+            uint32_t k = --*fg_cursor_of(A, n);
+            if (FG_WANTS_GRAD(n))
+                nary_term_backward(n, k);
+        } else if (FG_WANTS_GRAD(n)) {
             fg_chain_rule(n);
+        }
     }
     return FG_OK;
 }

@@ -59,6 +59,21 @@ static fg_node *new_node(fg_arena *A, fg_op op, double data)
     return n;
 }
 
+/* n requires no grad when its operands require none, numbers (constants) aside. */
+static void inherit_no_grad(fg_node *n, fg_node *const *operands, uint32_t count)
+{
+    uint32_t i;
+    int any = 0;
+    for (i = 0; i < count; i++) {
+        if (operands[i]->flags & FG_NO_GRAD)
+            any = 1;
+        else if (!(operands[i]->flags & FG_CONSTANT))
+            return;
+    }
+    if (any)
+        n->flags |= FG_NO_GRAD;
+}
+
 fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out)
 {
     fg_node *n = new_node(A, FG_LEAF, data);
@@ -84,6 +99,7 @@ static fg_status new_unary(fg_arena *A, fg_op op, fg_node *a, double c, fg_node 
     else
         n->u.arg[1] = NULL;
     fg_incref(a);
+    inherit_no_grad(n, &a, 1);
     *out = n;
     return FG_OK;
 }
@@ -129,6 +145,7 @@ fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node *
     n->u.arg[1] = b;
     fg_incref(a);
     fg_incref(b);
+    inherit_no_grad(n, n->u.arg, 2);
     *out = n;
     return FG_OK;
 }
@@ -156,6 +173,7 @@ fg_status fg_new_binary_number(fg_arena *A, fg_op op, fg_node *a, double x, int 
     n->u.arg[number_first ? 1 : 0] = a;
     n->u.arg[number_first ? 0 : 1] = constant;  /* the leaf's one reference is n's */
     fg_incref(a);
+    inherit_no_grad(n, &a, 1);
     *out = n;
     return FG_OK;
 }
@@ -195,10 +213,13 @@ fg_status fg_new_nary(fg_arena *A, fg_op op, fg_node *const *args, uint32_t coun
     double acc;
     if (fg_op_kind(op) != FG_KIND_NARY || count < 1 + stride || (count - 1) % stride != 0)
         return FG_BAD_ARGUMENT;
+    fg_status st;
     acc = args[0]->data;
     for (i = 1; i < count; i += stride)
         acc = acc + fg_term(op, args[i]->data, stride > 1 ? args[i + 1]->data : 0.0);
-    return new_list_node(A, op, acc, args, count, out);
+    if ((st = new_list_node(A, op, acc, args, count, out)) == FG_OK)
+        inherit_no_grad(*out, args, count);
+    return st;
 }
 
 fg_status fg_new_opaque(fg_arena *A, double data, fg_node *const *args, uint32_t count,
@@ -233,13 +254,18 @@ fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node *const *args, 
         } else {
             n->u.arg[1] = NULL;
         }
+        inherit_no_grad(n, args, count);
         *out = n;
         return FG_OK;
-    case FG_KIND_NARY:
+    case FG_KIND_NARY: {
+        fg_status st;
         stride = fg_op_stride(op);
         if (count < 1 + stride || (count - 1) % stride != 0)
             return FG_BAD_ARGUMENT;
-        return new_list_node(A, op, data, args, count, out);
+        if ((st = new_list_node(A, op, data, args, count, out)) == FG_OK)
+            inherit_no_grad(*out, args, count);
+        return st;
+    }
     default:
         return new_list_node(A, op, data, args, count, out);
     }

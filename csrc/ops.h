@@ -226,6 +226,29 @@ static inline void fg_derivatives(fg_op op, double a, double b, double c, double
     }
 }
 
+/* The same, each derivative's failure in a status of its own (st_a for d/da, st_b for
+ * d/db), for a backward that wants only some of them. */
+static inline void fg_derivatives_apart(fg_op op, double a, double b, double c, double out,
+                                        double *da, double *db, fg_status *st_a,
+                                        fg_status *st_b)
+{
+    fg_status *st = st_a;
+    (void)a;
+    (void)b;
+    (void)c;
+    (void)out;
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da) \
+    case FG_##name: *da = (d_da); *db = 0.0; return;
+#define FG_BINARY(name, symbol, forward, d_da, d_db) \
+    case FG_##name: *da = (d_da); st = st_b; *db = (d_db); return;
+#include "ops.def"
+    default:
+        *da = *db = 0.0;
+        fg_fail(st, FG_BAD_ARGUMENT);
+    }
+}
+
 /* The forward rule and the local derivatives together, for a tape's forward: a failing
  * forward sets *forward_st, a failing derivative only *derivative_st (backward raises it
  * later). One case per row of ops.def, like fg_chain_rule: two switches cost a replay a
@@ -302,7 +325,8 @@ static inline void fg_chain_rule(fg_node *n)
         double a = n->u.arg[0]->data, b = 0.0, out = n->data; \
         double c = FG_##name == FG_POWC ? n->u.powc.exponent : 0.0; \
         (void)a; (void)b; (void)c; (void)out; \
-        FG_GRAD_ADD(&n->u.arg[0]->grad, (d_da) * g); \
+        if (FG_WANTS_GRAD(n->u.arg[0])) \
+            FG_GRAD_ADD(&n->u.arg[0]->grad, (d_da) * g); \
         return; \
     }
 #define FG_BINARY(name, symbol, forward, d_da, d_db) \
@@ -310,8 +334,10 @@ static inline void fg_chain_rule(fg_node *n)
         double a = n->u.arg[0]->data, b = n->u.arg[1]->data, c = 0.0, out = n->data; \
         double da = (d_da), db = (d_db); \
         (void)a; (void)b; (void)c; (void)out; \
-        FG_GRAD_ADD(&n->u.arg[0]->grad, da * g); \
-        FG_GRAD_ADD(&n->u.arg[1]->grad, db * g); \
+        if (FG_WANTS_GRAD(n->u.arg[0])) \
+            FG_GRAD_ADD(&n->u.arg[0]->grad, da * g); \
+        if (FG_WANTS_GRAD(n->u.arg[1])) \
+            FG_GRAD_ADD(&n->u.arg[1]->grad, db * g); \
         return; \
     }
 #include "ops.def"

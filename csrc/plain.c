@@ -44,6 +44,21 @@ static void note_failure(fg_failure *f, fg_status st, const fg_instr *ins, const
     f->operands[1] = ins->kind == FG_KIND_BINARY ? v[ins->b] : 0.0;
 }
 
+/* The failure of ins's derivatives that eager backward would meet: none toward an operand
+ * that requires no grad, none at all for a node that requires none. */
+static fg_status counted_failure(const fg_tape *T, const fg_instr *ins, const double *v)
+{
+    fg_status st_a = FG_OK, st_b = FG_OK;
+    double da, db;
+    if (!FG_WANTS_GRAD(T->nodes[ins->out]))
+        return FG_OK;
+    fg_derivatives_apart((fg_op)ins->op, v[ins->a], v[ins->b], ins->u.c, v[ins->out], &da, &db,
+                         &st_a, &st_b);
+    if (st_a != FG_OK && FG_WANTS_GRAD(T->nodes[ins->a]))
+        return st_a;
+    return ins->kind == FG_KIND_BINARY && FG_WANTS_GRAD(T->nodes[ins->b]) ? st_b : FG_OK;
+}
+
 fg_status fg_plain_forward(fg_tape *T, const double *leaves)
 {
     fg_plain_state *p = T->plain;
@@ -75,7 +90,7 @@ fg_status fg_plain_forward(fg_tape *T, const double *leaves)
                 note_failure(&T->failed, st, ins, v);
                 return st;
             }
-            if (p->pending.status == FG_OK)
+            if (p->pending.status == FG_OK && (derivative_st = counted_failure(T, ins, v)))
                 note_failure(&p->pending, derivative_st, ins, v);
         }
     }
@@ -85,6 +100,9 @@ fg_status fg_plain_forward(fg_tape *T, const double *leaves)
 /* Terms b..last of an NARY node, last first: ops.h's fg_nary_term_backward, called with
  * the op as a constant in one loop per NARY row of ops.def, so that each loop is compiled
  * for its own row (the op's switch once per run, not once per term). */
+/* A slot's grad, or the sink's for a node that requires no grad (what goes there is lost). */
+#define WANTED(slot) (FG_WANTS_GRAD(T->nodes[slot]) ? (slot) : (uint32_t)T->slots)
+
 static inline void nary_run_backward(const fg_tape *T, const fg_instr *ins, const double *v,
                                      double *g, double gout)
 {
@@ -95,8 +113,8 @@ static inline void nary_run_backward(const fg_tape *T, const fg_instr *ins, cons
     case FG_##name: \
         while (k-- > ins->b) { \
             uint32_t v0 = args[1 + k * (stride)], v1 = args[(stride) > 1 ? 2 + k * (stride) : 1 + k]; \
-            fg_nary_term_backward(FG_##name, k, terms, gout, v[v0], v[v1], &g[args[0]], &g[v0], \
-                                  &g[v1]); \
+            fg_nary_term_backward(FG_##name, k, terms, gout, v[v0], v[v1], &g[WANTED(args[0])], \
+                                  &g[WANTED(v0)], &g[WANTED(v1)]); \
         } \
         return;
 #include "ops.def"
@@ -122,11 +140,16 @@ fg_status fg_plain_backward(fg_tape *T, const double *leaf_grads)
     for (i = T->length; i-- > 0;) {
         const fg_instr *ins = &T->code[i];
         double gout = g[ins->out];
+        if (!FG_WANTS_GRAD(T->nodes[ins->out]))
+            continue;   /* as eager backward: nothing from a node that requires no grad */
         if (ins->kind == FG_KIND_BINARY) {
-            g[ins->a] += dv[2 * i] * gout;
-            g[ins->b] += dv[2 * i + 1] * gout;
+            if (FG_WANTS_GRAD(T->nodes[ins->a]))
+                g[ins->a] += dv[2 * i] * gout;
+            if (FG_WANTS_GRAD(T->nodes[ins->b]))
+                g[ins->b] += dv[2 * i + 1] * gout;
         } else if (ins->kind == FG_KIND_UNARY) {
-            g[ins->a] += dv[2 * i] * gout;
+            if (FG_WANTS_GRAD(T->nodes[ins->a]))
+                g[ins->a] += dv[2 * i] * gout;
         } else {
             nary_run_backward(T, ins, v, g, gout);
         }

@@ -31,7 +31,9 @@ static inline void divs_forward(const fg_program *P, const fg_step *s, double *v
  * `out` the result; a failing forward rule records its status in forward_st, a failing
  * local derivative in derivative_st (the helpers write to *st). */
 #define FORWARD(forward) (st = &forward_st, (forward))
-#define DERIVATIVE(d) (st = &derivative_st, (d))
+#define DERIVATIVE(d) (st = FG_DERIVATIVE_STATUS(s, 0), (d))
+#define DERIVATIVE_A(d) (st = FG_DERIVATIVE_STATUS(s, FG_STEP_QUIET_A), (d))
+#define DERIVATIVE_B(d) (st = FG_DERIVATIVE_STATUS(s, FG_STEP_QUIET_B), (d))
 
 /* What forward switches on: the head's op and its form, so that the common step, a head with
  * no tail and nothing to store, runs straight through without testing either (a tenth of
@@ -54,7 +56,7 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
     double *v = state->value, *d = state->deriv;
     const fg_step *s = P->steps, *end = P->steps + P->length;
     const fg_micro *m = P->micro;
-    fg_status forward_st = FG_OK, derivative_st = FG_OK, *st;
+    fg_status forward_st = FG_OK, derivative_st = FG_OK, quiet_st = FG_OK, *st;
     for (; s < end; s++) {
         double x;
         uint8_t t;
@@ -72,7 +74,7 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
             double a = v[s->a], b = 0.0, c = P->numbers[s->terms], out = FORWARD(forward); \
             (void)b; \
             (void)c; \
-            d[0] = DERIVATIVE(d_da); \
+            d[0] = DERIVATIVE_A(d_da); \
             d += 1; \
             HEAD_DONE(out); \
         }
@@ -87,8 +89,8 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
         case FG_##name | FORM_STORED | FORM_TAILED: { \
             double a = v[s->a], b = v[s->b], c = 0.0, out = FORWARD(forward); \
             (void)c; \
-            d[0] = DERIVATIVE(d_da); \
-            d[1] = DERIVATIVE(d_db); \
+            d[0] = DERIVATIVE_A(d_da); \
+            d[1] = DERIVATIVE_B(d_db); \
             d += 2; \
             HEAD_DONE(out); \
         }
@@ -155,6 +157,8 @@ fg_status fg_replay_forward(const fg_program *P, fg_row_state *state)
 
 #undef FORWARD
 #undef DERIVATIVE
+#undef DERIVATIVE_A
+#undef DERIVATIVE_B
 
 /* Terms s->b..s->count of an NARY node whose grad is g, last first (ops.h's rule), with the op
  * a constant in one loop per NARY row of ops.def. */

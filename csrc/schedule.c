@@ -510,6 +510,14 @@ static fg_status lay_out(scheduler *S, layout *L, fg_program *P)
             step.kind |= FG_STEP_TAILED;
         if ((step.kind & 3) <= FG_STEP_BINARY && (tail > 0 || fg_derivative_may_fail((fg_op)step.code)))
             step.kind |= FG_STEP_STORED;
+        if ((step.kind & 3) <= FG_STEP_BINARY) {
+            if (!FG_WANTS_GRAD(T->nodes[ins->out]))
+                step.kind |= FG_STEP_QUIET;
+            else if (!FG_WANTS_GRAD(T->nodes[ins->a]))
+                step.kind |= FG_STEP_QUIET_A;
+            if (ins->kind == FG_KIND_BINARY && !FG_WANTS_GRAD(T->nodes[ins->b]))
+                step.kind |= FG_STEP_QUIET_B;
+        }
         step.back = back_case(&step);
         if (step.kind == FG_STEP_DIVS) {
             step.out = L->next;

@@ -457,6 +457,8 @@ void fg_tape_store_leaf_grads(fg_tape *T)
 {
     size_t i;
     for (i = 0; i < T->leaf_count; i++) {
+        if (!FG_WANTS_GRAD(T->nodes[i]))
+            continue;   /* a leaf that requires no grad keeps its grad */
 #ifdef FG_THREADSAFE
         double before = T->leaf_grad_before[i], computed = T->grad[i];
 #define FG_ADDED_(now) added_grad((now), before, computed)
@@ -475,7 +477,8 @@ void fg_tape_store_grads(fg_tape *T)
     FG_GRAD_SET(T->nodes[T->root], T->grad[T->program.root]);
     for (i = 0; i < T->output_count; i++)
         if (T->outputs[i] >= T->leaf_count)
-            FG_GRAD_SET(T->nodes[T->outputs[i]], T->grad[T->program.outputs[i]]);
+            FG_GRAD_SET(T->nodes[T->outputs[i]], FG_WANTS_GRAD(T->nodes[T->outputs[i]])
+                                                     ? T->grad[T->program.outputs[i]] : 0.0);
     T->unsynced |= FG_TAPE_UNSYNCED_GRADS;
 }
 

@@ -76,12 +76,23 @@ enum {
                                      * gathered); its value is made by the step with the last */
     FG_STEP_DIVS,                   /* count divisions by the denominator b */
     FG_STEP_TAILED = 4,             /* added to the kind of a step that has a tail */
-    FG_STEP_STORED = 8              /* added to the kind of a unary or binary step whose head's
+    FG_STEP_STORED = 8,             /* added to the kind of a unary or binary step whose head's
                                      * derivatives forward stores: those that can fail (they
                                      * must be checked as forward runs) and a tailed head's (its
                                      * result is in no slot); the others are taken again from
                                      * the operands and the result, as eager backward does */
+    /* derivatives whose failure does not count, as eager backward never evaluates them: all
+     * of a step whose head requires no grad (FG_NO_GRAD), or those toward its operand a or b
+     * (their values reach only grads that nothing reads) */
+    FG_STEP_QUIET = 16,
+    FG_STEP_QUIET_A = 32,
+    FG_STEP_QUIET_B = 64
 };
+
+/* The status a derivative's failure goes to in a step's forward: derivative_st, unless the
+ * step's `quiet` bits say that it does not count. */
+#define FG_DERIVATIVE_STATUS(s, quiet) \
+    (((s)->kind & (FG_STEP_QUIET | (quiet))) ? &quiet_st : &derivative_st)
 #define FG_STEP_KIND(s) ((s)->kind & 3)
 
 /* What replay.c's backward switches on: a stored derivatives' case by kind, or an op's own

@@ -51,6 +51,7 @@ sum = _implementation.sum
 dot = _implementation.dot
 maximum = _implementation.maximum
 simd = _implementation.simd
+no_grad = _implementation.no_grad
 gradients = _implementation.gradients
 Tape = _implementation.Tape
 
@@ -127,6 +128,7 @@ __all__ = [
     "logsumexp",
     "maximum",
     "nn",
+    "no_grad",
     "optim",
     "save",
     "simd",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 # A Value's __array_priority__: above a numpy scalar's (-1e6), so np.float64(2) * v calls
@@ -159,6 +160,49 @@ def root_seeds(seeds: object, count: int, what: str) -> list[float]:
     if len(items) != count:
         raise ValueError(f"{what} has {len(items)} seed(s) for {count} root(s)")
     return [as_float(s, what) for s in items]
+
+
+_no_grad_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
+
+
+def register_no_grad(enter: Callable[[], None], leave: Callable[[], None]) -> None:
+    """An engine's own bookkeeping of no_grad(), entered and left with it."""
+    _no_grad_hooks.append((enter, leave))
+
+
+class no_grad:
+    """Inside ``with fastgrad.no_grad():`` ops make constants: Values that require no grad,
+    with no graph behind them (evaluation, an update by hand), in this thread only, as
+    PyTorch's torch.no_grad(). Also a decorator."""
+
+    def __enter__(self) -> no_grad:
+        for enter, _ in _no_grad_hooks:
+            enter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for _, leave in reversed(_no_grad_hooks):
+            leave()
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        import functools
+
+        @functools.wraps(func)
+        def without_grad(*args: Any, **kwargs: Any) -> Any:
+            with no_grad():
+                return func(*args, **kwargs)
+
+        return without_grad
+
+
+def no_grad_root(what: str) -> str:
+    return (f"{what} of a Value that requires no grad (a constant, or made from constants "
+            "alone): there is nothing to differentiate")
+
+
+def no_grad_input(index: int) -> str:
+    return (f"gradients(): input {index} requires no grad (a constant, or made from constants "
+            "alone): make it with requires_grad=True to differentiate by it")
 
 
 def targets_without_y(count: int) -> str:

@@ -17,6 +17,7 @@ cdef extern from "fastgrad.h" nogil:
         FG_CONSTANT
         FG_TAPED
         FG_TAPED_OUTPUT
+        FG_NO_GRAD
         FG_TAPE_UNSYNCED_OUTPUTS
 
     ctypedef struct fg_node:

@@ -34,7 +34,8 @@ from ._common import CORES as _CORES
 from ._common import (as_float, check_threads, exponent_text, mixed_engines, not_a_number,
                       op_error,
                       register_value_class, root_seeds, rows_of, several_roots_have_no_root,
-                      targets_without_y, never_initialised,
+                      targets_without_y, never_initialised, register_no_grad,
+                      no_grad_root, no_grad_input, no_grad,
                       tape_roots, value_is_not_a_number, with_row)
 
 import os
@@ -211,6 +212,48 @@ cdef inline fg_node *_constant(double x) except NULL:
     return n
 
 
+# no_grad(): how many threads are inside one now (so that ops outside any pay one test), and
+# each thread's depth
+cdef int _no_grad_threads = 0
+_no_grad_depth = threading.local()
+_no_grad_lock = threading.Lock()
+
+
+def _enter_no_grad():
+    global _no_grad_threads
+    depth = getattr(_no_grad_depth, "depth", 0)
+    if depth == 0:
+        with _no_grad_lock:
+            _no_grad_threads += 1
+    _no_grad_depth.depth = depth + 1
+
+
+def _exit_no_grad():
+    global _no_grad_threads
+    depth = getattr(_no_grad_depth, "depth", 0)
+    _no_grad_depth.depth = depth - 1
+    if depth == 1:
+        with _no_grad_lock:
+            _no_grad_threads -= 1
+
+
+register_no_grad(_enter_no_grad, _exit_no_grad)
+
+
+cdef object _result(fg_node *out):
+    """The Value of an op's new node; inside no_grad(), a constant leaf with its data instead
+    (no graph, no grad)."""
+    cdef double data
+    cdef fg_node *leaf
+    if _no_grad_threads and getattr(_no_grad_depth, "depth", 0):
+        data = out.data
+        fg_decref(_arena(), out)
+        leaf = _leaf(data)
+        leaf.flags |= FG_NO_GRAD
+        return _wrap(leaf)
+    return _wrap(out)
+
+
 cdef inline Value _wrap(fg_node *n):
     """A new Value handle on n, taking over the caller's reference."""
     cdef Value v = Value.__new__(Value)
@@ -280,7 +323,7 @@ cdef object _binary(fg_op op, object left, object right):
             status = fg_new_binary(_arena(), op, a, _node_of(<Value>right), &out)
             if status != FG_OK:
                 _raise(status, _symbols[op], (a.data, (<Value>right).node.data))
-            return _wrap(out)
+            return _result(out)
         if not _number(right, &x):
             return _not_implemented(left, right)
         number_first = False
@@ -295,7 +338,7 @@ cdef object _binary(fg_op op, object left, object right):
     status = fg_new_binary_number(_arena(), op, a, x, number_first, &out)
     if status != FG_OK:
         _raise(status, _symbols[op], (x, a.data) if number_first else (a.data, x))
-    return _wrap(out)
+    return _result(out)
 
 
 cdef object _not_implemented(object left, object right):
@@ -317,7 +360,7 @@ cdef Value _unary(fg_op op, Value v, double exponent=0.0):
         status = fg_new_unary(_arena(), op, a, &out)
     if status != FG_OK:
         _raise(status, "**c" if op == FG_POWC else _symbols[op], (a.data,), exponent)
-    return _wrap(out)
+    return _result(out)
 
 
 @cython.freelist(1024)
@@ -326,7 +369,7 @@ cdef class Value:
 
     __array_priority__ = _NUMPY_SCALAR_DEFERS  # np.float64(2) * v calls v.__rmul__ directly
 
-    def __init__(self, data, _children=(), _op="", label=""):
+    def __init__(self, data, _children=(), _op="", label="", *, requires_grad=True):
         cdef double x = _as_double(data, "Value data")
         cdef tuple children = tuple(_children)
         cdef Py_ssize_t i, count = len(children)
@@ -343,6 +386,9 @@ cdef class Value:
             raise TypeError(f"Value _op must be a str, not {type(_op).__name__!r}")
         if not isinstance(label, str):
             raise TypeError(f"label must be a str, not {type(label).__name__!r}")
+        if type(requires_grad) is not bool:
+            raise TypeError(f"requires_grad must be True or False, not "
+                            f"{type(requires_grad).__name__!r}")
         if count == 0:
             n = _leaf(x)
         else:
@@ -357,6 +403,8 @@ cdef class Value:
                 _raise(status, "Value", ())
         self.node = n
         n.handle = <void *>self
+        if not requires_grad:
+            n.flags |= FG_NO_GRAD
         if _op:
             _opnames[<size_t>n] = str(_op)
             n.flags |= FG_EXTRA
@@ -524,8 +572,15 @@ cdef class Value:
         return format(_node_of(self).data, spec) if spec else repr(self)
 
     def detach(self):
-        """A new leaf holding this Value's data, outside any graph (no grad flows back)."""
-        return Value(_node_of(self).data)
+        """A new leaf holding this Value's data, outside any graph, that requires no grad (a
+        constant: no gradient flows back through it)."""
+        return Value(_node_of(self).data, requires_grad=False)
+
+    @property
+    def requires_grad(self):
+        """Whether backward computes a grad for it: False for a Value(x, requires_grad=False),
+        a detach(), and what ops make from such Values alone (numbers aside)."""
+        return not (_node_of(self).flags & FG_NO_GRAD)
 
     # ---- the chain rule ----
 
@@ -540,6 +595,8 @@ cdef class Value:
     def backward(self):
         cdef fg_node *failed = NULL
         _sync_all_tapes()
+        if _node_of(self).flags & FG_NO_GRAD:
+            raise RuntimeError(no_grad_root("backward()"))
         cdef fg_status status = fg_backward(_arena(), _node_of(self), &failed)
         if status != FG_OK:
             _raise_backward(status, failed)
@@ -583,6 +640,8 @@ def gradients(output, inputs, *, create_graph=False):
         _sync_all_tapes()
         for i in range(count):
             nodes[i] = _node_of(<Value>items[i])
+            if nodes[i].flags & FG_NO_GRAD:
+                raise RuntimeError(no_grad_input(i))
         status = fg_gradients(_arena(), _node_of(<Value>output), nodes, count,
                               1 if create_graph else 0, values, made, &failed)
         if status != FG_OK:
@@ -657,6 +716,7 @@ cdef list _records(fg_node *root):
             n.exponent if n.op == FG_POWC else 0.0,
             bool(n.flags & FG_CONSTANT),
             _opnames.get(<size_t>n, "") if extra and leaf_like else "",
+            not (n.flags & FG_NO_GRAD),
         ))
         number[<size_t>n] = len(records) - 1
     return records
@@ -679,7 +739,8 @@ def _rebuild(records):
         raise MemoryError()
     try:
         for i in range(count):
-            rule, data, grad, label, children, exponent, constant, opname = records[i]
+            rule, data, grad, label, children, exponent, constant, opname = records[i][:8]
+            requires_grad = records[i][8] if len(records[i]) > 8 else True
             arity = len(children)
             if any(not (0 <= c < i) for c in children):
                 raise ValueError(f"record {i} refers to a node not before it")
@@ -706,6 +767,8 @@ def _rebuild(records):
             n.grad = _as_double(grad, "grad")
             if constant:
                 n.flags |= FG_CONSTANT
+            if arity == 0 and not requires_grad:
+                n.flags |= FG_NO_GRAD
             if label or opname:
                 n.flags |= FG_EXTRA
                 if label:
@@ -791,7 +854,7 @@ cdef object _nary(fg_op op, object first, object second, object start, str what)
             PyMem_Free(constants)
     if status != FG_OK:
         _raise(status, _symbols[op], ())
-    return _wrap(out)
+    return _result(out)
 
 
 def sum(values, start=0.0):
@@ -802,6 +865,9 @@ def sum(values, start=0.0):
 def dot(ws, xs, start=0.0):
     """start + w0*x0 + w1*x1 + ... as one node, bit for bit the chain it replaces."""
     return _nary(FG_DOT, ws, xs, start, "dot() operand")
+
+
+no_grad = no_grad  # the one context manager of both engines (fastgrad._common)
 
 
 def maximum(a, b):

@@ -195,6 +195,13 @@ cdef class Tape:
         shown = f"root={self._top!r}" if self._seeds is None else f"{len(self._roots)} roots"
         return f"Tape({len(self)} nodes, {leaves} leaves, {shown})"
 
+    cdef int _check_differentiable(self, str what) except -1:
+        """RuntimeError where no root requires grad, as backward() of one raises."""
+        for r in self._roots:
+            if not ((<Value>r).node.flags & FG_NO_GRAD):
+                return 0
+        raise RuntimeError(no_grad_root(what))
+
     cdef object _root_values(self):
         if self._seeds is None:
             return self._top.node.data
@@ -221,6 +228,7 @@ cdef class Tape:
         """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
         number, or for several roots one number per root (1.0 each by default)."""
         self._recorded()
+        self._check_differentiable("Tape.backward()")
         cdef list values = root_seeds(1.0 if seeds is None else seeds, len(self._roots),
                                       "backward's seeds")
         cdef fg_tape *tape = self._claim()
@@ -294,6 +302,8 @@ cdef class Tape:
         cdef size_t i, rows
         cdef fg_tape *tape
         self._recorded()
+        if backward:
+            self._check_differentiable("Tape.run(backward=True)")
         # the common call (an int, one float, C-ordered float64 arrays) skips the general checks
         if type(threads) is int and 1 <= threads <= _CORES:
             workers = threads

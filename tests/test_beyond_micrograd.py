@@ -134,8 +134,11 @@ def test_a_value_is_not_a_number(impl: types.ModuleType) -> None:
     assert f"{v:.3f}" == "-2.500" and format(v, "+.1e") == "-2.5e+00" and f"{v}" == repr(v)
     d = (v * 2.0).detach()
     assert d.data == -5.0 and d._op == "" and d._prev == set() and d is not v
-    d.backward()
-    assert v.grad == 0.0  # nothing flows back through a detached value
+    assert not d.requires_grad and d._prev == set()  # a constant, as PyTorch's detach()
+    with pytest.raises(RuntimeError, match="requires no grad"):
+        d.backward()
+    (v * d).backward()
+    assert d.grad == 0.0  # nothing flows into a detached value
     with pytest.raises(TypeError, match="Value"):
         impl.Value(v)
     with pytest.raises(TypeError, match="Value"):

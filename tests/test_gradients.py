@@ -67,9 +67,10 @@ def structure(values: list[Any]) -> list[Any]:
     """The graphs below values, record by record, numbers as bits: what C and reference must
     agree on exactly."""
     def record(r: tuple[Any, ...]) -> tuple[Any, ...]:
-        rule, data, grad, label, operands, exponent, constant, name = r
+        rule, data, grad, label, operands, exponent, constant, name, requires_grad = r
         exp = None if exponent is None else bits(exponent)
-        return (rule, bits(data), bits(grad), label, operands, exp, constant, name)
+        return (rule, bits(data), bits(grad), label, operands, exp, constant, name,
+                requires_grad)
 
     return [[record(r) for r in v.__reduce__()[1][0]] for v in values]
 

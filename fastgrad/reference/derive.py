@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from .._common import no_grad_input
 from .ops import BINARY, NARY, UNARY, _term_contributions
 from .value import Value, dot, sum
 
@@ -207,6 +208,9 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
         raise TypeError(f"gradients() of {type(output).__name__!r}: the output must be a Value")
     single = isinstance(inputs, Value)
     items = [inputs] if isinstance(inputs, Value) else _inputs(inputs)
+    for i, v in enumerate(items):
+        if v._no_grad:
+            raise RuntimeError(no_grad_input(i))
     order = output._topo(check=True)
     wanted = set(items)
     last = {v: i for i, (v, _) in enumerate(order)}
@@ -214,7 +218,8 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
     for i, (v, _) in enumerate(order):  # on a path from the output to an input
         if last[v] == i:
             opaque = not v._rule
-            needed[v] = v in wanted or (not opaque and any(needed[c] for c in v._children))
+            needed[v] = not v._no_grad and (
+                v in wanted or (not opaque and any(needed[c] for c in v._children)))
 
     def operand(v: Value) -> Any:
         return Derived(v) if create_graph and not v._constant else v._data
@@ -239,8 +244,11 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
                 d = UNARY[rule][1](operand(args[0]), v._exponent, operand(v))
                 contribute(args[0], d * g)
         elif rule in BINARY:
+            _, rule_a, rule_b = BINARY[rule]
+            a, b, out = operand(args[0]), operand(args[1]), operand(v)
             want_a, want_b = needed[args[0]], needed[args[1]]
-            d_da, d_db = BINARY[rule][1](operand(args[0]), operand(args[1]), operand(v))
+            d_da = rule_a(a, b, out) if want_a else 0.0
+            d_db = rule_b(a, b, out) if want_b else 0.0
             for child, want, d in ((args[0], want_a, d_da), (args[1], want_b, d_db)):
                 if want:
                     contribute(child, d * g)

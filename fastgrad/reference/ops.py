@@ -15,7 +15,8 @@ from .._common import op_error
 
 # the derivatives take floats, or nodes of a derivative graph (Any)
 UnaryRule: TypeAlias = tuple[Callable[[float, float], float], Callable[[Any, float, Any], Any]]
-BinaryRule: TypeAlias = tuple[Callable[[float, float], float], Callable[[Any, Any, Any], Any]]
+BinaryRule: TypeAlias = tuple[Callable[[float, float], float], Callable[[Any, Any, Any], Any],
+                              Callable[[Any, Any, Any], Any]]
 NaryRule: TypeAlias = tuple[int, Callable[[float, float], float], Callable[[Any, Any], Any]]
 
 
@@ -93,7 +94,9 @@ def _pow_db(a: Any, b: Any, out: Any) -> Any:
 UNARY: dict[str, UnaryRule] = {
     #            forward(a, c)                          d out / d a  (a, c, out)
     "neg":     (lambda a, c: -a,                      lambda a, c, out: -1.0),
-    "**c":     (lambda a, c: _pow(a, c),              lambda a, c, out: c * _pow(a, c - 1.0)),
+    # x**0 is the constant 1: its derivative 0 everywhere, as PyTorch's
+    "**c":     (lambda a, c: _pow(a, c),              lambda a, c, out: 0.0 if c == 0.0 else
+                                                                        c * _pow(a, c - 1.0)),
     "ReLU":    (lambda a, c: 0.0 if a < 0.0 else a,   lambda a, c, out: 1.0 if out > 0.0 else 0.0),
     "tanh":    (lambda a, c: math.tanh(a),            lambda a, c, out: 1.0 - out * out),
     "exp":     (lambda a, c: math.exp(a),             lambda a, c, out: out),
@@ -111,15 +114,16 @@ UNARY: dict[str, UnaryRule] = {
 }  # fmt: skip
 
 BINARY: dict[str, BinaryRule] = {
-    #       forward(a, b)             (d out / d a, d out / d b)  (a, b, out)
-    "+":  (lambda a, b: a + b,      lambda a, b, out: (1.0, 1.0)),
-    "-":  (lambda a, b: a - b,      lambda a, b, out: (1.0, -1.0)),
-    "*":  (lambda a, b: a * b,      lambda a, b, out: (b, a)),
-    "/":  (lambda a, b: a / b,      lambda a, b, out: (1.0 / b, -a / (b * b))),
-    "**": (lambda a, b: _pow(a, b), lambda a, b, out: (b * _pow(a, b - 1.0), _pow_db(a, b, out))),
+    #       forward(a, b)             d out / d a  (a, b, out)          d out / d b  (a, b, out)
+    "+":  (lambda a, b: a + b,      lambda a, b, out: 1.0,            lambda a, b, out: 1.0),
+    "-":  (lambda a, b: a - b,      lambda a, b, out: 1.0,            lambda a, b, out: -1.0),
+    "*":  (lambda a, b: a * b,      lambda a, b, out: b,              lambda a, b, out: a),
+    "/":  (lambda a, b: a / b,      lambda a, b, out: 1.0 / b,        lambda a, b, out: -a / (b * b)),
+    "**": (lambda a, b: _pow(a, b), lambda a, b, out: b * _pow(a, b - 1.0),
+                                                                      _pow_db),
     # the larger, a on a tie, nan if either is: the grad goes to the one picked
-    "max": (lambda a, b: _max(a, b), lambda a, b, out: (1.0, 0.0) if _max_picks_a(a, b) else
-                                                       (0.0, 1.0)),
+    "max": (lambda a, b: _max(a, b), lambda a, b, out: 1.0 if _max_picks_a(a, b) else 0.0,
+                                     lambda a, b, out: 0.0 if _max_picks_a(a, b) else 1.0),
 }  # fmt: skip
 
 # start + term + term + ...: operands per term, the term, and its derivatives.
@@ -151,13 +155,17 @@ def _nary_forward(rule: str, operands: list[float]) -> float:
     return acc
 
 
-def _derivatives(rule: str, operands: tuple[float, ...], exponent: float,
-                 out: float) -> tuple[float, float]:  # fmt: skip
-    """d out / d operand of a unary or binary op (0.0 for a missing second operand)."""
+def _derivatives(rule: str, operands: tuple[float, ...], exponent: float, out: float,
+                 wanted: tuple[bool, bool] = (True, True)) -> tuple[float, float]:  # fmt: skip
+    """d out / d operand of a unary or binary op (0.0 for a missing second operand, and for
+    an operand not `wanted`, whose derivative is not even computed: one that requires no
+    grad)."""
     try:
         if rule in UNARY:
-            return UNARY[rule][1](operands[0], exponent, out), 0.0
-        d_da, d_db = BINARY[rule][1](operands[0], operands[1], out)
+            return UNARY[rule][1](operands[0], exponent, out) if wanted[0] else 0.0, 0.0
+        _, rule_a, rule_b = BINARY[rule]
+        d_da = rule_a(operands[0], operands[1], out) if wanted[0] else 0.0
+        d_db = rule_b(operands[0], operands[1], out) if wanted[1] else 0.0
         return d_da, d_db
     except _FAILURES as e:
         raise op_error(type(e), rule, operands, exponent, in_backward=True) from None

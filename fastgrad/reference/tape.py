@@ -11,6 +11,7 @@ from .._common import (
     TAPE_IS_BUSY,
     check_threads,
     never_initialised,
+    no_grad_root,
     root_seeds,
     rows_of,
     several_roots_have_no_root,
@@ -149,29 +150,46 @@ class Tape:
                 value[out] = _forward(rule, tuple(value[i] for i in operands), exponent)
         return value
 
+    def _check_differentiable(self, what: str) -> None:
+        """RuntimeError where no root requires grad, as backward() of one raises."""
+        if all(r._no_grad for r in self._roots):
+            raise RuntimeError(no_grad_root(what))
+
+    def _wanted(self, operands: tuple[int, ...]) -> tuple[bool, bool]:
+        wants = [not self._nodes[i]._no_grad for i in operands] + [False]
+        return wants[0], wants[1]
+
     def _backward_grads(self, value: list[float], grad: list[float], seed: float = 1.0) -> None:
         """Backward over `value` into `grad`, whose leaf entries hold the grads to add to,
-        from the root's grad `seed`."""
+        from the root's grad `seed`; as eager backward, nothing from or into a node that
+        requires no grad."""
+        nodes = self._nodes
         for rule, out, operands, exponent, _ in self._code:  # check first: change nothing
-            if rule not in NARY:
-                _derivatives(rule, tuple(value[i] for i in operands), exponent, value[out])
+            if rule not in NARY and not nodes[out]._no_grad:
+                _derivatives(rule, tuple(value[i] for i in operands), exponent, value[out],
+                             self._wanted(operands))  # fmt: skip
         for _, out, _, _, _ in self._code:
             grad[out] = 0.0
         for i in self._constants:  # fresh constant leaves, as a rebuilt graph has
             grad[i] = 0.0
         grad[self._root] = seed
         for rule, out, operands, exponent, k in reversed(self._code):
+            if nodes[out]._no_grad:
+                continue
             values = [value[i] for i in operands]
             if rule in NARY:
                 stride = NARY[rule][0]
                 terms = (len(operands) - 1) // stride
                 v0, v1 = values[1 + k * stride], values[stride + k * stride]
                 for position, amount in _term_contributions(rule, k, terms, grad[out], v0, v1):
-                    grad[operands[position]] += amount
+                    if not nodes[operands[position]]._no_grad:
+                        grad[operands[position]] += amount
             else:
-                d_da, d_db = _derivatives(rule, tuple(values), exponent, value[out])
-                grad[operands[0]] += d_da * grad[out]
-                if rule in BINARY:
+                wanted = self._wanted(operands)
+                d_da, d_db = _derivatives(rule, tuple(values), exponent, value[out], wanted)
+                if wanted[0]:
+                    grad[operands[0]] += d_da * grad[out]
+                if rule in BINARY and wanted[1]:
                     grad[operands[1]] += d_db * grad[out]
 
     def _leaf_grads(self) -> list[float]:
@@ -183,7 +201,8 @@ class Tape:
     def _commit_grads(self, grad: list[float], roots: bool = True) -> None:
         self._grad = grad
         for i in self._leaves:
-            self._nodes[i]._grad = grad[i]
+            if not self._nodes[i]._no_grad:
+                self._nodes[i]._grad = grad[i]
         self._top._grad = grad[self._root]
         for i in self._outputs if roots else ():
             if i not in self._leaf_number:
@@ -234,6 +253,7 @@ class Tape:
     def backward(self, seeds: float | Iterable[float] | None = None) -> None:
         """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
         number, or for several roots one number per root (1.0 each by default)."""
+        self._check_differentiable("Tape.backward()")
         values = root_seeds(1.0 if seeds is None else seeds, len(self._roots), "backward's seeds")
         grad = self._leaf_grads()
         state = self._state()
@@ -274,6 +294,8 @@ class Tape:
         import numpy as np
 
         check_threads(threads)
+        if backward:
+            self._check_differentiable("Tape.run(backward=True)")
         seeds = root_seeds(root_grad, len(self._roots), "root_grad")
         seed = 1.0 if self._seeds else seeds[0]
         leaves = [self._leaves[i] for i in self._leaf_numbers(inputs, "input")]

@@ -12,6 +12,8 @@ from .._common import (
     as_float,
     exponent_text,
     mixed_engines,
+    no_grad_root,
+    register_no_grad,
     not_a_number,
     value_is_not_a_number,
 )
@@ -32,6 +34,34 @@ Operand: TypeAlias = "Value | float | int"
 # Held while a backward or a tape's replay changes grads: threads that share leaves add into
 # their grads one whole backward at a time (the C engine adds atomically instead).
 GRADS_LOCK = threading.RLock()
+
+
+class _NoGrad:
+    """no_grad()'s state here: how many threads are inside one, and each thread's depth."""
+
+    threads = 0
+    local = threading.local()
+    lock = threading.Lock()
+
+    @classmethod
+    def enter(cls) -> None:
+        depth = getattr(cls.local, "depth", 0)
+        if depth == 0:
+            with cls.lock:
+                cls.threads += 1
+        cls.local.depth = depth + 1
+
+    @classmethod
+    def leave(cls) -> None:
+        depth = getattr(cls.local, "depth", 0)
+        cls.local.depth = depth - 1
+        if depth == 1:
+            with cls.lock:
+                cls.threads -= 1
+
+
+_NO_GRAD = _NoGrad
+register_no_grad(_NoGrad.enter, _NoGrad.leave)
 
 
 def _compared(x: object) -> float | None:
@@ -67,6 +97,7 @@ class Value:
         "_exponent",
         "_grad",
         "_label",
+        "_no_grad",
         "_opname",
         "_rule",
     )  # fmt: skip
@@ -79,9 +110,11 @@ class Value:
     _opname: str
     _exponent: float
     _constant: bool  # a leaf made for a number operand: part of a Tape's program
+    _no_grad: bool  # requires no grad (ops.def's FG_NO_GRAD): backward never reaches it
 
     def __init__(
-        self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = ""
+        self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = "", *,
+        requires_grad: bool = True,
     ) -> None:
         if hasattr(self, "_data"):
             raise RuntimeError(INITIALISED_TWICE)
@@ -91,6 +124,9 @@ class Value:
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
         if not isinstance(_op, str):
             raise TypeError(f"Value _op must be a str, not {type(_op).__name__!r}")
+        if type(requires_grad) is not bool:
+            raise TypeError(f"requires_grad must be True or False, not "
+                            f"{type(requires_grad).__name__!r}")
         self._data = as_float(data, "Value data")
         self._grad = 0.0
         self.label = label
@@ -99,12 +135,16 @@ class Value:
         self._opname = _op
         self._exponent = 0.0
         self._constant = False
+        self._no_grad = not requires_grad
 
     @classmethod
     def _node(
         cls, data: float, children: tuple[Value, ...], rule: str, exponent: float = 0.0
     ) -> Value:
         out = cls.__new__(cls)
+        inside_no_grad = bool(_NO_GRAD.threads) and getattr(_NO_GRAD.local, "depth", 0) > 0
+        if inside_no_grad:  # a constant: no graph behind it
+            children, rule, exponent = (), "", 0.0
         out._data = data
         out._grad = 0.0
         out._label = ""
@@ -113,6 +153,10 @@ class Value:
         out._opname = rule if rule != "**c" else "**" + exponent_text(exponent)
         out._exponent = exponent
         out._constant = False
+        # no grad when the operands need none, numbers aside (ops.c's inherit_no_grad)
+        others = [c for c in children if not c._constant]
+        out._no_grad = inside_no_grad or (
+            any(c._no_grad for c in others) and all(c._no_grad for c in others))
         return out
 
     @classmethod
@@ -120,6 +164,7 @@ class Value:
         """The constant leaf for a number operand, micrograd's Value(other)."""
         out = cls._node(data, (), "")
         out._constant = True
+        out._no_grad = False
         return out
 
     # ---- attributes ----
@@ -292,26 +337,42 @@ class Value:
         return format(self._data, spec) if spec else repr(self)
 
     def detach(self) -> Value:
-        """A new leaf holding this Value's data, outside any graph (no grad flows back)."""
-        return Value(self._data)
+        """A new leaf holding this Value's data, outside any graph, that requires no grad (a
+        constant: no gradient flows back through it)."""
+        return Value(self._data, requires_grad=False)
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether backward computes a grad for it: False for a Value(x, requires_grad=False),
+        a detach(), and what ops make from such Values alone (numbers aside)."""
+        return not self._no_grad
 
     # ---- the chain rule ----
 
     def _local_derivatives(self) -> tuple[float, float]:
-        """d self / d operand for a unary or binary node, raising as its formulas do."""
+        """d self / d operand for a unary or binary node, raising as its formulas do; only
+        those toward operands that require grad are computed (the others are 0.0)."""
         operands = tuple(child._data for child in self._children)
-        return _derivatives(self._rule, operands, self._exponent, self._data)
+        wanted = tuple(not child._no_grad for child in self._children) + (False,)
+        return _derivatives(self._rule, operands, self._exponent, self._data,
+                            (wanted[0], wanted[1]))  # fmt: skip
 
     def _backward(self) -> None:
-        """Runs this node's local chain rule once, as micrograd's closure does."""
+        """Runs this node's local chain rule once, as micrograd's closure does (nothing for
+        a node that requires no grad)."""
         rule, args = self._rule, self._children
+        if self._no_grad:
+            return
         if rule in UNARY:
             d_da, _ = self._local_derivatives()
-            args[0]._grad += d_da * self._grad
+            if not args[0]._no_grad:
+                args[0]._grad += d_da * self._grad
         elif rule in BINARY:
             d_da, d_db = self._local_derivatives()
-            args[0]._grad += d_da * self._grad
-            args[1]._grad += d_db * self._grad
+            if not args[0]._no_grad:
+                args[0]._grad += d_da * self._grad
+            if not args[1]._no_grad:
+                args[1]._grad += d_db * self._grad
         elif rule in NARY:
             for k in reversed(range(self._terms())):
                 self._term_backward(k)
@@ -322,9 +383,12 @@ class Value:
     def _term_backward(self, k: int) -> None:
         args, stride = self._children, NARY[self._rule][0]
         v0, v1 = args[1 + k * stride]._data, args[stride + k * stride]._data
+        if self._no_grad:
+            return
         for position, amount in _term_contributions(self._rule, k, self._terms(), self._grad,
                                                     v0, v1):  # fmt: skip
-            args[position]._grad += amount
+            if not args[position]._no_grad:
+                args[position]._grad += amount
 
     def _topo(self, check: bool = False) -> list[tuple[Value, int]]:
         """Depth-first post-order below self, operands left to right, without recursion.
@@ -345,7 +409,7 @@ class Value:
                 else:
                     node._operand_done(k + 1, order)
                 continue
-            if check and (node._rule in UNARY or node._rule in BINARY):
+            if check and not node._no_grad and (node._rule in UNARY or node._rule in BINARY):
                 node._local_derivatives()
             if node._rule not in NARY:
                 order.append((node, -1))
@@ -369,8 +433,9 @@ class Value:
 
     def _records(self) -> list[Record]:
         """The graph below self, operands before the nodes that use them, one record a node:
-        (rule, data, grad, label, operand numbers, exponent, constant, op name). Flat, so
-        that a deep graph pickles without recursion; _core.Value has the same format."""
+        (rule, data, grad, label, operand numbers, exponent, constant, op name,
+        requires grad). Flat, so that a deep graph pickles without recursion; _core.Value has
+        the same format."""
         order = self._topo()
         last = {v: i for i, (v, _) in enumerate(order)}  # an n-ary node is there per term
         number: dict[Value, int] = {}
@@ -379,13 +444,16 @@ class Value:
             if last[v] == i:  # recorded at its last entry, once all its operands are
                 operands = tuple(number[child] for child in v._children)
                 records.append((v._rule, v._data, v._grad, v._label, operands, v._exponent,
-                                v._constant, "" if v._rule else v._opname))  # fmt: skip
+                                v._constant, "" if v._rule else v._opname,
+                                not v._no_grad))  # fmt: skip
                 number[v] = len(records) - 1
         return records
 
     def backward(self) -> None:
         # topological order all of the children in the graph (checking every derivative
         # first, so that a failure changes nothing)
+        if self._no_grad:
+            raise RuntimeError(no_grad_root("backward()"))
         with GRADS_LOCK:
             topo = self._topo(check=True)
             # go one variable at a time and apply the chain rule to get its gradient
@@ -397,7 +465,7 @@ class Value:
                     v._term_backward(k)
 
 
-Record: TypeAlias = tuple[str, float, float, str, tuple[int, ...], float, bool, str]
+Record: TypeAlias = tuple[Any, ...]  # as _records makes them (older files: no requires grad)
 
 
 def _rebuild(records: list[Record]) -> Value:
@@ -406,7 +474,9 @@ def _rebuild(records: list[Record]) -> Value:
     if not records:
         raise ValueError("no records to rebuild a Value from")
     made: list[Value] = []
-    for i, (rule, data, grad, label, operands, exponent, constant, opname) in enumerate(records):
+    for i, record in enumerate(records):
+        rule, data, grad, label, operands, exponent, constant, opname = record[:8]
+        requires_grad = record[8] if len(record) > 8 else True
         if any(not (0 <= c < i) for c in operands):
             raise ValueError(f"record {i} refers to a node not before it")
         if rule and rule not in UNARY and rule not in BINARY and rule not in NARY:
@@ -422,6 +492,7 @@ def _rebuild(records: list[Record]) -> Value:
         v._grad, v._label, v._constant = as_float(grad, "grad"), str(label), bool(constant)
         if not rule:
             v._opname = str(opname)
+            v._no_grad = not requires_grad
         made.append(v)
     return made[-1]
 
