@@ -144,10 +144,11 @@ def binary(op: str, a: Any, b: Any, impl: types.ModuleType | None = None) -> Any
     return a**b
 
 
-def build_pool(impl: types.ModuleType, program: Program, leaves: list[float]) -> list[Any]:
-    """Every Value the program makes over these leaf values, its leaves first. Raises what the
-    first failing op raises."""
-    pool = [impl.Value(x) for x in leaves]
+def build_pool(impl: types.ModuleType, program: Program, leaves: list[float],
+               pool: list[Any] | None = None) -> list[Any]:  # fmt: skip
+    """Every Value the program makes over these leaf values (or these leaf Values), its leaves
+    first. Raises what the first failing op raises."""
+    pool = [impl.Value(x) for x in leaves] if pool is None else list(pool)
     for step in program.steps:
         value = apply(impl, pool, step)
         if value is not None:

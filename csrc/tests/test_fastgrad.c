@@ -169,6 +169,44 @@ static void test_fallible_derivatives(void)
                        | 1 << FG_SIN | 1 << FG_COS));
 }
 
+/* A leaf that requires no grad: what is made of it alone needs none either, and backward
+ * (eager and a tape's) takes no derivative toward it, so sqrt's and x ** 0.5's at 0 never
+ * fail; d/dx x ** 0 is 0 at 0. */
+static void test_no_grad(void)
+{
+    fg_node *x = leaf(0.0), *c = leaf(2.0), *r = un(FG_SQRT, x), *p = powc(x, 0.5);
+    fg_node *y, *sum, *z, *failed = NULL, *zero = leaf(0.0), *one, *scaled = NULL;
+    fg_tape *T;
+    x->flags |= FG_NO_GRAD;
+    assign(&r, un(FG_SQRT, x));
+    assign(&p, powc(x, 0.5));
+    CHECK(!FG_WANTS_GRAD(r) && !FG_WANTS_GRAD(p) && FG_WANTS_GRAD(c));
+    y = bin(FG_MUL, c, r);
+    CHECK(fg_new_binary_number(A, FG_MUL, p, 3.0, 0, &scaled) == FG_OK);  /* numbers aside */
+    sum = bin(FG_ADD, y, scaled);
+    CHECK(FG_WANTS_GRAD(y) && FG_WANTS_GRAD(sum) && !FG_WANTS_GRAD(scaled));
+    CHECK(fg_backward(A, sum, &failed) == FG_OK && c->grad == 0.0 && x->grad == 0.0);
+    CHECK(fg_tape_new(A, sum, &T) == FG_OK);
+    CHECK(fg_tape_forward(T, &failed) == FG_OK && fg_tape_backward(T, &failed) == FG_OK);
+    CHECK(fg_tape_sync(T) == FG_OK && r->grad == 0.0 && x->grad == 0.0 && c->grad == 0.0);
+    fg_tape_free(T);
+    one = powc(zero, 0.0);
+    CHECK(fg_backward(A, one, &failed) == FG_OK && one->data == 1.0 && zero->grad == 0.0);
+    z = bin(FG_MUL, c, un(FG_SQRT, zero));
+    fg_decref(A, z->u.arg[1]);
+    CHECK(fg_backward(A, z, &failed) == FG_ZERO_DIVISION);    /* zero requires grad */
+    fg_decref(A, z);
+    fg_decref(A, one);
+    fg_decref(A, zero);
+    fg_decref(A, sum);
+    fg_decref(A, scaled);
+    fg_decref(A, y);
+    fg_decref(A, p);
+    fg_decref(A, r);
+    fg_decref(A, c);
+    fg_decref(A, x);
+}
+
 /* SGD as PyTorch has it: weight decay into the gradient, then momentum, then the step. */
 static void test_sgd(void)
 {
@@ -804,6 +842,7 @@ int main(int argc, char **argv)
     test_opaque();
     test_epoch_wrap();
     test_fallible_derivatives();
+    test_no_grad();
     test_sgd();
     test_adam_and_rmsprop();
     test_tape();

@@ -7,11 +7,10 @@ sum and dot; derive.py gradients (create_graph: derivatives as graphs of their o
 the compiled Tape; optim.py the optimizers' update loops.
 """
 
-from .._common import register_value_class
+from .._common import no_grad, register_value_class
 from .derive import gradients
 from .optim import _Parameters  # noqa: F401  (fastgrad.optim's kernels)
 from .tape import Tape
-from .._common import no_grad
 from .value import Value, _constant_leaf, _finite, dot, maximum, sum  # noqa: F401
 
 __all__ = ["Tape", "Value", "dot", "gradients", "maximum", "no_grad", "simd", "sum"]

@@ -114,13 +114,13 @@ UNARY: dict[str, UnaryRule] = {
 }  # fmt: skip
 
 BINARY: dict[str, BinaryRule] = {
-    #       forward(a, b)             d out / d a  (a, b, out)          d out / d b  (a, b, out)
-    "+":  (lambda a, b: a + b,      lambda a, b, out: 1.0,            lambda a, b, out: 1.0),
-    "-":  (lambda a, b: a - b,      lambda a, b, out: 1.0,            lambda a, b, out: -1.0),
-    "*":  (lambda a, b: a * b,      lambda a, b, out: b,              lambda a, b, out: a),
-    "/":  (lambda a, b: a / b,      lambda a, b, out: 1.0 / b,        lambda a, b, out: -a / (b * b)),
+    #       forward(a, b)             d out / d a  (a, b, out)       d out / d b  (a, b, out)
+    "+":  (lambda a, b: a + b,      lambda a, b, out: 1.0,         lambda a, b, out: 1.0),
+    "-":  (lambda a, b: a - b,      lambda a, b, out: 1.0,         lambda a, b, out: -1.0),
+    "*":  (lambda a, b: a * b,      lambda a, b, out: b,           lambda a, b, out: a),
+    "/":  (lambda a, b: a / b,      lambda a, b, out: 1.0 / b,     lambda a, b, out: -a / (b * b)),
     "**": (lambda a, b: _pow(a, b), lambda a, b, out: b * _pow(a, b - 1.0),
-                                                                      _pow_db),
+                                                                   _pow_db),
     # the larger, a on a tie, nan if either is: the grad goes to the one picked
     "max": (lambda a, b: _max(a, b), lambda a, b, out: 1.0 if _max_picks_a(a, b) else 0.0,
                                      lambda a, b, out: 0.0 if _max_picks_a(a, b) else 1.0),

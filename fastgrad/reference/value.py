@@ -13,8 +13,8 @@ from .._common import (
     exponent_text,
     mixed_engines,
     no_grad_root,
-    register_no_grad,
     not_a_number,
+    register_no_grad,
     value_is_not_a_number,
 )
 from .ops import (
