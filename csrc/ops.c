@@ -64,6 +64,8 @@ static void inherit_no_grad(fg_node *n, fg_node *const *operands, uint32_t count
 {
     uint32_t i;
     int any = 0;
+    if (count <= 2 && !((operands[0]->flags | operands[count - 1]->flags) & FG_NO_GRAD))
+        return;     /* the common case, at the cost of one test */
     for (i = 0; i < count; i++) {
         if (operands[i]->flags & FG_NO_GRAD)
             any = 1;

@@ -240,7 +240,7 @@ def _exit_no_grad():
 register_no_grad(_enter_no_grad, _exit_no_grad)
 
 
-cdef object _result(fg_node *out):
+cdef inline object _result(fg_node *out):
     """The Value of an op's new node; inside no_grad(), a constant leaf with its data instead
     (no graph, no grad)."""
     cdef double data
