@@ -293,10 +293,17 @@ cdef inline fg_node *_node_of(Value v) except NULL:
     """v's node, holding what eager code would have left in it: a node that a tape recorded
     gets the writes its replay left waiting first."""
     cdef fg_node *n = v.node
+    if n is NULL or (n.flags & (FG_TAPED | FG_TAPED_OUTPUT) and _unsynced_tapes):
+        return _node_brought_up_to_date(v)
+    return n
+
+
+cdef fg_node *_node_brought_up_to_date(Value v) except NULL:
+    """_node_of's rare path, apart so that the common one inlines."""
+    cdef fg_node *n = v.node
     if n is NULL:
         raise ValueError(never_initialised("Value"))
-    if n.flags & (FG_TAPED | FG_TAPED_OUTPUT) and _unsynced_tapes:
-        _sync_tapes(not (n.flags & FG_TAPED))
+    _sync_tapes(not (n.flags & FG_TAPED))
     return n
 
 
