@@ -131,6 +131,11 @@ static inline int is_binary(fg_op op)
     return (unsigned)op < FG_OP_COUNT && fg_op_table[op].kind == FG_KIND_BINARY;
 }
 
+/* The hottest constructor (every a + b): its rule and helpers inlined, whatever the
+ * compiler's size heuristics say now that the table has grown. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((flatten))
+#endif
 fg_status fg_new_binary(fg_arena *A, fg_op op, fg_node *a, fg_node *b, fg_node **out)
 {
     fg_status st = FG_OK;
