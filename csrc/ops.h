@@ -206,28 +206,9 @@ static inline double fg_forward(fg_op op, double a, double b, double c, fg_statu
     }
 }
 
-/* Local derivatives d out/d a, d out/d b of a unary or binary op (d_db is 0 for unary). */
-static inline void fg_derivatives(fg_op op, double a, double b, double c, double out,
-                                  double *da, double *db, fg_status *st)
-{
-    (void)a;
-    (void)b;
-    (void)c;
-    (void)out;
-    switch (op) {
-#define FG_UNARY(name, symbol, forward, d_da) \
-    case FG_##name: *da = (d_da); *db = 0.0; return;
-#define FG_BINARY(name, symbol, forward, d_da, d_db) \
-    case FG_##name: *da = (d_da); *db = (d_db); return;
-#include "ops.def"
-    default:
-        *da = *db = 0.0;
-        fg_fail(st, FG_BAD_ARGUMENT);
-    }
-}
-
-/* The same, each derivative's failure in a status of its own (st_a for d/da, st_b for
- * d/db), for a backward that wants only some of them. */
+/* Local derivatives d out/d a, d out/d b of a unary or binary op (d_db is 0 for unary),
+ * each one's failure in a status of its own (st_a for d/da, st_b for d/db), for a backward
+ * that wants only some of them. */
 static inline void fg_derivatives_apart(fg_op op, double a, double b, double c, double out,
                                         double *da, double *db, fg_status *st_a,
                                         fg_status *st_b)
