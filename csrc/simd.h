@@ -22,7 +22,9 @@ typedef __m512d fg_simd;
 #define fg_add(a, b) _mm512_add_pd((a), (b))
 #define fg_mul(a, b) _mm512_mul_pd((a), (b))
 #define fg_splat(x) _mm512_set1_pd(x)
-#define fg_splat_last(x, y) _mm512_set_pd((y), (x), (x), (x), (x), (x), (x), (x))
+/* (a broadcast and a masked one: _mm512_set_pd of eight values costs seven inserts) */
+#define fg_splat_last(x, y) \
+    _mm512_mask_broadcastsd_pd(_mm512_set1_pd(x), (__mmask8)0x80, _mm_set_sd(y))
 #elif defined(FG_AVX2)
 #include <immintrin.h>
 typedef __m256d fg_simd;
