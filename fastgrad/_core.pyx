@@ -751,7 +751,8 @@ def _rebuild(records):
             arity = len(children)
             if any(not (0 <= c < i) for c in children):
                 raise ValueError(f"record {i} refers to a node not before it")
-            op = (FG_OPAQUE if arity else FG_LEAF) if rule == "" else _op_of_rule.get(rule)
+            leaf_like = rule == ""
+            op = (FG_OPAQUE if arity else FG_LEAF) if leaf_like else _op_of_rule.get(rule)
             if op is None:
                 raise ValueError(f"record {i}: unknown op {rule!r}")
             operands = &args[0]
@@ -774,7 +775,7 @@ def _rebuild(records):
             n.grad = _as_double(grad, "grad")
             if constant:
                 n.flags |= FG_CONSTANT
-            if arity == 0 and not requires_grad:
+            if leaf_like and not requires_grad:  # (an op's node is the operands' to say)
                 n.flags |= FG_NO_GRAD
             if label or opname:
                 n.flags |= FG_EXTRA

@@ -143,6 +143,8 @@ def test_pickles_keep_what_requires_no_grad(impl: types.ModuleType) -> None:
     y = pickle.loads(pickle.dumps(w * x + x * 2.0))
     assert y.requires_grad
     assert sorted(v.requires_grad for v in y._prev) == [False, True]
+    made = impl.Value(5.0, [w], "made", requires_grad=False)  # micrograd's Value(data, children)
+    assert not pickle.loads(pickle.dumps(made)).requires_grad
 
 
 @given(programs(sets=False, max_steps=40), st.lists(st.booleans(), min_size=8, max_size=8))
