@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -162,12 +163,22 @@ def root_seeds(seeds: object, count: int, what: str) -> list[float]:
     return [as_float(s, what) for s in items]
 
 
-_no_grad_hooks: list[tuple[Callable[[], None], Callable[[], None]]] = []
+# no_grad(): each thread's depth, and how many threads are inside one, which the engines
+# are told of (watch_no_grad), so that an op outside any pays one test of a number
+_no_grad_depth = threading.local()
+_no_grad_lock = threading.Lock()
+_no_grad_threads = 0
+_no_grad_watchers: list[Callable[[int], None]] = []
 
 
-def register_no_grad(enter: Callable[[], None], leave: Callable[[], None]) -> None:
-    """An engine's own bookkeeping of no_grad(), entered and left with it."""
-    _no_grad_hooks.append((enter, leave))
+def watch_no_grad(watcher: Callable[[int], None]) -> None:
+    """watcher(n) is called whenever n, the number of threads inside no_grad(), changes."""
+    _no_grad_watchers.append(watcher)
+
+
+def inside_no_grad() -> bool:
+    """Whether this thread is inside no_grad()."""
+    return getattr(_no_grad_depth, "depth", 0) > 0
 
 
 class no_grad:
@@ -176,13 +187,22 @@ class no_grad:
     PyTorch's torch.no_grad(). Also a decorator."""
 
     def __enter__(self) -> no_grad:
-        for enter, _ in _no_grad_hooks:
-            enter()
+        self._count(+1)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for _, leave in reversed(_no_grad_hooks):
-            leave()
+        self._count(-1)
+
+    @staticmethod
+    def _count(step: int) -> None:
+        global _no_grad_threads
+        depth = getattr(_no_grad_depth, "depth", 0)
+        _no_grad_depth.depth = depth + step
+        if depth + step == 0 or depth == 0:  # this thread left or entered
+            with _no_grad_lock:
+                _no_grad_threads += step
+                for watcher in _no_grad_watchers:
+                    watcher(_no_grad_threads)
 
     def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
         import functools

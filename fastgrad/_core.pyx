@@ -34,7 +34,7 @@ from ._common import CORES as _CORES
 from ._common import (as_float, check_threads, exponent_text, mixed_engines, not_a_number,
                       op_error,
                       register_value_class, root_seeds, rows_of, several_roots_have_no_root,
-                      targets_without_y, never_initialised, register_no_grad,
+                      targets_without_y, never_initialised, watch_no_grad, inside_no_grad,
                       no_grad_root, no_grad_input, no_grad,
                       tape_roots, value_is_not_a_number, with_row)
 
@@ -212,32 +212,16 @@ cdef inline fg_node *_constant(double x) except NULL:
     return n
 
 
-# no_grad(): how many threads are inside one now (so that ops outside any pay one test), and
-# each thread's depth
+# how many threads are inside no_grad() now, so that an op outside any pays one C test
 cdef int _no_grad_threads = 0
-_no_grad_depth = threading.local()
-_no_grad_lock = threading.Lock()
 
 
-def _enter_no_grad():
+def _watch_no_grad(count):
     global _no_grad_threads
-    depth = getattr(_no_grad_depth, "depth", 0)
-    if depth == 0:
-        with _no_grad_lock:
-            _no_grad_threads += 1
-    _no_grad_depth.depth = depth + 1
+    _no_grad_threads = count
 
 
-def _exit_no_grad():
-    global _no_grad_threads
-    depth = getattr(_no_grad_depth, "depth", 0)
-    _no_grad_depth.depth = depth - 1
-    if depth == 1:
-        with _no_grad_lock:
-            _no_grad_threads -= 1
-
-
-register_no_grad(_enter_no_grad, _exit_no_grad)
+watch_no_grad(_watch_no_grad)
 
 
 cdef inline object _result(fg_node *out):
@@ -245,7 +229,7 @@ cdef inline object _result(fg_node *out):
     (no graph, no grad)."""
     cdef double data
     cdef fg_node *leaf
-    if _no_grad_threads and getattr(_no_grad_depth, "depth", 0):
+    if _no_grad_threads and inside_no_grad():
         data = out.data
         fg_decref(_arena(), out)
         leaf = _leaf(data)

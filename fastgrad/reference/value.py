@@ -11,11 +11,12 @@ from .._common import (
     NUMPY_SCALAR_DEFERS,
     as_float,
     exponent_text,
+    inside_no_grad,
     mixed_engines,
     no_grad_root,
     not_a_number,
-    register_no_grad,
     value_is_not_a_number,
+    watch_no_grad,
 )
 from .ops import (
     BINARY,
@@ -36,32 +37,16 @@ Operand: TypeAlias = "Value | float | int"
 GRADS_LOCK = threading.RLock()
 
 
-class _NoGrad:
-    """no_grad()'s state here: how many threads are inside one, and each thread's depth."""
-
-    threads = 0
-    local = threading.local()
-    lock = threading.Lock()
-
-    @classmethod
-    def enter(cls) -> None:
-        depth = getattr(cls.local, "depth", 0)
-        if depth == 0:
-            with cls.lock:
-                cls.threads += 1
-        cls.local.depth = depth + 1
-
-    @classmethod
-    def leave(cls) -> None:
-        depth = getattr(cls.local, "depth", 0)
-        cls.local.depth = depth - 1
-        if depth == 1:
-            with cls.lock:
-                cls.threads -= 1
+# how many threads are inside no_grad() now, so that an op outside any pays one test
+_no_grad_threads = 0
 
 
-_NO_GRAD = _NoGrad
-register_no_grad(_NoGrad.enter, _NoGrad.leave)
+def _watch_no_grad(count: int) -> None:
+    global _no_grad_threads
+    _no_grad_threads = count
+
+
+watch_no_grad(_watch_no_grad)
 
 
 def _compared(x: object) -> float | None:
@@ -142,8 +127,8 @@ class Value:
         cls, data: float, children: tuple[Value, ...], rule: str, exponent: float = 0.0
     ) -> Value:
         out = cls.__new__(cls)
-        inside_no_grad = bool(_NO_GRAD.threads) and getattr(_NO_GRAD.local, "depth", 0) > 0
-        if inside_no_grad:  # a constant: no graph behind it
+        constant = bool(_no_grad_threads) and inside_no_grad()
+        if constant:  # inside no_grad(): a constant, no graph behind it
             children, rule, exponent = (), "", 0.0
         out._data = data
         out._grad = 0.0
@@ -155,7 +140,7 @@ class Value:
         out._constant = False
         # no grad when the operands need none, numbers aside (ops.c's inherit_no_grad)
         others = [c for c in children if not c._constant]
-        out._no_grad = inside_no_grad or (
+        out._no_grad = constant or (
             any(c._no_grad for c in others) and all(c._no_grad for c in others))
         return out
 
@@ -533,8 +518,6 @@ def dot(ws: Iterable[Operand], xs: Iterable[Operand], start: Operand = 0.0) -> V
         raise ValueError(f"dot() of {len(w)} weights and {len(x)} inputs")
     pairs = [item for pair in zip(w, x) for item in pair]
     return _nary("dot", _operands(pairs, "dot() operand"), start)
-
-
 
 
 def maximum(a: Operand, b: Operand) -> Value:
