@@ -97,12 +97,12 @@ fg_status fg_plain_forward(fg_tape *T, const double *leaves)
     return FG_OK;
 }
 
-/* Terms b..last of an NARY node, last first: ops.h's fg_nary_term_backward, called with
- * the op as a constant in one loop per NARY row of ops.def, so that each loop is compiled
- * for its own row (the op's switch once per run, not once per term). */
 /* A slot's grad, or the sink's for a node that requires no grad (what goes there is lost). */
 #define WANTED(slot) (FG_WANTS_GRAD(T->nodes[slot]) ? (slot) : (uint32_t)T->slots)
 
+/* Terms b..last of an NARY node, last first: ops.h's fg_nary_term_backward, called with
+ * the op as a constant in one loop per NARY row of ops.def, so that each loop is compiled
+ * for its own row (the op's switch once per run, not once per term). */
 static inline void nary_run_backward(const fg_tape *T, const fg_instr *ins, const double *v,
                                      double *g, double gout)
 {

@@ -715,17 +715,18 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job)
         return st;
     cache = T->rows;
     wanted = job->threads < 1 ? 1 : job->threads;
-    if (min_work_per_thread > 0) {  /* the most threads with that much work each, at least 1 */
+    if (min_work_per_thread > 0) {  /* (tests set 0: every thread they ask for runs) */
+        /* the most threads with that much work each, at least 1 */
         size_t shares = job->rows * T->slots / min_work_per_thread;
         if (shares < wanted)
             wanted = shares > 1 ? (unsigned)shares : 1;
-    }
-    if (wanted > 1 && min_work_per_thread > 0) {
         /* only on cores nothing else wants: a worker that waits for a core holds up every
          * barrier, so on a busy machine two threads ran 3.7x slower than one */
-        unsigned idle = fg_idle_cores();
-        if (idle < wanted - 1)
-            wanted = idle + 1;
+        if (wanted > 1) {
+            unsigned idle = fg_idle_cores();
+            if (idle < wanted - 1)
+                wanted = idle + 1;
+        }
     }
     n = lanes_per_block(T, plan, job->rows, wanted);
     if ((size_t)wanted > (job->rows + n - 1) / n)

@@ -27,16 +27,15 @@ from cpython.ref cimport PyObject, Py_DECREF
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from libc.stdint cimport uint32_t
 
+from ._common import CORES as _CORES
+from ._common import INITIALISED_TWICE as _INITIALISED_TWICE
 from ._common import NUMPY_SCALAR_DEFERS as _NUMPY_SCALAR_DEFERS
 from ._common import TAPE_IS_BUSY as _TAPE_IS_BUSY
-from ._common import INITIALISED_TWICE as _INITIALISED_TWICE
-from ._common import CORES as _CORES
-from ._common import (as_float, check_threads, exponent_text, mixed_engines, not_a_number,
-                      op_error,
-                      register_value_class, root_seeds, rows_of, several_roots_have_no_root,
-                      targets_without_y, never_initialised, watch_no_grad, inside_no_grad,
-                      no_grad_root, no_grad_input, no_grad,
-                      tape_roots, value_is_not_a_number, with_row)
+from ._common import (as_float, check_threads, exponent_text, inside_no_grad, mixed_engines,
+                      never_initialised, no_grad, no_grad_input, no_grad_root, not_a_number,
+                      op_error, register_value_class, root_seeds, rows_of,
+                      several_roots_have_no_root, tape_roots, targets_without_y,
+                      value_is_not_a_number, watch_no_grad, with_row)
 
 import os
 import threading

@@ -88,6 +88,11 @@ for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "e
     setattr(_ParamList, _name, _noting_change(_name))
 
 
+def _params_of(given: Any) -> list[Any]:
+    """A group's "params" as a list: one Value, or any iterable of them (None: none)."""
+    return [given] if engine_of(given) is not None else list(given or [])
+
+
 def _flag(value: Any, name: str) -> bool:
     """A yes/no hyperparameter: a bool, exactly (the string "false" is truthy)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -132,14 +137,11 @@ class Optimizer:
         """Adds a group of parameters with hyperparameters of its own (the rest default)."""
         if not isinstance(param_group, dict):
             raise TypeError(f"a parameter group must be a dict, not {type(param_group).__name__!r}")
-        params = param_group.get("params")
-        params = [params] if engine_of(params) is not None else list(params or [])
+        params = _params_of(param_group.get("params"))
         unknown = sorted(set(param_group) - set(self.defaults) - {"params"})
         if unknown:
             raise TypeError(f"{type(self).__name__} has no hyperparameter {unknown[0]!r}")
-        seen = {id(p) for group in self.param_groups for p in group["params"]}
-        if any(id(p) in seen for p in params) or len({id(p) for p in params}) != len(params):
-            raise ValueError("some parameters appear in more than one parameter group")
+        self._check_apart(params, len(self.param_groups))
         group = {**self.defaults, **param_group, "params": _ParamList(params)}
         self._check(group)
         kernel = self._kernel(params)
@@ -174,13 +176,17 @@ class Optimizer:
             if type(params) is not _ParamList or params.changed:
                 self._take_group_edit(i)
 
-    def _take_group_edit(self, i: int) -> None:
-        group = self.param_groups[i]
-        given = group["params"]
-        params = [given] if engine_of(given) is not None else list(given)
-        others = {id(p) for k, g in enumerate(self.param_groups) if k != i for p in g["params"]}
+    def _check_apart(self, params: list[Any], group: int) -> None:
+        """ValueError where params repeat one, or one of another group than `group`."""
+        others = {id(p) for k, g in enumerate(self.param_groups) if k != group
+                  for p in g["params"]}  # fmt: skip
         if any(id(p) in others for p in params) or len({id(p) for p in params}) != len(params):
             raise ValueError("some parameters appear in more than one parameter group")
+
+    def _take_group_edit(self, i: int) -> None:
+        group = self.param_groups[i]
+        params = _params_of(group["params"])
+        self._check_apart(params, i)
         kernel = self._kernel(params)
         old = {pid: k for k, pid in enumerate(self._members[i])}
         state = self._zero_state(len(params))
