@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import fastgrad._core
+import fastgrad.reference
 
 
 def snapshot(values: list[Any]) -> list[tuple[Any, ...]]:
@@ -183,3 +184,57 @@ def test_nan_and_inf_propagate_without_raising(impl: types.ModuleType) -> None:
     assert out.grad == 1.0
     assert (V(1.0) / V(inf)).data == 0.0
     assert V(inf).log().data == inf
+
+
+def test_values_of_the_two_engines_are_named_when_mixed() -> None:
+    """An op between a C Value and a reference Value said only "not 'Value'"."""
+    c, r = fastgrad._core.Value(1.0), fastgrad.reference.Value(2.0)
+    both = r"a Value of the C engine \(fastgrad._core\) and a Value of the pure-Python engine"
+    with pytest.raises(TypeError, match=both):
+        c + r
+    with pytest.raises(TypeError, match=both):
+        c ** r
+    with pytest.raises(TypeError, match="a Value of the pure-Python engine .* and a Value of "
+                                        "the C engine"):
+        r * c
+    with pytest.raises(TypeError, match="sum\\(\\) term must be a real number, not a Value of "
+                                        "the pure-Python engine"):
+        fastgrad._core.sum([c, r])
+
+
+def test_data_and_grad_cannot_be_deleted(impl: types.ModuleType) -> None:
+    v = impl.Value(1.5)
+    with pytest.raises(AttributeError, match="data cannot be deleted"):
+        del v.data
+    with pytest.raises(AttributeError, match="grad cannot be deleted"):
+        del v.grad
+    assert (v.data, v.grad) == (1.5, 0.0)
+
+
+def test_a_tape_never_initialised(impl: types.ModuleType) -> None:
+    tape = impl.Tape.__new__(impl.Tape)
+    for call in (tape.forward, tape.backward, lambda: tape.run([], [[]])):
+        with pytest.raises(ValueError, match="never initialised"):
+            call()
+
+
+def test_run_with_targets_needs_y(impl: types.ModuleType) -> None:
+    x, t = impl.Value(0.0), impl.Value(0.0)
+    tape = impl.Tape((x - t) ** 2)
+    with pytest.raises(ValueError, match="given 1 target leaves but no y"):
+        tape.run([x], [[1.0], [2.0]], [t])
+    assert (x.grad, t.grad) == (0.0, 0.0)
+
+
+def test_reduce_on_plateau_takes_the_losss_value(impl: types.ModuleType) -> None:
+    from fastgrad import optim
+    from fastgrad.optim import lr_scheduler
+
+    runs = []
+    for as_value in (True, False):
+        opt = optim.SGD([impl.Value(1.0)], lr=0.1)
+        scheduler = lr_scheduler.ReduceLROnPlateau(opt, patience=0)
+        for loss in (1.0, 2.0, 3.0, 0.5):
+            scheduler.step(impl.Value(loss) * 1.0 if as_value else loss)
+        runs.append(opt.param_groups[0]["lr"])
+    assert runs[0] == runs[1] < 0.1
