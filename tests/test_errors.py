@@ -194,11 +194,11 @@ def test_values_of_the_two_engines_are_named_when_mixed() -> None:
         c + r
     with pytest.raises(TypeError, match=both):
         c ** r
-    with pytest.raises(TypeError, match="a Value of the pure-Python engine .* and a Value of "
-                                        "the C engine"):
+    with pytest.raises(TypeError, match=r"a Value of the pure-Python engine .* and a Value of "
+                                        r"the C engine"):
         r * c
-    with pytest.raises(TypeError, match="sum\\(\\) term must be a real number, not a Value of "
-                                        "the pure-Python engine"):
+    with pytest.raises(TypeError, match=r"sum\(\) term must be a real number, not a Value of "
+                                        r"the pure-Python engine"):
         fastgrad._core.sum([c, r])
 
 
