@@ -8,7 +8,7 @@
 #include "atomics.h"
 #include "fastgrad.h"
 
-/* Nodes per slab: 4096 * 48 bytes is 192 KiB, large enough that slab headers cost nothing
+/* Nodes per slab: 4096 * 56 bytes is 224 KiB, large enough that slab headers cost nothing
  * and small enough that a tiny program does not reserve megabytes. */
 #define FG_SLAB_NODES 4096
 
@@ -98,6 +98,7 @@ struct fg_arena {
     size_t operand_bytes;           /* bytes of NARY/OPAQUE operand lists */
     fg_release_hook release_hook;   /* see fg_arena_set_release_hook */
     void *release_context;
+    uint64_t serial;                /* the next node's fg_node.serial */
     uint16_t epoch;                 /* the traversal in progress; marks equal to it are visited */
     uint8_t may_fail[FG_OP_COUNT];  /* fg_derivative_may_fail, per op, read once */
     fg_vec order;                   /* scratch: the last topological order */
@@ -171,6 +172,7 @@ static inline fg_node *fg_alloc(fg_arena *A)
     n->flags = 0;
     n->mark = 0;
     n->link.handle = NULL;
+    n->serial = A->serial++;
     return n;
 }
 

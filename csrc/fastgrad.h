@@ -48,7 +48,8 @@ typedef enum fg_status {
     FG_RANGE_ERROR,     /* a math function overflowed (Python: OverflowError) */
     FG_NO_MEMORY,       /* an allocation failed (Python: MemoryError) */
     FG_BAD_ARGUMENT,    /* an op, operand count or kind the call does not take */
-    FG_INTERRUPTED      /* a run's interrupted callback asked it to stop */
+    FG_INTERRUPTED,     /* a run's interrupted callback asked it to stop */
+    FG_INDEX_ERROR      /* a class index that is no class (Python: IndexError) */
 } fg_status;
 
 /* Node flags. */
@@ -90,6 +91,9 @@ struct fg_node {
         void *handle;                               /* while live: the owner's object, or NULL */
         fg_node *next;                              /* while free: the next free node */
     } link;
+    uint64_t serial;                                /* creation order within its arena: of
+                                                     * two failing nodes, eager code met the
+                                                     * one with the smaller first */
 };
 
 typedef struct fg_arena fg_arena;

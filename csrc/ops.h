@@ -147,6 +147,14 @@ static inline double fg_cos(double x, fg_status *st)
     return cos(x);
 }
 
+/* a as an index into b classes, as a list index: a whole number from 0 to b - 1. */
+static inline double fg_class_index(double a, double b, fg_status *st)
+{
+    if (!(a >= 0.0 && a < b && a == floor(a)))
+        fg_fail(st, FG_INDEX_ERROR);
+    return a;
+}
+
 /* log(1 + exp(x)) in the form that cannot overflow: exp is only taken of x <= 0. */
 static inline double fg_softplus(double x)
 {
@@ -182,6 +190,7 @@ static inline double fg_sigmoid(double x)
 #define SQRT(x) fg_sqrt((x), st)
 #define SIN(x) fg_sin((x), st)
 #define COS(x) fg_cos((x), st)
+#define CLASS_INDEX(x, y) fg_class_index((x), (y), st)
 #define SIGMOID(x) fg_sigmoid(x)
 #define SOFTPLUS(x) fg_softplus(x)
 

@@ -59,6 +59,44 @@ static fg_status counted_failure(const fg_tape *T, const fg_instr *ins, const do
     return ins->kind == FG_KIND_BINARY && FG_WANTS_GRAD(T->nodes[ins->b]) ? st_b : FG_OK;
 }
 
+/* An NARY node's value, computed whole at its last term, when every operand is. */
+static void nary_forward(const fg_tape *T, const fg_instr *ins, double *v)
+{
+    const uint32_t *args = &T->args[ins->a + 1];
+    uint32_t count = T->args[ins->a], stride = ins->stride, k;
+    double acc;
+    if (ins->u.run.last + 1 != ins->u.run.terms)
+        return;
+    acc = v[args[0]];
+    for (k = 1; k < count; k += stride)
+        acc = acc + fg_term((fg_op)ins->op, v[args[k]], stride > 1 ? v[args[k + 1]] : 0.0);
+    v[ins->out] = acc;
+}
+
+/* Where the forward at instruction `at` failed with st: of all the nodes whose forward fails
+ * in this row, the failure of the one created first, which is where eager code stops. Its
+ * operands were created before it and did not fail, so its failure is a true one; the rest
+ * of the program is evaluated on whatever the failed nodes left. */
+static void first_created_failure(fg_tape *T, size_t at, fg_status st)
+{
+    double *v = T->plain->value, *dv = T->plain->deriv;
+    size_t i;
+    note_failure(&T->failed, st, &T->code[at], v);
+    for (i = at + 1; i < T->length; i++) {
+        const fg_instr *ins = &T->code[i];
+        fg_status later = FG_OK, derivative_st = FG_OK;
+        if (ins->kind == FG_KIND_NARY) {
+            nary_forward(T, ins, v);
+            continue;
+        }
+        v[ins->out] = fg_forward_and_derivatives((fg_op)ins->op, v[ins->a], v[ins->b], ins->u.c,
+                                                 &dv[2 * i], &dv[2 * i + 1], &later,
+                                                 &derivative_st);
+        if (later != FG_OK && T->nodes[ins->out]->serial < T->nodes[T->failed.slot]->serial)
+            note_failure(&T->failed, later, ins, v);
+    }
+}
+
 fg_status fg_plain_forward(fg_tape *T, const double *leaves)
 {
     fg_plain_state *p = T->plain;
@@ -71,24 +109,15 @@ fg_status fg_plain_forward(fg_tape *T, const double *leaves)
         fg_op op = (fg_op)ins->op;
         fg_status st = FG_OK, derivative_st = FG_OK;
         if (ins->kind == FG_KIND_NARY) {
-            /* computed whole at its last term, when every operand is */
-            const uint32_t *args = &T->args[ins->a + 1];
-            uint32_t count = T->args[ins->a], stride = ins->stride, k;
-            double acc;
-            if (ins->u.run.last + 1 != ins->u.run.terms)
-                continue;
-            acc = v[args[0]];
-            for (k = 1; k < count; k += stride)
-                acc = acc + fg_term(op, v[args[k]], stride > 1 ? v[args[k + 1]] : 0.0);
-            v[ins->out] = acc;
+            nary_forward(T, ins, v);
             continue;
         }
         v[ins->out] = fg_forward_and_derivatives(op, v[ins->a], v[ins->b], ins->u.c, &dv[2 * i],
                                                  &dv[2 * i + 1], &st, &derivative_st);
         if (FG_UNLIKELY((st | derivative_st) != FG_OK)) {
             if (st != FG_OK) {
-                note_failure(&T->failed, st, ins, v);
-                return st;
+                first_created_failure(T, i, st);
+                return T->failed.status;
             }
             if (p->pending.status == FG_OK && (derivative_st = counted_failure(T, ins, v)))
                 note_failure(&p->pending, derivative_st, ins, v);

@@ -22,6 +22,7 @@ REASONS: dict[type[Exception], str] = {
     ZeroDivisionError: "float division by zero",
     ValueError: "math domain error",
     OverflowError: "math range error",
+    IndexError: "not a class index (a whole number from 0 to the number of classes - 1)",
 }
 
 
@@ -41,6 +42,8 @@ def describe(op: str, operands: tuple[float, ...], exponent: float = 0.0) -> str
     """The failing expression as the user wrote it: ``1.0 / 0.0``, ``log(-1.0)``."""
     if op == "**c":
         return f"{_operand(operands[0])} ** {_operand(exponent)}"
+    if op == "class":
+        return f"class index {operands[0]!r} among {operands[1]:g} classes"
     if len(operands) == 2:
         return f"{_operand(operands[0])} {op} {_operand(operands[1])}"
     return f"{op}({operands[0]!r})"

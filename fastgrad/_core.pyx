@@ -2,7 +2,7 @@
 # cython: freethreading_compatible=True
 """fastgrad's C engine: a Value is a handle on a node of the C arena (csrc/).
 
-The Python object is only a handle. Intermediate results a program drops cost their 48-byte
+The Python object is only a handle. Intermediate results a program drops cost their 56-byte
 node and no Python object; a node lives while a handle or a parent node refers to it.
 Labels and the _op names given to Value(data, children, _op) live in dicts beside the arena,
 keyed by node address, and leave them when the node is freed (the arena's release hook).
@@ -139,6 +139,8 @@ cdef object _exception_type(fg_status status):
         return ValueError
     if status == FG_RANGE_ERROR:
         return OverflowError
+    if status == FG_INDEX_ERROR:
+        return IndexError
     if status == FG_NO_MEMORY:
         return MemoryError
     return SystemError
@@ -874,6 +876,17 @@ def maximum(a, b):
 def _finite(v):
     """v where it is finite, else 0.0, as a node: logsumexp's shift."""
     return _unary(FG_FINITE, v)
+
+
+def _class_index(target, classes):
+    """target as an index among `classes` classes, as a node (IndexError where it is not a
+    whole number from 0 to classes - 1), checked again by every replay."""
+    return _binary(FG_CLASS, target, classes)
+
+
+def _pick(v, offset):
+    """v where offset is 0, else -0.0, as a node: one class's term of a picked score."""
+    return _binary(FG_PICK, v, offset)
 
 
 cdef class _Parameters:

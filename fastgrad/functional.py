@@ -95,15 +95,35 @@ def logsumexp(values: Iterable[Value | SupportsFloat]) -> Value:
     return result
 
 
-def cross_entropy(logits: Iterable[Value | SupportsFloat], target_index: int) -> Value:
+def cross_entropy(logits: Iterable[Value | SupportsFloat], target_index: int | Value) -> Value:
     """-log(softmax(logits)[target_index]) = logsumexp(logits) - logits[target_index]:
-    PyTorch's cross_entropy of one sample of unnormalised scores and a class index."""
-    vs, _ = _values(logits, "cross_entropy")
-    target = operator.index(target_index)
-    if not 0 <= target < len(vs):
-        raise IndexError(f"target_index {target} is not a class of these {len(vs)} logits")
-    loss: Value = logsumexp(vs) - vs[target]
+    PyTorch's cross_entropy of one sample of unnormalised scores and a class index.
+
+    The index is an int, or a Value holding the index (such as a leaf that ``Tape.run``
+    feeds from a vector of labels, ``targets=[t], y=labels``): then the score is picked by
+    nodes that every replay evaluates at its own row, with the bits the int gives, and a
+    row whose label is not a class raises IndexError. An index has no gradient: a target
+    Value that requires grad gets 0.0 added."""
+    vs, engine = _values(logits, "cross_entropy")
+    if engine_of(target_index) is not None:
+        picked = _picked(vs, target_index, engine)
+    else:
+        index = operator.index(target_index)  # type: ignore[arg-type]
+        if not 0 <= index < len(vs):
+            raise IndexError(f"target_index {index} is not a class of these {len(vs)} logits")
+        picked = vs[index]
+    loss: Value = logsumexp(vs) - picked
     return loss
+
+
+def _picked(vs: list[Any], target: Any, engine: types.ModuleType) -> Any:
+    """vs[k] for the class index k that target holds, as nodes: k checked as an index, then
+    -0.0 + pick(vs[0], k) + pick(vs[1], k - 1) + ..., each pick vs[j] where k - j is 0 and
+    else -0.0, which adds as nothing; so the sum has vs[k]'s bits, and its grad reaches
+    vs[k] alone (the others get 0.0 added)."""
+    k = engine._class_index(target, float(len(vs)))
+    picks = [engine._pick(v, k - j if j else k) for j, v in enumerate(vs)]
+    return engine.sum(picks, start=-0.0)
 
 
 # ---- grad, value_and_grad and hessian ----

@@ -19,10 +19,10 @@ EDGE_VALUES = [0.0, -0.0, 1.0, -1.0, 0.5, -2.0, 3.0, 1e-200, -1e-200, 5e-324, 1e
 EXPONENTS = [2, 3, -1, -2, 0, 1, 0.5, -0.5, 1 / 3, 2.5, INF, -INF, NAN]
 
 EXPONENT_STRATEGY = st.sampled_from(EXPONENTS)
-BINARY = ["+", "-", "*", "/", "**", "max"]
+BINARY = ["+", "-", "*", "/", "**", "max", "pick", "class"]
 UNARY = ["neg", "relu", "tanh", "exp", "log", "sigmoid", "abs", "sqrt", "sin", "cos", "softplus",
          "finite"]
-ARITHMETIC = (ZeroDivisionError, ValueError, OverflowError)
+ARITHMETIC = (ZeroDivisionError, ValueError, OverflowError, IndexError)
 
 edge_floats = st.one_of(
     st.sampled_from(EDGE_VALUES),
@@ -133,6 +133,12 @@ def binary(op: str, a: Any, b: Any, impl: types.ModuleType | None = None) -> Any
     if op == "max":
         assert impl is not None
         return impl.maximum(a, b)
+    if op == "pick":
+        assert impl is not None
+        return impl._pick(a, b)
+    if op == "class":
+        assert impl is not None
+        return impl._class_index(a, b)
     if op == "+":
         return a + b
     if op == "-":

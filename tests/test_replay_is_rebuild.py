@@ -199,3 +199,91 @@ def test_a_layer_that_reads_one_input_twice(impl: types.ModuleType) -> None:
         fresh.backward()
         total = total + fresh_w.grad
     assert bits(w.grad) == bits(total)
+
+
+# ---- a class index held by a Value: cross_entropy's target fed per row ----
+
+score_values = st.one_of(row_values, st.sampled_from([math.inf, -math.inf, math.nan, -0.0]))
+
+
+def classifier(impl: types.ModuleType, row: list[float], weights: list[float],
+               target: Any) -> tuple[Any, list[Any], list[Any]]:  # fmt: skip
+    """Scores as a layer of the inputs and the inputs themselves (so that edge values reach
+    the loss as they are), the loss of each against the target; the inputs and weights."""
+    xs = [impl.Value(x) for x in row]
+    ws = [impl.Value(w) for w in weights]
+    layer = [impl.dot(ws, xs[:len(ws)]) * (j + 1) for j in range(len(xs))] if len(ws) <= len(
+        xs) else [x * ws[0] for x in xs]
+    loss = F.cross_entropy(layer, target) + F.cross_entropy(xs, target) * 0.5
+    return loss, xs, ws
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+@given(classes=st.integers(1, 5), weights=st.lists(st.floats(-2.0, 2.0), min_size=1, max_size=3),
+       seed=st.sampled_from([1.0, 0.25, -3.0, 0.0]), data=st.data())  # fmt: skip
+def test_a_fed_class_index_gives_the_int_targets_bits(engine: str, classes: int,
+                                                      weights: list[float], seed: float,
+                                                      data: st.DataObject) -> None:  # fmt: skip
+    impl = fastgrad._core if engine == "c" else fastgrad.reference
+    X = np.array(data.draw(st.lists(st.lists(score_values, min_size=classes, max_size=classes),
+                                    min_size=1, max_size=4)))  # fmt: skip
+    y = np.array(data.draw(st.lists(st.integers(0, classes - 1), min_size=len(X),
+                                    max_size=len(X))), dtype=np.int64)  # fmt: skip
+    label = impl.Value(0.0, requires_grad=False)
+    root, xs, ws = classifier(impl, [0.5] * classes, weights, label)
+    tape = impl.Tape(root * seed)
+    outs, totals, failure = [], [0.0] * len(ws), None
+    for row, k in zip(X.tolist(), y.tolist()):
+        try:
+            eager, _, eager_ws = classifier(impl, row, weights, k)  # the int, built anew
+            eager = eager * seed
+            eager.backward()
+        except ARITHMETIC as e:
+            failure = type(e)
+            break
+        outs.append(eager.data)
+        totals = [t + w.grad for t, w in zip(totals, eager_ws)]
+    if failure is not None:
+        with pytest.raises(failure):
+            tape.run(xs, X, [label], y)
+        assert [w.grad for w in ws] == [0.0] * len(ws)
+        return
+    out = tape.run(xs, X, [label], y)
+    assert [bits(v) for v in out.ravel().tolist()] == [bits(v) for v in outs]
+    assert [bits(w.grad) for w in ws] == [bits(t) for t in totals]
+    assert label.data == 0.0 and label.grad == 0.0
+
+
+def test_a_value_target_is_the_int_target_eagerly(impl: types.ModuleType) -> None:
+    """Loss, grads and the derivative graph of gradients(create_graph=True): the bits the
+    int gives, for each class."""
+    for k in range(3):
+        by_int = [impl.Value(v) for v in (0.5, -0.0, 3.0)]
+        by_value = [impl.Value(v) for v in (0.5, -0.0, 3.0)]
+        a = F.cross_entropy(by_int, k)
+        b = F.cross_entropy(by_value, impl.Value(float(k), requires_grad=False))
+        assert bits(a.data) == bits(b.data)
+        da = impl.gradients(a, by_int, create_graph=True)
+        db = impl.gradients(b, by_value, create_graph=True)
+        assert [bits(d.data) for d in da] == [bits(d.data) for d in db]
+        assert impl.gradients(impl.sum(da), by_int) == impl.gradients(impl.sum(db), by_value)
+        a.backward()
+        b.backward()
+        assert [bits(v.grad) for v in by_int] == [bits(v.grad) for v in by_value]
+
+
+def test_a_label_that_is_no_class_raises_index_error(impl: types.ModuleType) -> None:
+    """Eagerly as the int would (IndexError), and in a run naming the row, changing nothing;
+    a 1-D integer y feeds the one target."""
+    scores = [impl.Value(0.0) for _ in range(3)]
+    label = impl.Value(1.0)  # requires grad: an index has none, it gets 0.0 added
+    tape = impl.Tape(F.cross_entropy(scores, label))
+    for bad in (3.0, -1.0, 1.5, math.nan, math.inf):
+        with pytest.raises(IndexError, match="not a class index"):
+            F.cross_entropy(scores, impl.Value(bad))
+        with pytest.raises(IndexError, match=r"^row 1: class index .* among 3 classes"):
+            tape.run(scores, np.zeros((2, 3)), [label], np.array([0.0, bad]))
+        assert [s.grad for s in scores] == [0.0] * 3 and label.grad == 0.0
+    out = tape.run(scores, np.array([[1.0, 2.0, 3.0]] * 3), [label], np.array([0, 1, 2]))
+    assert out.ravel().tolist() == [F.cross_entropy([1.0, 2.0, 3.0], k).data for k in range(3)]
+    assert label.grad == 0.0 and label.data == 1.0

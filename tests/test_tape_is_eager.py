@@ -236,3 +236,60 @@ def test_random_programs_replayed_are_their_eager_build(program: Any, calls: lis
                 continue
             assert bits(fresh.data) == bits(root.data)
     assert results[0] == results[1]
+
+
+# ---- a row where several nodes fail raises what eager code meets first ----
+
+
+def test_a_row_with_two_failures_raises_the_first_built(impl: types.ModuleType) -> None:
+    """The new user's row: log of a negative built first, exp overflowing built second, and
+    the sum naming them the other way round, so the tape's order meets exp first. Eager code
+    raises the log's ValueError; so do run and forward, naming the same node."""
+    for first, second, expected in (("log", "exp", ValueError), ("exp", "log", OverflowError)):
+        x, y = impl.Value(1.0), impl.Value(1.0)
+        a = getattr(x, first)()
+        b = getattr(y, second)()
+        tape = impl.Tape(b + a)
+        row = {"log": -1.0, "exp": 1000.0}
+        X = np.array([[0.5, 0.5], [row[first], row[second]]])
+        with pytest.raises(ARITHMETIC) as eager:
+            fx, fy = impl.Value(row[first]), impl.Value(row[second])
+            fa = getattr(fx, first)()  # built in the recorded order
+            getattr(fy, second)() + fa
+        assert eager.type is expected
+        with pytest.raises(expected, match=f"^row 1: {first}"):
+            tape.run([x, y], X)
+        x.data, y.data = row[first], row[second]
+        with pytest.raises(expected, match=f"^{first}"):
+            tape.forward()
+
+
+@pytest.mark.parametrize("engine", ["c", "python"])
+@given(programs(sets=False, max_steps=40), st.integers(0, 2**31))
+def test_a_failing_row_raises_its_eager_builds_failure(engine: str, program: Any,
+                                                       seed: int) -> None:  # fmt: skip
+    """Random programs rooted at the sum of their nodes last-built first, so that the
+    tape's order is not the building order; rows of edge values: run raises exactly the
+    exception (type and message) that building the program at the failing row raises."""
+    from programs import build_pool
+
+    impl = fastgrad._core if engine == "c" else fastgrad.reference
+    try:
+        pool = build_pool(impl, program, program.leaves)
+    except ARITHMETIC:
+        return
+    leaves = pool[: len(program.leaves)]
+    tape = impl.Tape(impl.sum(pool[::-1]))
+    rng = np.random.default_rng(seed)
+    picks = [0.0, -1.0, 1000.0, -1000.0, math.inf, -math.inf, math.nan, 0.5]
+    X = np.array([[picks[i] for i in rng.integers(0, len(picks), len(leaves))]
+                  for _ in range(3)])  # fmt: skip
+    for r, row in enumerate(X.tolist()):
+        try:
+            build_pool(impl, program, row)
+        except ARITHMETIC as e:
+            with pytest.raises(type(e)) as replayed:
+                tape.run(leaves, X, backward=False)
+            assert str(replayed.value) == f"row {r}: {e}"
+            return
+    tape.run(leaves, X, backward=False)

@@ -654,6 +654,46 @@ static void nary_or_chain(fg_op op, int fused, double results[10])
 }
 
 /* sum and dot give the bits of the chains of + and * they replace, forward and backward. */
+/* A class index held by a node picks a score with the score's own bits, and a label that is
+ * no class fails as a list index would, allocating nothing. */
+static void test_class_pick(void)
+{
+    double scores_at[3] = {0.5, -0.0, INFINITY};
+    fg_node *scores[3], *label = leaf(1.0), *three = leaf(3.0), *k, *terms[4], *picked = NULL;
+    fg_node *failed = NULL, *out = NULL, *offset;
+    size_t live, j;
+    k = bin(FG_CLASS, label, three);
+    terms[0] = leaf(-0.0);
+    for (j = 0; j < 3; j++) {
+        scores[j] = leaf(scores_at[j]);
+        offset = j ? bin_c(FG_SUB, k, (double)j) : k;
+        terms[j + 1] = bin(FG_PICK, scores[j], offset);
+        if (j)
+            fg_decref(A, offset);
+    }
+    CHECK(fg_new_nary(A, FG_SUM, terms, 4, &picked) == FG_OK);
+    CHECK(same_bits(picked->data, -0.0));
+    CHECK(fg_backward(A, picked, &failed) == FG_OK);
+    CHECK(scores[1]->grad == 1.0 && scores[0]->grad == 0.0 && scores[2]->grad == 0.0);
+    CHECK(label->grad == 0.0);
+    live = fg_arena_live(A);
+    label->data = 1.5;
+    CHECK(fg_new_binary(A, FG_CLASS, label, three, &out) == FG_INDEX_ERROR);
+    label->data = 3.0;
+    CHECK(fg_new_binary(A, FG_CLASS, label, three, &out) == FG_INDEX_ERROR);
+    label->data = NAN;
+    CHECK(fg_new_binary(A, FG_CLASS, label, three, &out) == FG_INDEX_ERROR);
+    CHECK(out == NULL && fg_arena_live(A) == live);
+    fg_decref(A, picked);
+    for (j = 0; j < 4; j++)
+        fg_decref(A, terms[j]);
+    for (j = 0; j < 3; j++)
+        fg_decref(A, scores[j]);
+    fg_decref(A, k);
+    fg_decref(A, label);
+    fg_decref(A, three);
+}
+
 static void test_nary_matches_chain(void)
 {
     double fused[10], chain[10];
@@ -838,6 +878,7 @@ int main(int argc, char **argv)
     test_topological_order();
     test_errors();
     test_nary_matches_chain();
+    test_class_pick();
     test_release_hook();
     test_opaque();
     test_epoch_wrap();

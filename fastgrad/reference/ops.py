@@ -73,6 +73,12 @@ def _max(a: float, b: float) -> float:
     return a if a >= b or math.isnan(a) else b
 
 
+def _class_index(a: float, b: float) -> float:
+    if not (a >= 0.0 and a < b and a == math.floor(a)):
+        raise IndexError
+    return a
+
+
 def _max_picks_a(a: Any, b: Any) -> bool:
     return _data(a) >= _data(b) or math.isnan(_data(a))
 
@@ -124,6 +130,12 @@ BINARY: dict[str, BinaryRule] = {
     # the larger, a on a tie, nan if either is: the grad goes to the one picked
     "max": (lambda a, b: _max(a, b), lambda a, b, out: 1.0 if _max_picks_a(a, b) else 0.0,
                                      lambda a, b, out: 0.0 if _max_picks_a(a, b) else 1.0),
+    # a as a class index among b classes (IndexError if it is none); an index has no gradient
+    "class": (lambda a, b: _class_index(a, b), lambda a, b, out: 0.0, lambda a, b, out: 0.0),
+    # a where b is 0, else -0.0 (adds as nothing): sum of pick(x_j, k - j) over j is x_k
+    "pick": (lambda a, b: a if b == 0.0 else -0.0,
+                                     lambda a, b, out: 1.0 if _data(b) == 0.0 else 0.0,
+                                     lambda a, b, out: 0.0),
 }  # fmt: skip
 
 # start + term + term + ...: operands per term, the term, and its derivatives.
@@ -133,7 +145,7 @@ NARY: dict[str, NaryRule] = {
     "dot": (2,      lambda v0, v1: v0 * v1,   lambda v0, v1: (v1, v0)),
 }  # fmt: skip
 
-_FAILURES = (ZeroDivisionError, ValueError, OverflowError)
+_FAILURES = (ZeroDivisionError, ValueError, OverflowError, IndexError)
 
 
 def _forward(rule: str, operands: tuple[float, ...], exponent: float = 0.0) -> float:

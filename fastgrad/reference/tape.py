@@ -3,6 +3,7 @@ replayed, the twin of csrc/tape.c (whose fast paths give these bits)."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -142,12 +143,23 @@ class Tape:
         value = list(self._constant_value)  # constants keep the data they had when compiled
         for n, i in enumerate(self._leaves):
             value[i] = self._nodes[i]._data if leaves is None else leaves[n]
+        first: tuple[int, Exception] | None = None  # the failure eager code meets first
         for rule, out, operands, exponent, k in self._code:
             if rule in NARY:  # computed whole at its last term, when every operand is
                 if k + 1 == (len(operands) - 1) // NARY[rule][0]:
                     value[out] = _nary_forward(rule, [value[i] for i in operands])
-            else:
+                continue
+            try:
                 value[out] = _forward(rule, tuple(value[i] for i in operands), exponent)
+            except _FAILURES as e:
+                # of the nodes that fail, eager code stops at the one created first; its
+                # operands came before it and did not fail, so its failure is a true one
+                serial = self._nodes[out]._serial
+                if first is None or serial < first[0]:
+                    first = (serial, e)
+                value[out] = math.nan
+        if first is not None:
+            raise first[1]
         return value
 
     def _check_differentiable(self, what: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
@@ -69,6 +70,9 @@ def _operand(x: object) -> Value | None:
         return None
 
 
+_serials = itertools.count()  # Value._serial
+
+
 class Value:
     """stores a single scalar value and its gradient"""
 
@@ -85,6 +89,7 @@ class Value:
         "_no_grad",
         "_opname",
         "_rule",
+        "_serial",
     )  # fmt: skip
 
     _data: float
@@ -96,6 +101,7 @@ class Value:
     _exponent: float
     _constant: bool  # a leaf made for a number operand: part of a Tape's program
     _no_grad: bool  # requires no grad (ops.def's FG_NO_GRAD): backward never reaches it
+    _serial: int  # creation order: of two failing nodes, eager code met the smaller first
 
     def __init__(
         self, data: Any, _children: Iterable[Value] = (), _op: str = "", label: str = "", *,
@@ -121,6 +127,7 @@ class Value:
         self._exponent = 0.0
         self._constant = False
         self._no_grad = not requires_grad
+        self._serial = next(_serials)
 
     @classmethod
     def _node(
@@ -132,6 +139,7 @@ class Value:
             children, rule, exponent = (), "", 0.0
         out._data = data
         out._grad = 0.0
+        out._serial = next(_serials)
         out._label = ""
         out._children = children
         out._rule = rule
@@ -534,3 +542,18 @@ def maximum(a: Operand, b: Operand) -> Value:
 def _finite(v: Value) -> Value:
     """v where it is finite, else 0.0, as a node: logsumexp's shift."""
     return v._unary("finite")
+
+
+def _class_index(target: Value, classes: float) -> Value:
+    """target as an index among `classes` classes, as a node (IndexError where it is not a
+    whole number from 0 to classes - 1), checked again by every replay."""
+    result = Value._binary("class", target, classes)
+    assert result is not None
+    return result
+
+
+def _pick(v: Value, offset: Value) -> Value:
+    """v where offset is 0, else -0.0, as a node: one class's term of a picked score."""
+    result = Value._binary("pick", v, offset)
+    assert result is not None
+    return result
