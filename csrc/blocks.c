@@ -337,7 +337,7 @@ static FG_ALWAYS_INLINE void layer_backward_rows(const run_context *ctx, block *
             }
         }
     }
-    for (k = terms; k-- > 0;) {
+    for (k = ctx->plan->quiet_x[first] ? 0 : terms; k-- > 0;) {
         const int is_last = k + 1 == terms;
         double *FG_RESTRICT gx = grad + x[k] + r;
         fg_simd acc[4 * FG_VECS];
@@ -580,7 +580,11 @@ static FG_ALWAYS_INLINE void fast_dot_backward(const run_context *ctx, block *bl
                 fg_store(last_row + j * FG_WIDTH, last_v[j]);
             }
         }
-        for (k = s->terms; k-- > lead;) {
+        if (ctx->plan->quiet_x[i]) {   /* no one reads the lanes' grads: only the start's */
+            if (lead == 0 && start != NULL)
+                add_vectors(start + r, first_v);
+        }
+        for (k = ctx->plan->quiet_x[i] ? lead : s->terms; k-- > lead;) {
             const fg_simd *term_grad = k + 1 == s->terms ? last_v : rest_v;
             double *FG_RESTRICT gx = grad + x[k - lead] + r;
             fg_simd dx;

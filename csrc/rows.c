@@ -46,6 +46,7 @@ static void plan_free(fg_plan *p)
     free(p->on_lanes);
     free(p->lead);
     free(p->head_of);
+    free(p->quiet_x);
     free(p->layer);
     free(p->in_layer);
     free(p->layer_member);
@@ -79,6 +80,18 @@ static int is_leaf(const fg_tape *T, uint32_t slot)
 }
 
 /* ---- the plan ---- */
+
+/* Whether terms first.. of a DOT read, as their second operand, only leaves that require no
+ * grad. */
+static uint8_t lanes_want_no_grad(const fg_tape *T, const uint32_t *args, uint32_t first,
+                                  uint32_t terms)
+{
+    uint32_t k;
+    for (k = first; k < terms; k++)
+        if (!is_leaf(T, args[2 + 2 * k]) || FG_WANTS_GRAD(T->nodes[args[2 + 2 * k]]))
+            return 0;
+    return 1;
+}
 
 static int grow_terms(fg_plan *p)
 {
@@ -293,6 +306,7 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     p->on_lanes = (uint8_t *)calloc(P->length + 1, 1);
     p->lead = (uint32_t *)calloc(P->length + 1, sizeof(uint32_t));
     p->head_of = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
+    p->quiet_x = (uint8_t *)calloc(P->length + 1, 1);
     p->layer = (uint8_t *)calloc(P->length + 1, 1);
     p->in_layer = (uint8_t *)calloc(P->length + 1, 1);
     p->layer_member = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
@@ -300,7 +314,8 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     shared_of = (uint32_t *)malloc(values * sizeof(uint32_t));
     p->shared = (shared_param *)malloc((T->leaf_count + 1) * sizeof(shared_param));
     fed = (uint8_t *)calloc(T->leaf_count + 1, 1);
-    if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->lead || !p->head_of || !p->layer
+    if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->lead || !p->head_of
+        || !p->quiet_x || !p->layer
         || !p->in_layer || !p->layer_member || !reads_in_steps || !shared_of || !p->shared || !fed)
         goto done;
     for (i = 0; i < job->input_count; i++)
@@ -401,6 +416,8 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             p->lead[i] = lead;
         } else if (stride == 1 && all_sum_lanes)
             p->on_lanes[i] = NARY_SUM_LANES;
+        if (FAST_DOT(p, i))
+            p->quiet_x[i] = lanes_want_no_grad(T, args, FAST_FROM(p, i), s->terms);
         if (count > 0 || shares) {     /* phase 2 reads the node's grads */
             deferred_step *d = &p->deferred[p->deferred_count];
             d->step = (uint32_t)i;

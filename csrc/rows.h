@@ -81,6 +81,9 @@ typedef struct fg_plan {
     uint32_t *layer_member;         /* a layer group's first step i -> its members' steps, at
                                      * i, i + 1, ... (MEMBER); members need not be consecutive */
     uint32_t *head_of;              /* step -> its head row, or NONE */
+    uint8_t *quiet_x;               /* step -> 1 for a fast DOT whose lane operands are all
+                                     * leaves that require no grad (a dataset's inputs): no
+                                     * one reads their grads, so backward skips them */
 } fg_plan;
 
 /* Fast DOT steps over the same inputs (a layer's neurons, maybe with other steps between

@@ -46,19 +46,22 @@ def loss_and_scores(model: nn.MLP, X: Any, y: Any, Value: Any) -> tuple[Any, lis
     return total_loss, scores
 
 
-def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0) -> tuple[Any, ...]:
+def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0, *,
+                     data_grads: bool = False) -> tuple[Any, ...]:  # fmt: skip
     """An MLP over `sizes` written for one sample, its loss recorded as a tape: "margin"
     (micrograd's max-margin, one target leaf y = +-1) or "cross_entropy" (softmax
-    cross-entropy, one-hot target leaves). Returns tape, model, input leaves, target leaves."""
+    cross-entropy, one-hot target leaves). Returns tape, model, input leaves, target leaves.
+    The input and target leaves require no grad (a run then spends nothing on d/dX), unless
+    `data_grads`."""
     random.seed(seed)
     model = nn.MLP(sizes[0], sizes[1:], engine=engine)
-    inputs = [engine.Value(0.0) for _ in range(sizes[0])]
+    inputs = [engine.Value(0.0, requires_grad=data_grads) for _ in range(sizes[0])]
     scores: Any = model(inputs)  # a Value for one output, else a list
     if loss == "margin":
-        targets = [engine.Value(1.0)]
+        targets = [engine.Value(1.0, requires_grad=data_grads)]
         root = (1 + -targets[0] * scores).relu()  # one output: micrograd's MLP gives a Value
     else:
-        targets = [engine.Value(0.0) for _ in range(sizes[-1])]
+        targets = [engine.Value(0.0, requires_grad=data_grads) for _ in range(sizes[-1])]
         root = functional.logsumexp(scores) - engine.dot(targets, scores)
     return engine.Tape(root), model, inputs, targets
 

@@ -112,11 +112,13 @@ def test_run_follows_its_definition(impl: types.ModuleType, program: Program,
 
 
 def per_sample_classifier(impl: types.ModuleType, inputs: int, hidden: int, classes: int,
-                          seed: int = 0) -> tuple[Any, Any, list[Any], Any]:  # fmt: skip
+                          seed: int = 0, data_grads: bool = True,
+                          ) -> tuple[Any, Any, list[Any], Any]:  # fmt: skip
     """An MLP with softmax cross-entropy for one sample: its tape, the model, the input leaves
-    and the target's one-hot leaves."""
+    and the target's one-hot leaves (which require grad, unless not `data_grads`)."""
     tape, model, xs, onehot = demo.per_sample_model(impl, [inputs, hidden, classes],
-                                                    "cross_entropy", seed)  # fmt: skip
+                                                    "cross_entropy", seed,
+                                                    data_grads=data_grads)  # fmt: skip
     return tape, model, xs, onehot
 
 
@@ -408,6 +410,28 @@ def test_every_kernel_this_cpu_runs_gives_the_same_bits() -> None:
             out = tape.run(xs, X, onehot, y)
             assert ([bits(v) for v in out.tolist()],
                     [bits(p.grad) for p in model.parameters() + xs + onehot]) == expected, name
+
+
+def test_inputs_that_require_no_grad_get_none_on_every_kernel() -> None:
+    """A dataset's leaves made with requires_grad=False: the layers' loops skip d/dX (a third
+    of a wide layer's backward), and the parameters get the bits they get when the inputs
+    require grad, on every kernel and both engines; the inputs keep their grads."""
+    X, y = classifier_data(150, 20, 5)
+    expected = None
+    for data_grads in (True, False):
+        for name in [None, *KERNELS]:
+            impl = fastgrad.reference if name is None else fastgrad._core
+            tape, model, xs, onehot = per_sample_classifier(impl, 20, 17, 5, seed=3,
+                                                            data_grads=data_grads)  # fmt: skip
+            if not data_grads:
+                xs[3].grad = 0.5
+            with kernel(name) if name is not None else contextlib.nullcontext():
+                out = tape.run(xs, X, onehot, y, threads=2)
+            result = ([bits(v) for v in out.tolist()], [bits(p.grad) for p in model.parameters()])
+            expected = expected or result
+            assert result == expected, (name, data_grads)
+            if not data_grads:
+                assert [v.grad for v in xs + onehot] == [0.0] * 3 + [0.5] + [0.0] * 21
 
 
 @settings(max_examples=60)
