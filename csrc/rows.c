@@ -55,6 +55,33 @@ static void plan_free(fg_plan *p)
 
 static void forget_buffers(run_context *ctx);
 
+/* `count` doubles starting on a cache line (so that no 64-byte vector load of a row of lanes
+ * straddles two lines), zeroed if `zero`, or NULL; given back with free_lines. The address
+ * malloc returned is kept just before them. */
+#define LINE 64
+static double *alloc_lines(size_t count, int zero)
+{
+    size_t bytes = (count + 1) * sizeof(double);
+    unsigned char *raw = (unsigned char *)malloc(bytes + LINE + sizeof(void *)), *lines;
+    if (raw == NULL)
+        return NULL;
+    lines = raw + sizeof(void *);
+    lines += (LINE - (uintptr_t)lines % LINE) % LINE;
+    memcpy(lines - sizeof(void *), &raw, sizeof raw);
+    if (zero)
+        memset(lines, 0, bytes);
+    return (double *)lines;
+}
+
+static void free_lines(double *lines)
+{
+    void *raw;
+    if (lines == NULL)
+        return;
+    memcpy(&raw, (unsigned char *)lines - sizeof(void *), sizeof raw);
+    free(raw);
+}
+
 static size_t min_work_per_thread = MIN_WORK_PER_THREAD;
 
 size_t fg_run_min_work(size_t node_rows)
@@ -612,20 +639,20 @@ static void forget_buffers(run_context *ctx)
     unsigned t;
     if (ctx->buffers != NULL)
         for (t = 0; t < ctx->threads; t++) {
-            free(ctx->buffers[t].value);
-            free(ctx->buffers[t].grad);
-            free(ctx->buffers[t].deriv);
-            free(ctx->buffers[t].head);
-            free(ctx->buffers[t].scratch);
+            free_lines(ctx->buffers[t].value);
+            free_lines(ctx->buffers[t].grad);
+            free_lines(ctx->buffers[t].deriv);
+            free_lines(ctx->buffers[t].head);
+            free_lines(ctx->buffers[t].scratch);
         }
     free(ctx->buffers);
     if (ctx->partners != NULL)
         for (t = 0; t < ctx->threads; t++)
-            free(ctx->partners[t]);
+            free_lines(ctx->partners[t]);
     free(ctx->partners);
     if (ctx->row_sums != NULL)
         for (t = 0; t < ctx->threads; t++)
-            free(ctx->row_sums[t]);
+            free_lines(ctx->row_sums[t]);
     free(ctx->row_sums);
     free(ctx->partners_tag);
     free(ctx->accumulators);
@@ -662,13 +689,13 @@ static fg_status make_buffers(const fg_tape *T, run_context *ctx)
     }
     for (t = 0; t < ctx->threads; t++) {
         block *blk = &ctx->buffers[t];
-        ctx->partners[t] = (double *)malloc((ctx->partners_width * ctx->n + 1) * sizeof(double));
-        ctx->row_sums[t] = (double *)malloc(SIDE_BY_SIDE * ctx->n * sizeof(double));
-        blk->value = (double *)calloc(ctx->plan->lanes * ctx->n + 1, sizeof(double));
-        blk->grad = (double *)malloc((ctx->plan->lanes * ctx->n + 1) * sizeof(double));
-        blk->deriv = (double *)malloc((P->derivs * ctx->n + 1) * sizeof(double));
-        blk->head = (double *)malloc((3 * ctx->plan->deferred_count * ctx->n + 1) * sizeof(double));
-        blk->scratch = (double *)malloc((3 + MAX_LAYER) * ctx->n * sizeof(double));
+        ctx->partners[t] = alloc_lines(ctx->partners_width * ctx->n, 0);
+        ctx->row_sums[t] = alloc_lines(SIDE_BY_SIDE * ctx->n, 0);
+        blk->value = alloc_lines(ctx->plan->lanes * ctx->n, 1);
+        blk->grad = alloc_lines(ctx->plan->lanes * ctx->n, 0);
+        blk->deriv = alloc_lines(P->derivs * ctx->n, 0);
+        blk->head = alloc_lines(3 * ctx->plan->deferred_count * ctx->n, 0);
+        blk->scratch = alloc_lines((3 + MAX_LAYER) * ctx->n, 0);
         if (!ctx->partners[t] || !ctx->row_sums[t] || !blk->value || !blk->grad || !blk->deriv || !blk->head
             || !blk->scratch)
             return FG_NO_MEMORY;
