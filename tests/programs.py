@@ -171,6 +171,11 @@ def build_summed(impl: types.ModuleType, program: Program,
     return impl.sum(pool), pool[: len(leaves)]
 
 
+def held_by(tape: Any, leaves: list[Any]) -> list[int]:
+    """The positions in `leaves` of the Values the tape reads as leaves (by identity)."""
+    return [i for i, v in enumerate(leaves) if any(v is w for w in tape.leaves)]
+
+
 def observe(pool: list[Any]) -> list[tuple[bytes, bytes, str]]:
     return [(bits(v.data), bits(v.grad), v._op) for v in pool]
 

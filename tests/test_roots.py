@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from programs import ARITHMETIC, Program, bits, build_pool, edge_floats, programs
+from programs import ARITHMETIC, Program, bits, build_pool, edge_floats, held_by, programs
 
 import fastgrad._core
 import fastgrad.reference
@@ -144,7 +144,7 @@ def test_run_of_several_roots_follows_its_definition(
         return
     pool, picks, tape = made
     leaves = pool[: len(program.leaves)]
-    held = [i for i, v in enumerate(leaves) if any(v is w for w in tape.leaves)]
+    held = held_by(tape, leaves)
     if not held:
         return
     fed = data.draw(st.lists(st.sampled_from(held), min_size=1, max_size=len(held), unique=True))

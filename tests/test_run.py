@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, programs
+from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, held_by, programs
 
 import fastgrad
 import fastgrad._core
@@ -83,7 +83,7 @@ def test_run_follows_its_definition(impl: types.ModuleType, program: Program,
     except ARITHMETIC:
         return  # nothing to record
     tape = impl.Tape(root)
-    held = [i for i, v in enumerate(leaves) if any(v is w for w in tape.leaves)]
+    held = held_by(tape, leaves)
     if not held:
         return
     fed = data.draw(st.lists(st.sampled_from(held), min_size=1, max_size=len(held), unique=True))
@@ -450,8 +450,8 @@ def test_random_programs_give_the_references_bits_on_every_kernel(program: Progr
         except ARITHMETIC:
             return
         tape = impl.Tape(root)
-        fed = [v for v in leaves if any(v is w for w in tape.leaves)]
-        columns = [i for i, v in enumerate(leaves) if any(v is w for w in fed)]
+        columns = held_by(tape, leaves)
+        fed = [leaves[i] for i in columns]
         with kernel(name) if name is not None else contextlib.nullcontext():
             try:
                 out = [bits(v) for v in tape.run(fed, X[:, columns]).tolist()]
@@ -497,7 +497,7 @@ def test_forward_only_runs_touch_no_grad(impl: types.ModuleType, program: Progra
     except ARITHMETIC:
         return
     tape = impl.Tape(root)
-    held = [v for v in leaves if any(v is w for w in tape.leaves)]
+    held = [leaves[i] for i in held_by(tape, leaves)]
     if not held:
         return
     X = np.array(data.draw(st.lists(st.lists(edge_floats, min_size=1, max_size=1), max_size=12)),
