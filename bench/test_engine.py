@@ -20,8 +20,13 @@ def built() -> dict[str, benchmarks.Contenders]:
 @pytest.mark.parametrize(
     "case, contender", PAIRS, ids=[f"{c.id} {c.title} {name}" for c, name in PAIRS]
 )
-def test_case(benchmark: Any, record: Any, built: dict[str, benchmarks.Contenders],
-              case: benchmarks.Case, contender: str) -> None:
+def test_case(
+    benchmark: Any,
+    record: Any,
+    built: dict[str, benchmarks.Contenders],
+    case: benchmarks.Case,
+    contender: str,
+) -> None:
     key = f"{case.id} {case.title}"
     if key not in built:
         built[key] = case.build()
@@ -30,7 +35,9 @@ def test_case(benchmark: Any, record: Any, built: dict[str, benchmarks.Contender
     benchmark.group = key
     with case.conditions():
         if case.statistic == "mean":  # pauses are part of the cost: consecutive rounds
-            benchmark.pedantic(built[key][contender], rounds=case.rounds, warmup_rounds=1)
+            benchmark.pedantic(
+                built[key][contender], rounds=case.rounds_for(contender), warmup_rounds=1
+            )
         else:
             benchmark(built[key][contender])
     record(key, contender, case.per_call, case.statistic)
@@ -58,3 +65,52 @@ def test_the_mixed_graph_has_the_nodes_its_title_says() -> None:
 
     root = _tape_benchmarks.mixed_graph(_core)
     assert len(_core.Tape(root)) == _tape_benchmarks.MIXED_GRAPH_NODES
+
+
+def _tree_nodes(tree: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [tree, *(n for child in tree[1:] if isinstance(child, tuple)
+                    for n in _tree_nodes(child))]  # fmt: skip
+
+
+def test_b12_programs_are_what_the_case_says() -> None:
+    from fastgrad import _tree_benchmarks as b12
+
+    X = b12.dataset()
+    programs = b12.programs(X, count=20)
+    for program in programs:
+        nodes = _tree_nodes(program.tree)
+        ops = [n for n in nodes if n[0] not in ("x", "c")]
+        assert len(ops) == b12.OPS
+        assert {n for n in nodes if n[0] == "x"} == {("x", i) for i in range(b12.INPUTS)}
+        assert any(n[0] == "c" for n in nodes)
+        # the floor's calls: each sin, cos, exp, tanh once, and the cos or sin of the
+        # derivative of each sin and cos above a constant (none above inputs alone)
+        above_constant = [n for n in ops if n[0] in ("sin", "cos")
+                          and any(m[0] == "c" for m in _tree_nodes(n))]  # fmt: skip
+        unary = [n for n in ops if n[0] in b12.UNARY]
+        assert len(program.calls) == len(unary) + len(above_constant)
+
+
+def test_b12_programs_give_the_same_bits_on_both_engines() -> None:
+    from fastgrad import _core, reference
+    from fastgrad import _tree_benchmarks as b12
+
+    X = b12.dataset()[:40]
+    for program in b12.programs(X, count=4):
+        (ours, grads), (theirs, their_grads) = (
+            b12.fastgrad_program(_core, program, X),
+            b12.fastgrad_program(reference, program, X),
+        )
+        assert ours.tolist() == theirs.tolist() and grads == their_grads
+
+
+def test_jax_runs_in_float64_on_one_core_and_gives_the_process_its_cores_back() -> None:
+    pytest.importorskip("jax", reason="JAX is an optional baseline")
+    import os
+
+    from fastgrad._bench_case import jax_x64_one_thread
+
+    before = os.sched_getaffinity(0)
+    jax = jax_x64_one_thread()
+    assert jax is not None and os.sched_getaffinity(0) == before
+    assert jax.numpy.asarray(1.0).dtype == jax.numpy.float64

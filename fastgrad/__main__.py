@@ -8,6 +8,20 @@ import sys
 from collections.abc import Callable
 
 
+def _case_ids(text: str) -> frozenset[str]:
+    """An argparse type: benchmark case ids, comma-separated, each one that exists."""
+    from .benchmarks import case_ids
+
+    ids = frozenset(part.strip().upper() for part in text.split(",") if part.strip())
+    unknown = sorted(ids - case_ids())
+    if unknown or not ids:
+        named = ", ".join(unknown) if unknown else repr(text)
+        raise argparse.ArgumentTypeError(
+            f"no benchmark case {named}; the cases are "
+            f"{', '.join(sorted(case_ids(), key=lambda c: (len(c), c)))}")
+    return ids
+
+
 def _counting(least: int) -> Callable[[str], int]:
     """An argparse type: an int of at least `least` (a usage error otherwise)."""
     def parse(text: str) -> int:
@@ -50,9 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--tape", action="store_true",
                       help="moons: record the loss graph once and replay it in C (fastgrad.Tape)")
     bench = commands.add_parser(
-        "bench", help="time fastgrad beside float ops, micrograd, PyTorch and hand-written C "
-                      "in one run, and print the ratios")
+        "bench", help="time fastgrad beside float ops, micrograd, PyTorch, JAX and "
+                      "hand-written C in one run, and print the ratios")
     bench.add_argument("--quick", action="store_true", help="shorter timings, rougher figures")
+    bench.add_argument("--cases", type=_case_ids, metavar="IDS",
+                       help="only the cases of these ids, comma-separated (e.g. B8,B12)")
     run = commands.add_parser("run", help="run a micrograd script on fastgrad, unchanged")
     run.add_argument("script", help="the script; `import micrograd` in it gives fastgrad")
     run.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
@@ -60,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from .benchmarks import main as bench_main
 
-        bench_main(quick=args.quick)
+        bench_main(quick=args.quick, cases=args.cases)
     elif args.command == "run":
         from ._compat import run_script
 

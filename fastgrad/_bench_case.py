@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
+import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 Contenders = dict[str, Callable[[], object]]
+BENCH_SOURCES = Path(__file__).resolve().parent.parent / "bench"  # hand-written C baselines
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,11 @@ class Case:
     rounds: int = 5
     # what the machine is doing meanwhile (every core busy, for B9L); None: nothing else
     under: Callable[[], AbstractContextManager[None]] | None = None
+    # contenders too slow for `rounds` calls ("mean" only): their own count
+    rounds_of: Mapping[str, int] = field(default_factory=dict)
+
+    def rounds_for(self, contender: str) -> int:
+        return self.rounds_of.get(contender, self.rounds)
 
     def conditions(self) -> AbstractContextManager[None]:
         return self.under() if self.under is not None else contextlib.nullcontext()
@@ -52,6 +64,24 @@ def every_core_busy() -> Iterator[None]:
             spinner.wait()
 
 
+def compiled_library(source: Path, *flags: str) -> ctypes.CDLL | None:
+    """A C file of bench/ built now as a shared library, optimised as the engine is and with
+    no contraction into FMA, and loaded; None without the source tree or a C compiler."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = shutil.which(compiler) or shutil.which("cc") or shutil.which("gcc") or ""
+    if not source.exists() or not compiler or sys.platform == "win32":
+        return None
+    library = Path(tempfile.mkdtemp(prefix="fastgrad-bench-")) / f"{source.stem}.so"
+    build = subprocess.run([compiler, "-O2", "-ffp-contract=off", *flags, "-shared", "-fPIC",
+                            str(source), "-o", str(library), "-lm"],
+                           capture_output=True, text=True)  # fmt: skip
+    if build.returncode != 0:
+        return None
+    loaded = ctypes.CDLL(str(library))
+    os.unlink(library)  # loaded: the file is no longer needed
+    return loaded
+
+
 def optional(module: str) -> ModuleType | None:
     try:
         return importlib.import_module(module)
@@ -70,3 +100,65 @@ def torch_parameters(torch: Any, model: Any) -> list[Any]:
         params.append(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64,
                                    requires_grad=True))  # fmt: skip
     return params
+
+
+JAX = "jax jit, x64, 1 thread"
+COMPILING = ": trace + compile, once (not in the ratio)"  # a JAX contender's compile time
+
+
+def jax_x64_one_thread() -> ModuleType | None:
+    """JAX set up as the baselines run: float64 on one core; None when not installed.
+
+    XLA has no setting that keeps its CPU runtime to one thread: it sizes its thread pool by
+    the cores the process may use, and its threads inherit that set. So JAX starts while the
+    calling thread may use one core only, which is given back afterwards (fastgrad's own
+    threads and PyTorch's one are not confined)."""
+    if "jax" in sys.modules:
+        return optional("jax")
+    if not hasattr(os, "sched_setaffinity"):
+        return _jax_configured()
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        return _jax_configured()
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _jax_configured() -> ModuleType | None:
+    jax = optional("jax")
+    if jax is None:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    jax.block_until_ready(jax.jit(lambda x: x + 1)(1.0))  # the runtime's threads start now
+    return jax
+
+
+def jax_parameters(jax: ModuleType, model: Any) -> list[Any]:
+    """An MLP's weights as JAX float64 arrays, laid out as torch_parameters lays them."""
+    params = []
+    for layer in model.layers:
+        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
+        params.append(jax.numpy.asarray(W, dtype=jax.numpy.float64))
+        params.append(jax.numpy.asarray([n.b.data for n in layer.neurons],
+                                        dtype=jax.numpy.float64))  # fmt: skip
+    return params
+
+
+def jax_contenders(jax: ModuleType, make: Callable[[], Callable[..., Any]],
+                   args: tuple[Any, ...], form: str = "") -> Contenders:  # fmt: skip
+    """A jitted function as two contenders: its steady-state call (compiled before any
+    timing) and its compilation, each time from a fresh function so nothing is cached.
+    `make()` returns a new Python function of `args` each time it is called; `form` names
+    which of several ways of writing it this is."""
+    compiled = jax.jit(make())
+    jax.block_until_ready(compiled(*args))
+
+    def call() -> object:
+        return jax.block_until_ready(compiled(*args))
+
+    def compile_fresh() -> object:
+        return jax.jit(make()).lower(*args).compile()
+
+    return {JAX + form: call, JAX + form + COMPILING: compile_fresh}

@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from ._bench_case import Case, Contenders, optional, torch_parameters
+from ._bench_case import (
+    COMPILING,
+    JAX,
+    Case,
+    Contenders,
+    jax_contenders,
+    jax_parameters,
+    jax_x64_one_thread,
+    optional,
+    torch_parameters,
+)
 from .pinn_demo import network, squared_residual, squared_residual_of, u_of
 
 POINTS = 1000
@@ -74,6 +84,50 @@ def torch_pass(torch: Any, model: Any, X: Any) -> tuple[Callable[[], float], lis
     return training_pass, params
 
 
+JVP_OF_JVP, GRAD_OF_GRAD = ", u'' by jvp of jvp", ", u'' by grad of grad"
+
+
+def jax_pass(jax: Any, model: Any, X: Any, form: str) -> Contenders:
+    """The pass in JAX, jitted: u'' per point by forward mode twice (jvp of jvp, JAX's
+    fastest form here) or reverse mode twice (grad of grad), vmapped over the points; the
+    summed loss and its gradient with respect to the weights."""
+    jnp = jax.numpy
+
+    def u(params: list[Any], x: Any) -> Any:
+        h = jnp.reshape(x, (1,))
+        for i in range(0, len(params) - 2, 2):
+            h = jnp.tanh(h @ params[i] + params[i + 1])
+        return (h @ params[-2] + params[-1])[0]
+
+    def second_derivative(params: list[Any], x: Any) -> Any:
+        if form == JVP_OF_JVP:
+
+            def slope(x: Any) -> Any:
+                return jax.jvp(lambda x: u(params, x), (x,), (1.0,))[1]
+
+            return jax.jvp(slope, (x,), (1.0,))[1]
+        return jax.grad(jax.grad(u, argnums=1), argnums=1)(params, x)
+
+    def make() -> Callable[..., Any]:
+        def total(params: list[Any], x: Any) -> Any:
+            d2u = jax.vmap(second_derivative, in_axes=(None, 0))(params, x)
+            return jnp.sum((d2u + math.pi**2 * jnp.sin(math.pi * x)) ** 2)
+
+        return jax.value_and_grad(total)  # type: ignore[no-any-return]
+
+    return jax_contenders(jax, make, (jax_parameters(jax, model), jnp.asarray(X[:, 0])), form)
+
+
+def jax_grads(grads: list[Any], model: Any) -> list[float]:
+    """JAX's gradient in the order of model.parameters()."""
+    out = []
+    for layer, (W, b) in zip(model.layers, zip(grads[::2], grads[1::2])):
+        for j, n in enumerate(layer.neurons):
+            out += [float(W[i, j]) for i in range(len(n.w))]
+            out.append(float(b[j]))
+    return out
+
+
 def torch_grads(params: list[Any], model: Any) -> list[float]:
     """PyTorch's grads in the order of model.parameters()."""
     out = []
@@ -119,10 +173,18 @@ def _pinn_case(hidden: int) -> Case:
             _agree([results[0][0]], [theirs()], "PyTorch's loss")
             _agree(results[0][1], torch_grads(torch_params, model), "PyTorch's grads")
             contenders[PYTORCH] = theirs
+        jax = jax_x64_one_thread()
+        for form in (JVP_OF_JVP, GRAD_OF_GRAD) if jax is not None else ():
+            contenders.update(jax_pass(jax, model, X, form))
+            their_loss, their_grads = cast(Any, contenders[JAX + form]())
+            _agree([results[0][0]], [float(their_loss)], "JAX's loss")
+            _agree(results[0][1], jax_grads(their_grads, model), "JAX's grads")
         return contenders
 
     title = f"PINN pass, MLP 1-{hidden}-{hidden}-1 tanh, u'' in the loss, {POINTS:,} points"
-    return Case("B10", title, 1, "pass", build, (DERIVATIVE, FORWARD_MODE, PYTORCH))
+    jax_names = [JAX + form + timing for form in (JVP_OF_JVP, GRAD_OF_GRAD)
+                 for timing in ("", COMPILING)]  # fmt: skip
+    return Case("B10", title, 1, "pass", build, (DERIVATIVE, FORWARD_MODE, PYTORCH, *jax_names))
 
 
 BUILD = "fastgrad gradients(create_graph=True)"

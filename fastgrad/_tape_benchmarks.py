@@ -5,28 +5,34 @@ beside PyTorch and across threads)."""
 from __future__ import annotations
 
 import ctypes
-import os
 import random
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from ._bench_case import Case, Contenders, every_core_busy, optional, torch_parameters
+from ._bench_case import (
+    BENCH_SOURCES,
+    COMPILING,
+    JAX,
+    Case,
+    Contenders,
+    compiled_library,
+    every_core_busy,
+    jax_contenders,
+    jax_parameters,
+    jax_x64_one_thread,
+    optional,
+    torch_parameters,
+)
 from .demo import per_sample_model
 
 # ---- B7: the "fastest autograd" workload, recorded once and replayed ----
 
 B7_PUBLISHED = {"PyTorch": 1130.0, "JAX": 470.0, "hand-written Rust": 1.4, "hand-written C": 0.99}
 HANDWRITTEN = "hand-written C"
-HANDWRITTEN_SOURCE = Path(__file__).resolve().parent.parent / "bench" / "b7_handwritten.c"
+HANDWRITTEN_SOURCE = BENCH_SOURCES / "b7_handwritten.c"
 
 
 def fastest_autograd_graph(engine: Any) -> tuple[Any, list[Any]]:
@@ -50,21 +56,13 @@ def fastest_autograd_graph(engine: Any) -> tuple[Any, list[Any]]:
 
 
 def compiled_handwritten() -> Callable[[], float] | None:
-    """bench/b7_handwritten.c built now as a library (the source tree and a C compiler are
-    needed; None without them): its b7_iteration() runs one forward and backward."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    compiler = shutil.which(compiler) or shutil.which("cc") or shutil.which("gcc") or ""
-    if not HANDWRITTEN_SOURCE.exists() or not compiler or sys.platform == "win32":
+    """bench/b7_handwritten.c built now (None without the source tree or a C compiler): its
+    b7_iteration() runs one forward and backward."""
+    library = compiled_library(HANDWRITTEN_SOURCE, "-DB7_LIBRARY")
+    if library is None:
         return None
-    library = Path(tempfile.mkdtemp(prefix="fastgrad-b7-")) / "b7_handwritten.so"
-    build = subprocess.run([compiler, "-O2", "-ffp-contract=off", "-DB7_LIBRARY", "-shared",
-                            "-fPIC", str(HANDWRITTEN_SOURCE), "-o", str(library), "-lm"],
-                           capture_output=True, text=True)  # fmt: skip
-    if build.returncode != 0:
-        return None
-    iteration = ctypes.CDLL(str(library)).b7_iteration
+    iteration = library.b7_iteration
     iteration.restype, iteration.argtypes = ctypes.c_double, []
-    os.unlink(library)  # loaded: the file is no longer needed
     return iteration
 
 
@@ -94,8 +92,13 @@ def _fastest_autograd_case() -> Case:
         contenders["pure-Python reference, eager"] = eager(reference)
         return contenders
 
-    names = ("fastgrad tape", "fastgrad tape, fusion off", HANDWRITTEN,
-             "fastgrad eager (rebuilt each time)", "pure-Python reference, eager")
+    names = (
+        "fastgrad tape",
+        "fastgrad tape, fusion off",
+        HANDWRITTEN,
+        "fastgrad eager (rebuilt each time)",
+        "pure-Python reference, eager",
+    )
     return Case("B7", "10,000-op graph, one forward + backward", 1, "iteration", build, names,
                 rounds=3)  # fmt: skip
 
@@ -206,6 +209,34 @@ def torch_pass(torch: Any, model: Any, X: Any, Y: Any, loss: str) -> Callable[[]
     return training_pass
 
 
+def jax_pass(jax: Any, model: Any, X: Any, Y: Any, loss: str) -> Contenders:
+    """The same pass in JAX, jitted: the rows' losses summed and their gradient with
+    respect to the weights (JAX returns it where PyTorch accumulates it: the same work)."""
+    jnp = jax.numpy
+    args = (jax_parameters(jax, model), jnp.asarray(X),
+            jnp.asarray(Y[:, 0] if loss == "margin" else Y.argmax(1)))  # fmt: skip
+
+    def make() -> Callable[..., Any]:
+        def total(params: list[Any], X: Any, Y: Any) -> Any:
+            h = X
+            for i in range(0, len(params) - 2, 2):
+                h = jax.nn.relu(h @ params[i] + params[i + 1])
+            scores = h @ params[-2] + params[-1]
+            if loss == "margin":
+                return jnp.sum(jax.nn.relu(1 - Y * scores[:, 0]))
+            picked = jnp.take_along_axis(jax.nn.log_softmax(scores), Y[:, None], axis=1)
+            return -jnp.sum(picked)
+
+        return jax.value_and_grad(total)  # type: ignore[no-any-return]
+
+    return jax_contenders(jax, make, args)
+
+
+def _agrees(theirs: float, ours: float, who: str) -> None:
+    if abs(ours - theirs) > 1e-9 * max(1.0, abs(ours)):
+        raise AssertionError(f"{who}'s summed loss {theirs} is not fastgrad's {ours}")
+
+
 def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
                   threads: tuple[int, ...] = (1,), torch: bool = True,
                   under: Callable[[], AbstractContextManager[None]] | None = None,
@@ -225,14 +256,16 @@ def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
         module = optional("torch") if torch else None
         if module is not None:
             theirs = torch_pass(module, model, X, Y, loss)
-            ours, check = run(1)(), theirs()
-            if abs(ours - check) > 1e-9 * max(1.0, abs(ours)):
-                raise AssertionError(f"PyTorch's summed loss {check} is not fastgrad's {ours}")
+            _agrees(theirs(), run(1)(), "PyTorch")
             contenders[PYTORCH] = theirs
+        jax = jax_x64_one_thread() if torch else None
+        if jax is not None:
+            contenders.update(jax_pass(jax, model, X, Y, loss))
+            _agrees(float(cast(Any, contenders[JAX]())[0]), run(1)(), "JAX")
         return contenders
 
-    return Case(id, title, 1, "pass", build, (*runs, PYTORCH) if torch else tuple(runs),
-                under=under)
+    baselines = (PYTORCH, JAX, JAX + COMPILING) if torch else ()
+    return Case(id, title, 1, "pass", build, (*runs, *baselines), under=under)
 
 
 def _minibatch_case(batch: int = 32) -> Case:
@@ -282,4 +315,3 @@ TAPE_CASES: list[Case] = [
                   1797, [64, 32, 10], "cross_entropy", threads=(2, 1), torch=False,
                   under=every_core_busy),
 ]  # fmt: skip
-

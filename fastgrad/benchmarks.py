@@ -1,4 +1,4 @@
-"""The benchmark cases (B1-B10), defined once: each says what it times and against what.
+"""The benchmark cases (B1-B12), defined once: each says what it times and against what.
 
 Every case times fastgrad beside a baseline in the same process, because these machines are
 shared and noisy: the figure that means something is the ratio. ``bench/`` runs the cases
@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._bench_case import Case, Contenders, optional, torch_parameters
+from ._bench_case import COMPILING, Case, Contenders, optional, torch_parameters
 from ._derivative_benchmarks import DERIVATIVE_CASES
 from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
 from ._thread_benchmarks import THREAD_CASES
+from ._tree_benchmarks import TREE_CASES
 
 
 def _engines() -> dict[str, Any]:
@@ -279,6 +280,7 @@ CASES: list[Case] = [
     *TAPE_CASES,
     *DERIVATIVE_CASES,
     *THREAD_CASES,
+    *TREE_CASES,
 ]
 
 
@@ -328,6 +330,8 @@ def compare(fastgrad: float, baseline: float, name: str, better: str) -> str:
     baseline (which fastgrad cannot beat), `fastgrad takes Nx` the float op."""
     if name == "float":
         return f"fastgrad takes {_ratio(fastgrad / baseline)} the float op"
+    if name.endswith(COMPILING):
+        return "(compile time: reported apart)"
     if baseline >= fastgrad:
         return f"fastgrad {_ratio(baseline / fastgrad)} {better}"
     worse = better.replace(better.split()[0], OPPOSITES.get(better.split()[0], "worse"), 1)
@@ -340,12 +344,20 @@ def subject(times: dict[str, float]) -> str:
 
 
 
-def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
-    """Rows of (case, contender, its figure, how fastgrad compares) for every case."""
+def case_ids() -> frozenset[str]:
+    return frozenset({case.id for case in CASES} | {"B6"})
+
+
+def table(quick: bool = False, cases: frozenset[str] | None = None,
+          ) -> list[tuple[str, str, str, str]]:  # fmt: skip
+    """Rows of (case, contender, its figure, how fastgrad compares) for every case, or for
+    those whose ids `cases` holds."""
     rows = []
     budget = 0.05 if quick else 0.25
     gc_was_enabled = gc.isenabled()
     for case in CASES:
+        if cases is not None and case.id not in cases:
+            continue
         contenders = case.build()
         gc.disable()  # the cyclic collector is not what B1-B3 measure (B4 sets it itself)
         try:
@@ -353,7 +365,7 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
                 if case.statistic == "min":
                     times = best_times(contenders, budget)
                 else:
-                    times = {name: mean_time(run, case.rounds)
+                    times = {name: mean_time(run, case.rounds_for(name))
                              for name, run in contenders.items()}  # fmt: skip
             times = {name: seconds / case.per_call for name, seconds in times.items()}
         finally:
@@ -366,6 +378,8 @@ def table(quick: bool = False) -> list[tuple[str, str, str, str]]:
                          verdict))  # fmt: skip
         if case.id == "B7" and "iteration" in case.unit:
             rows.extend(_b7_totals(times))
+    if cases is not None and "B6" not in cases:
+        return rows
     steps = 10**5 if quick else B6_STEPS
     memory = {name: retained_bytes(name, steps) for name in _engines()}
     for name, per_step in memory.items():
@@ -417,9 +431,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores; Tape.run's SIMD kernel: {simd()}"
 
 
-def main(quick: bool = False) -> None:
+def main(quick: bool = False, cases: frozenset[str] | None = None) -> None:
     print(f"machine: {machine()}\n")
-    rows = table(quick)
+    rows = table(quick, cases)
     headers = ("case", "contender", "figure", "fastgrad against it")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))

@@ -67,8 +67,15 @@ def test_demo_plot(tmp_path: Path) -> None:
 def test_bench_prints_the_table() -> None:
     result = fastgrad("bench", "--quick")
     assert result.returncode == 0, result.stderr
-    for line in ("B1 `a + b`", "B2 `2.0 + a`", "B3 backward", "B4 a training step", "B6 retained",
-                 "B10 PINN pass, MLP 1-16-16-1", "B10 building du/dx"):
+    for line in (
+        "B1 `a + b`",
+        "B2 `2.0 + a`",
+        "B3 backward",
+        "B4 a training step",
+        "B6 retained",
+        "B10 PINN pass, MLP 1-16-16-1",
+        "B10 building du/dx",
+    ):
         assert line in result.stdout
     assert "x the float op" in result.stdout and "faster" in result.stdout
     assert "SPEC" not in result.stdout  # users have no such document: the table says it all
@@ -135,3 +142,17 @@ def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "usage:" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_bench_runs_only_the_cases_it_is_given() -> None:
+    result = fastgrad("bench", "--quick", "--cases", "b1, B2")
+    assert result.returncode == 0, result.stderr
+    assert "B1 `a + b`" in result.stdout and "B2 `2.0 + a`" in result.stdout
+    assert "B3" not in result.stdout and "B6" not in result.stdout
+    assert "SIMD kernel: " in result.stdout  # which kernel the figures used
+
+
+def test_bench_names_an_unknown_case_and_the_cases_there_are() -> None:
+    result = fastgrad("bench", "--cases", "B1,B99")
+    assert result.returncode == 2
+    assert "no benchmark case B99" in result.stderr and "B12" in result.stderr
