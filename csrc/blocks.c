@@ -907,14 +907,14 @@ static FG_ALWAYS_INLINE void weight_pass(double *FG_RESTRICT totals, const doubl
         totals[last_at + 1] = w_start;
 }
 
-/* A fast dot's weights (and its deferred start): full passes of PASS_VECTORS vectors while
- * more are left, then one pass for the rest, the last term and the start. */
+/* A fast dot's weights from term k0 on (and its deferred start): full passes of PASS_VECTORS
+ * vectors while more are left, then one pass for the rest, the last term and the start. */
 static void fast_dot_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT x, size_t stride,
                           const double *FG_RESTRICT rest, const double *FG_RESTRICT last,
                           size_t rows, uint32_t terms, const deferred_term *start,
-                          const double *FG_RESTRICT G)
+                          const double *FG_RESTRICT G, size_t k0)
 {
-    size_t k0 = 0, before_last = terms - 1, left, tail;
+    size_t before_last = terms - 1, left, tail;
     for (; before_last - k0 > PASS_VECTORS * FG_WIDTH; k0 += PASS_VECTORS * FG_WIDTH)
         weight_pass(totals + k0, x + k0, stride, rest, rows, PASS_VECTORS, 0, 0, NULL, 0, NULL,
                     terms, G);
@@ -932,9 +932,10 @@ static void fast_dot_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT 
 }
 
 /* A deferred step's parameters, rows r0 to r1 - 1 of block `index`: what phase 1 left out,
- * computed from the node's grads and each term's other operand. */
+ * computed from the node's grads and each term's other operand; a fast dot's weights from
+ * term k0 on (layer_weight_tiles did those before). */
 static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index, unsigned thread,
-                         size_t r0, size_t r1)
+                         size_t r0, size_t r1, size_t k0)
 {
     const fg_step *s = &ctx->P->steps[ds->step];
     const uint32_t *args = ctx->P->args + s->a;
@@ -953,7 +954,7 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
             start_done = ds->count > s->terms && terms[s->terms].side == 2;
             fast_dot_sums(totals, x + r0 * row_stride, row_stride, HEAD(blk, ds->head, 1) + r0,
                           HEAD(blk, ds->head, 2) + r0, r1 - r0, s->terms,
-                          start_done ? &terms[s->terms] : NULL, G + r0);
+                          start_done ? &terms[s->terms] : NULL, G + r0, k0);
         }
         for (t = ds->dot_fast ? s->terms + (size_t)start_done : 0; t < ds->count; t++) {
             const deferred_term *term = &terms[t];
@@ -999,25 +1000,82 @@ static size_t same_partners(const run_context *ctx, size_t w, size_t end)
     return count;
 }
 
+/* Neurons a weight tile takes side by side, and vectors of their shared inputs: each row of
+ * inputs loaded once for all of them (a neuron at a time would read the partners' rows from
+ * the second-level cache once per neuron), 4 x TILE_VECTORS sums in registers. */
+#define TILE_NEURONS 4
+#define TILE_VECTORS 2
+
+/* The weights of TILE_NEURONS fast dots over the same partners x, terms 0 to columns - 1 (a
+ * multiple of TILE_VECTORS vectors, none of them a last term), rows 0 to rows - 1: each
+ * weight's total plus x * its neuron's term grad, row by row, as weight_pass adds them. */
+static void layer_weight_tiles(double *const *totals, const double *FG_RESTRICT x, size_t stride,
+                               const double *const *rest, size_t rows, size_t columns)
+{
+    size_t k0, q, j, r;
+    for (k0 = 0; k0 < columns; k0 += TILE_VECTORS * FG_WIDTH) {
+        fg_simd acc[TILE_NEURONS][TILE_VECTORS];
+        for (q = 0; q < TILE_NEURONS; q++)
+            for (j = 0; j < TILE_VECTORS; j++)
+                acc[q][j] = fg_load(totals[q] + k0 + j * FG_WIDTH);
+        for (r = 0; r < rows; r++) {
+            const double *xr = x + r * stride + k0;
+            fg_simd xv[TILE_VECTORS];
+            for (j = 0; j < TILE_VECTORS; j++)
+                xv[j] = fg_load(xr + j * FG_WIDTH);
+            for (q = 0; q < TILE_NEURONS; q++) {
+                const fg_simd g = fg_splat(rest[q][r]);
+                for (j = 0; j < TILE_VECTORS; j++)
+                    acc[q][j] = fg_add(acc[q][j], fg_mul(xv[j], g));
+            }
+        }
+        for (q = 0; q < TILE_NEURONS; q++)
+            for (j = 0; j < TILE_VECTORS; j++)
+                fg_store(totals[q] + k0 + j * FG_WIDTH, acc[q][j]);
+    }
+}
+
 /* A layer's deferred dots (work[w] to work[w + count - 1]), block `index`: a chunk of rows at
  * a time for all of them, so that the partners' rows they all read come from the first-level
- * cache (one neuron's pass over the block's rows would read them from the second level).
- * Each weight still takes its rows in order. */
+ * cache (one neuron's pass over the block's rows would read them from the second level); in
+ * each chunk, TILE_NEURONS neurons at a time take their leading weights together, then each
+ * neuron the rest of its terms. Each weight still takes its rows in order. */
 static void add_layer_deferred(run_context *ctx, size_t w, size_t count, size_t index,
                                unsigned thread)
 {
     const block *blk = &ctx->buffers[index % ctx->threads];
     const deferred_step *first = &ctx->plan->deferred[ctx->work[w] - ctx->plan->summed_count];
-    size_t stride = first->column != NONE ? ctx->job->input_count : ctx->P->steps[first->step].terms;
+    const fg_step *s = &ctx->P->steps[first->step];
+    size_t stride = first->column != NONE ? ctx->job->input_count : s->terms;
     size_t chunk = count > 1 ? PARTNER_CHUNK_BYTES / sizeof(double) / stride : blk->rows;
-    size_t r0, j;
+    /* whole tiles of leading terms, the last term left to fast_dot_sums */
+    size_t tiled = count >= TILE_NEURONS ? (s->terms - 1) / (TILE_VECTORS * FG_WIDTH)
+                                               * (TILE_VECTORS * FG_WIDTH) : 0;
+    size_t r0, j, q;
     if (chunk < 16)
         chunk = 16;
     for (r0 = 0; r0 < blk->rows; r0 += chunk) {
         size_t r1 = blk->rows - r0 < chunk ? blk->rows : r0 + chunk;
-        for (j = 0; j < count; j++)
-            add_deferred(ctx, &ctx->plan->deferred[ctx->work[w + j] - ctx->plan->summed_count],
-                         index, thread, r0, r1);
+        const double *x = NULL;
+        size_t row_stride = stride;
+        if (tiled > 0)
+            x = partner_rows(ctx, first, blk, index, thread, &row_stride);
+        for (j = 0; j < count; j++) {
+            const deferred_step *ds = &ctx->plan->deferred[ctx->work[w + j] - ctx->plan->summed_count];
+            size_t k0 = j - j % TILE_NEURONS + TILE_NEURONS <= count ? tiled : 0;
+            if (k0 > 0 && j % TILE_NEURONS == 0) {
+                double *totals[TILE_NEURONS];
+                const double *rest[TILE_NEURONS];
+                for (q = 0; q < TILE_NEURONS; q++) {
+                    const deferred_step *dq =
+                        &ctx->plan->deferred[ctx->work[w + j + q] - ctx->plan->summed_count];
+                    totals[q] = ctx->accumulators + dq->first;
+                    rest[q] = HEAD(blk, dq->head, 1) + r0;
+                }
+                layer_weight_tiles(totals, x + r0 * row_stride, row_stride, rest, r1 - r0, k0);
+            }
+            add_deferred(ctx, ds, index, thread, r0, r1, k0);
+        }
     }
 }
 
