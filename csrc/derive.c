@@ -203,6 +203,10 @@ static dval power(derive *D, dval x, dval y)
 #undef COS
 #undef SIGMOID
 #undef SOFTPLUS
+#undef SIGN
+#undef ISFINITE
+#undef ISZERO
+#undef PICKS_A
 #define NUM(x) number(x)
 #define DATA(x) ((x).value)
 #define IF(cond, x, y) ((cond) ? (x) : (y))
@@ -219,6 +223,10 @@ static dval power(derive *D, dval x, dval y)
 #define COS(x) unary(D, FG_COS, (x))
 #define SIGMOID(x) unary(D, FG_SIGMOID, (x))
 #define SOFTPLUS(x) unary(D, FG_SOFTPLUS, (x))
+#define SIGN(x) unary(D, FG_SIGN, (x))
+#define ISFINITE(x) unary(D, FG_ISFINITE, (x))
+#define ISZERO(x) unary(D, FG_ISZERO, (x))
+#define PICKS_A(x, y) binary(D, FG_PICKS_A, (x), (y))
 
 /* d out / d a (which 0) or d out / d b (which 1) of a unary or binary op. */
 static dval local_derivative(derive *D, fg_op op, int which, dval a, dval b, double c, dval out)

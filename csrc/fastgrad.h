@@ -64,7 +64,11 @@ enum {
     /* requires no grad: a leaf made so (Value(x, requires_grad=False)), or a node whose
      * operands all require none (numbers aside): backward never evaluates a local derivative
      * toward it nor adds into its grad, so a singular derivative there never raises */
-    FG_NO_GRAD = 16
+    FG_NO_GRAD = 16,
+    /* requires no grad because a choice made from data is below it (ops.def's SIGN...: a
+     * derivative's relu step), not by the user's wish: backward of it is no mistake, and
+     * leaves every grad below it as it was, as backward of a constant does */
+    FG_CHOSEN = 32
 };
 
 /* Whether backward reaches n: its grad is wanted. */

@@ -64,6 +64,11 @@ static void inherit_no_grad(fg_node *n, fg_node *const *operands, uint32_t count
 {
     uint32_t i;
     int any = 0;
+    uint8_t chosen = 0;
+    if (fg_op_is_choice((fg_op)n->op)) {     /* a number chosen from data: no gradient */
+        n->flags |= FG_NO_GRAD | FG_CHOSEN;
+        return;
+    }
     if (count <= 2 && !((operands[0]->flags | operands[count - 1]->flags) & FG_NO_GRAD))
         return;     /* the common case, at the cost of one test */
     for (i = 0; i < count; i++) {
@@ -71,9 +76,10 @@ static void inherit_no_grad(fg_node *n, fg_node *const *operands, uint32_t count
             any = 1;
         else if (!(operands[i]->flags & FG_CONSTANT))
             return;
+        chosen |= operands[i]->flags & FG_CHOSEN;
     }
     if (any)
-        n->flags |= FG_NO_GRAD;
+        n->flags |= FG_NO_GRAD | chosen;
 }
 
 fg_status fg_new_leaf(fg_arena *A, double data, fg_node **out)

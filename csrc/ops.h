@@ -173,6 +173,13 @@ static inline double fg_sigmoid(double x)
     return e / (1.0 + e);
 }
 
+/* The ops that are choices made from data (ops.def's SIGN, ISFINITE, ISZERO, PICKS_A): their
+ * nodes carry no gradient, whatever their operands. */
+static inline int fg_op_is_choice(fg_op op)
+{
+    return op == FG_SIGN || op == FG_ISFINITE || op == FG_ISZERO || op == FG_PICKS_A;
+}
+
 /* The vocabulary of ops.def's formulas, as doubles: a pass that expands them has a
  * `fg_status *st` in scope, where a failing helper records why. derive.c defines the same
  * names over nodes. */
@@ -193,6 +200,10 @@ static inline double fg_sigmoid(double x)
 #define CLASS_INDEX(x, y) fg_class_index((x), (y), st)
 #define SIGMOID(x) fg_sigmoid(x)
 #define SOFTPLUS(x) fg_softplus(x)
+#define SIGN(x) ((x) > 0.0 ? 1.0 : (x) < 0.0 ? -1.0 : 0.0)
+#define ISFINITE(x) (isfinite(x) ? 1.0 : 0.0)
+#define ISZERO(x) ((x) == 0.0 ? 1.0 : 0.0)
+#define PICKS_A(x, y) ((x) >= (y) || (x) != (x) ? 1.0 : 0.0)
 
 /* The helpers above that can fail, by name: a derivative formula of ops.def that calls one is
  * checked before backward adds anything (fg_derivative_may_fail reads the formulas' text). */

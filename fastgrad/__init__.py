@@ -65,14 +65,8 @@ def install_as_micrograd() -> None:
 
 # after the implementation is chosen: these are written over it
 from ._gradcheck import GradcheckError, GradcheckReport, gradcheck  # noqa: E402
-from .functional import (  # noqa: E402
-    cross_entropy,
-    grad,
-    hessian,
-    logsumexp,
-    softmax,
-    value_and_grad,
-)
+from .functional import cross_entropy, logsumexp, softmax  # noqa: E402
+from .transforms import grad, hessian, hvp, jacobian, jvp, value_and_grad, vjp  # noqa: E402
 
 if TYPE_CHECKING:
     from . import datasets, engine, functional, nn, optim, viz
@@ -123,7 +117,10 @@ __all__ = [
     "gradcheck",
     "gradients",
     "hessian",
+    "hvp",
     "install_as_micrograd",
+    "jacobian",
+    "jvp",
     "load",
     "logsumexp",
     "maximum",
@@ -136,4 +133,5 @@ __all__ = [
     "sum",
     "value_and_grad",
     "viz",
+    "vjp",
 ]

@@ -5,8 +5,8 @@ from libc.stdint cimport uint32_t
 cdef extern from "fastgrad.h" nogil:
     ctypedef enum fg_op:
         FG_LEAF, FG_NEG, FG_POWC, FG_RELU, FG_TANH, FG_EXP, FG_LOG, FG_SIGMOID,
-        FG_ABS, FG_SQRT, FG_SIN, FG_COS, FG_SOFTPLUS, FG_FINITE,
-        FG_ADD, FG_SUB, FG_MUL, FG_DIV, FG_POW, FG_MAX, FG_CLASS, FG_PICK, FG_SUM, FG_DOT, FG_OPAQUE, FG_OP_COUNT
+        FG_ABS, FG_SQRT, FG_SIN, FG_COS, FG_SOFTPLUS, FG_FINITE, FG_SIGN, FG_ISFINITE, FG_ISZERO,
+        FG_ADD, FG_SUB, FG_MUL, FG_DIV, FG_POW, FG_MAX, FG_CLASS, FG_PICK, FG_PICKS_A, FG_SUM, FG_DOT, FG_OPAQUE, FG_OP_COUNT
 
     ctypedef enum fg_status:
         FG_OK, FG_ZERO_DIVISION, FG_DOMAIN_ERROR, FG_RANGE_ERROR, FG_NO_MEMORY,
@@ -18,6 +18,7 @@ cdef extern from "fastgrad.h" nogil:
         FG_TAPED
         FG_TAPED_OUTPUT
         FG_NO_GRAD
+        FG_CHOSEN
         FG_TAPE_UNSYNCED_OUTPUTS
 
     ctypedef struct fg_node:

@@ -587,7 +587,7 @@ cdef class Value:
     def backward(self):
         cdef fg_node *failed = NULL
         _sync_all_tapes()
-        if _node_of(self).flags & FG_NO_GRAD:
+        if _node_of(self).flags & (FG_NO_GRAD | FG_CHOSEN) == FG_NO_GRAD:
             raise RuntimeError(no_grad_root("backward()"))
         cdef fg_status status = fg_backward(_arena(), _node_of(self), &failed)
         if status != FG_OK:
@@ -712,6 +712,38 @@ cdef list _records(fg_node *root):
         ))
         number[<size_t>n] = len(records) - 1
     return records
+
+
+def _graph(roots):
+    """The graph below the roots, each node once, operands before the nodes that use them:
+    per node (its Value, rule, operand Values, exponent, constant); a leaf's rule is "".
+    Forward mode (fastgrad.jvp) walks it. The twin of reference.value._graph."""
+    cdef fg_node *const *order
+    cdef fg_node *const *operands
+    cdef fg_node *n
+    cdef size_t length, i
+    cdef uint32_t count, j
+    cdef fg_status status
+    _sync_all_tapes()
+    handles = {}
+    nodes = []
+    for root in roots:
+        status = fg_topo(_arena(), _node_of(<Value>root), &order, &length)
+        if status != FG_OK:
+            _raise(status, "jvp", ())
+        last = {<size_t>order[i]: i for i in range(length)}  # an n-ary node is there per term
+        for i in range(length):
+            n = order[i]
+            if last[<size_t>n] != i or <size_t>n in handles:
+                continue
+            operands = fg_operands(n, &count)
+            v = _handle(n)
+            leaf_like = n.op == FG_LEAF or n.op == FG_OPAQUE
+            nodes.append((v, "" if leaf_like else _rule(n),
+                          tuple([handles[<size_t>operands[j]] for j in range(count)]),
+                          n.exponent if n.op == FG_POWC else 0.0, bool(n.flags & FG_CONSTANT)))
+            handles[<size_t>n] = v
+    return nodes
 
 
 def _rebuild(records):
@@ -876,6 +908,20 @@ def maximum(a, b):
 def _finite(v):
     """v where it is finite, else 0.0, as a node: logsumexp's shift."""
     return _unary(FG_FINITE, v)
+
+
+def _choice(rule, a, b=None):
+    """A node of a choice op (sign, isfinite, iszero of a; picks_a of a and b), which
+    carries no gradient: how a derivative built as a graph keeps a choice made from data."""
+    op = {"sign": FG_SIGN, "isfinite": FG_ISFINITE, "iszero": FG_ISZERO,
+          "picks_a": FG_PICKS_A}.get(rule)
+    if op is None:
+        raise ValueError(f"{rule!r} is not a choice")
+    if op == FG_PICKS_A:
+        return _binary(op, a, b)
+    if not isinstance(a, Value):
+        a = _constant_leaf(a)
+    return _unary(op, a)
 
 
 def _class_index(target, classes):

@@ -2,9 +2,10 @@
 
 u'' + pi^2 sin(pi x) = 0 on [0, 1] with an MLP 1-H-H-1 of tanh units, 1,000 collocation
 points, the loss per point (u''(x) + pi^2 sin(pi x))^2, recorded once and run with
-`tape.run` (forward and backward into the parameters) over the points. Two graphs of that
-loss: the one `gradients(..., create_graph=True)` builds twice, and the forward-mode one
-(value, d/dx, d2/dx2 carried through each unit) written by hand. PyTorch: float64 on one
+`tape.run` (forward and backward into the parameters) over the points. Three graphs of that
+loss: the one `gradients(..., create_graph=True)` builds twice, the one `jvp` of `jvp`
+builds (forward mode twice), and the forward-mode one (value, d/dx, d2/dx2 carried through
+each unit) written by hand. PyTorch: float64 on one
 thread, batched, `autograd.grad(create_graph=True)` twice then `backward()`. Before any
 timing, the losses and every parameter's gradient agree within 1e-12 across the three.
 """
@@ -33,11 +34,23 @@ from .pinn_demo import network, squared_residual, squared_residual_of, u_of
 POINTS = 1000
 PYTORCH = "pytorch, float64, 1 thread, autograd.grad twice"
 DERIVATIVE = "fastgrad run, gradients graph"
-FORWARD_MODE = "fastgrad run, forward-mode graph"
+JVP = "fastgrad run, jvp-of-jvp graph"
+FORWARD_MODE = "fastgrad run, forward-mode graph by hand"
 
 
 # the loss with u'' from gradients(create_graph=True) twice: the PINN demo's
 derivative_loss = squared_residual
+
+
+def jvp_loss(engine: Any, model: Any, x: Any) -> Any:
+    """The loss with u'' from fastgrad.jvp twice (forward mode over forward mode): a graph
+    of ordinary nodes, as gradients' is."""
+    from .transforms import jvp
+
+    def slope(x: Any) -> Any:
+        return jvp(lambda x: u_of(model, x), (x,), (1.0,), engine=engine)[1]
+
+    return squared_residual_of(jvp(slope, (x,), (1.0,), engine=engine)[1], x)
 
 
 def forward_mode_loss(engine: Any, model: Any, x: Any) -> Any:
@@ -157,7 +170,8 @@ def _pinn_case(hidden: int) -> Case:
         params = model.parameters()
         contenders: Contenders = {}
         results = []
-        for name, loss in ((DERIVATIVE, derivative_loss), (FORWARD_MODE, forward_mode_loss)):
+        for name, loss in ((DERIVATIVE, derivative_loss), (JVP, jvp_loss),
+                           (FORWARD_MODE, forward_mode_loss)):  # fmt: skip
             x = _core.Value(0.5)
             tape = _core.Tape(loss(_core, model, x))
             for p in params:
@@ -166,8 +180,9 @@ def _pinn_case(hidden: int) -> Case:
             results.append((total, [p.grad for p in params]))
             contenders[name] = _runner(tape, x, X)
         torch = optional("torch")
-        _agree([results[1][0]], [results[0][0]], "the forward-mode loss")
-        _agree(results[1][1], results[0][1], "the forward-mode graph's grads")
+        for (total, grads), what in zip(results[1:], ("the jvp graph", "the forward-mode graph")):
+            _agree([total], [results[0][0]], f"{what}'s loss")
+            _agree(grads, results[0][1], f"{what}'s grads")
         if torch is not None:
             theirs, torch_params = torch_pass(torch, model, X)
             _agree([results[0][0]], [theirs()], "PyTorch's loss")
@@ -184,7 +199,8 @@ def _pinn_case(hidden: int) -> Case:
     title = f"PINN pass, MLP 1-{hidden}-{hidden}-1 tanh, u'' in the loss, {POINTS:,} points"
     jax_names = [JAX + form + timing for form in (JVP_OF_JVP, GRAD_OF_GRAD)
                  for timing in ("", COMPILING)]  # fmt: skip
-    return Case("B10", title, 1, "pass", build, (DERIVATIVE, FORWARD_MODE, PYTORCH, *jax_names))
+    return Case("B10", title, 1, "pass", build,
+                (DERIVATIVE, JVP, FORWARD_MODE, PYTORCH, *jax_names))
 
 
 BUILD = "fastgrad gradients(create_graph=True)"

@@ -198,7 +198,7 @@ cdef class Tape:
     cdef int _check_differentiable(self, str what) except -1:
         """RuntimeError where no root requires grad, as backward() of one raises."""
         for r in self._roots:
-            if not ((<Value>r).node.flags & FG_NO_GRAD):
+            if (<Value>r).node.flags & (FG_NO_GRAD | FG_CHOSEN) != FG_NO_GRAD:
                 return 0
         raise RuntimeError(no_grad_root(what))
 

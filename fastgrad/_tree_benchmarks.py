@@ -35,8 +35,10 @@ from ._bench_case import (
 TREES, OPS, ROWS, INPUTS, CONSTANTS = 200, 30, 1000, 3, 4
 UNARY = ("sin", "cos", "exp", "tanh")
 BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
-DERIVATIVE_CALLS = {"sin": "cos", "cos": "sin"}  # d sin a = cos a, d cos a = -sin a: a call
-# exp and tanh differentiate through their own value (out, 1 - out^2): no call
+# The floor's calls (bench/b12_libm_floor.c's order): d sin a = cos a and d cos a = -sin a, so
+# a sin or cos whose derivative is wanted takes both of its argument, one sincos call in
+# fastgrad's tape and in the floor; exp and tanh differentiate through their own value.
+CALLS = (*UNARY, "sin and cos")
 
 FASTGRAD = "fastgrad: build, record, run"
 PYTORCH = "pytorch eager, float64, 1 thread"
@@ -81,8 +83,8 @@ def evaluate(tree: Tree, leaves: list[Any], unary: Callable[[str, Any], Any]) ->
 
 
 def _libm_calls(tree: Tree, X: np.ndarray, constants: tuple[float, ...]) -> list[Any]:
-    """The libm calls fastgrad's run of the tree makes (forward, then the derivative calls
-    of the ops that lie on a path to a constant), with their arguments per row; _Unfit when
+    """The libm calls fastgrad's run of the tree makes (each op's, sin and cos together for
+    one on a path to a constant), with their arguments per row; _Unfit when
     a value overflows or a divisor comes near zero, which no generated program may do."""
     calls: list[tuple[str, np.ndarray]] = []
 
@@ -95,9 +97,8 @@ def _libm_calls(tree: Tree, X: np.ndarray, constants: tuple[float, ...]) -> list
             a, to_constant = walk(t[1])
             if t[0] == "exp" and a.max() > 30:
                 raise _Unfit
-            calls.append((t[0], a))
-            if to_constant and t[0] in DERIVATIVE_CALLS:
-                calls.append((DERIVATIVE_CALLS[t[0]], a))
+            both = to_constant and t[0] in ("sin", "cos")
+            calls.append(("sin and cos" if both else t[0], a))
             return getattr(np, t[0])(a), to_constant
         (a, left), (b, right) = walk(t[1]), walk(t[2])
         if t[0] == "/" and np.abs(b).min() < 0.05:
@@ -179,7 +180,7 @@ def jax_program(jax: Any, program: Program, X: Any) -> tuple[Any, Any]:
 
 
 def _floor(library: Any, program: Program) -> Callable[[], object]:
-    which = (ctypes.c_int * len(program.calls))(*(UNARY.index(n) for n, _ in program.calls))
+    which = (ctypes.c_int * len(program.calls))(*(CALLS.index(n) for n, _ in program.calls))
     args = (ctypes.POINTER(ctypes.c_double) * len(program.calls))(
         *(a.ctypes.data_as(ctypes.POINTER(ctypes.c_double)) for _, a in program.calls)
     )

@@ -15,12 +15,10 @@ traced branch.
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import importlib
 import operator
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, SupportsFloat
 
 from ._common import as_float, engine_of
@@ -32,13 +30,10 @@ if TYPE_CHECKING:  # both implementations' Values; the C extension's stub descri
 __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
-    "grad",
-    "hessian",
     "l1_loss",
     "logsumexp",
     "mse_loss",
     "softmax",
-    "value_and_grad",
 ]
 
 
@@ -126,174 +121,10 @@ def _picked(vs: list[Any], target: Any, engine: types.ModuleType) -> Any:
     return engine.sum(picks, start=-0.0)
 
 
-# ---- grad, value_and_grad and hessian ----
+def __getattr__(name: str) -> Any:
+    """grad, value_and_grad and hessian, here before fastgrad.transforms held them."""
+    if name in ("grad", "value_and_grad", "hessian"):
+        from . import transforms
 
-# How many grad()-family calls are running f now, in this thread or task: inside one, a call
-# builds its derivative as a graph (create_graph) and returns Values, so that the outer call
-# can differentiate it.
-_depth: contextvars.ContextVar[int] = contextvars.ContextVar("fastgrad_grad_depth", default=0)
-
-
-def _is_number(x: object) -> bool:
-    """A real number that f may receive as a constant Value (bools and strings stay)."""
-    if isinstance(x, bool) or engine_of(x) is not None:
-        return False
-    if isinstance(x, (int, float)):
-        return True
-    return type(x).__module__ == "numpy" and getattr(x, "ndim", None) == 0
-
-
-def _variables(arg: Any, engine: types.ModuleType, where: str) -> Any:
-    """The Values f differentiates by, in the argument's shape: a leaf for a number, and for a
-    Value (an outer grad's) a fresh node v * 1.0 with v's bits, so that this derivative follows
-    only the paths through the argument, not those through v elsewhere in f (no perturbation
-    confusion); lists, tuples and numpy arrays as the same shape of them."""
-    if isinstance(arg, (list, tuple)):
-        return type(arg)(_variables(item, engine, where) for item in arg)
-    if _is_array(arg):
-        return _variables(arg.tolist(), engine, where)
-    if isinstance(arg, engine.Value):
-        return arg * 1.0
-    if engine_of(arg) is not None:
-        raise TypeError(f"{where} is a Value of another implementation than {engine.__name__}")
-    return engine.Value(as_float(arg, where))
-
-
-def _flat(shaped: Any) -> list[Any]:
-    if isinstance(shaped, (list, tuple)):
-        return [leaf for item in shaped for leaf in _flat(item)]
-    return [shaped]
-
-
-def _shaped(items: Any, like: Any) -> Any:
-    """The next items of an iterator, in the shape `like` has (a numpy array of floats for an
-    array of numbers)."""
-    if isinstance(like, (list, tuple)) or _is_array(like):
-        shaped = [_shaped(items, item) for item in (like.tolist() if _is_array(like) else like)]
-        if _is_array(like) and all(not _holds_values(x) for x in shaped):
-            import numpy as np
-
-            return np.array(shaped, dtype=np.float64)
-        return shaped if _is_array(like) else type(like)(shaped)
-    return next(items)
-
-
-def _is_array(x: Any) -> bool:
-    return type(x).__module__ == "numpy" and isinstance(getattr(x, "ndim", None), int) \
-        and x.ndim > 0
-
-
-def _holds_values(x: Any) -> bool:
-    if isinstance(x, (list, tuple)):
-        return any(_holds_values(item) for item in x)
-    return engine_of(x) is not None
-
-
-def _positions(argnums: int | Sequence[int], count: int, name: str) -> tuple[int, ...]:
-    positions = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not positions or not all(isinstance(p, int) for p in positions):
-        raise TypeError(f"argnums must be an int or a tuple of ints, not {argnums!r}")
-    if len(set(positions)) != len(positions):
-        raise ValueError(f"argnums {argnums!r} names an argument twice")
-    for p in positions:
-        if not -count <= p < count:
-            raise ValueError(f"argnums {p} is out of range for {name}() called with {count} "
-                             "positional arguments")  # fmt: skip
-    return tuple(p % count for p in positions)
-
-
-class _Call:
-    """One call of f by grad, value_and_grad or hessian: the Values it differentiates by, f's
-    output, and whether the derivatives must be Values (a graph) rather than floats."""
-
-    def __init__(self, f: Callable[..., Any], argnums: int | Sequence[int],
-                 engine: types.ModuleType | None, args: tuple[Any, ...],
-                 kwargs: dict[str, Any]) -> None:  # fmt: skip
-        name = getattr(f, "__name__", "f")
-        self.engine = _engine([x for x in _flat(list(args)) if engine_of(x) is not None],
-                              engine)  # fmt: skip
-        self.positions = _positions(argnums, len(args), name)
-        self.args = args
-        # inside another grad, or given an outer grad's Values: its derivatives are a graph
-        self.nested = _depth.get() > 0 or _holds_values(list(args))
-        call = [self.engine._constant_leaf(x) if _is_number(x) else x
-                for x in args]  # fmt: skip
-        for p in self.positions:
-            call[p] = _variables(args[p], self.engine, f"argument {p} of {name}()")
-        self.variables = [_flat(call[p]) for p in self.positions]
-        token = _depth.set(_depth.get() + 1)
-        try:
-            out = f(*call, **kwargs)
-        finally:
-            _depth.reset(token)
-        if not isinstance(out, self.engine.Value):
-            raise TypeError(f"{name}() must return a Value to be differentiated, not "
-                            f"{type(out).__name__!r}")  # fmt: skip
-        self.out = out
-
-    def flat_variables(self) -> list[Any]:
-        return [v for group in self.variables for v in group]
-
-    def value(self) -> Any:
-        return self.out if self.nested else float(self.out.data)
-
-    def per_argument(self, flat: list[Any]) -> tuple[Any, ...]:
-        """Flat results, one per variable, in the shapes of the arguments at argnums."""
-        items = iter(flat)
-        return tuple(_shaped(items, self.args[p]) for p in self.positions)
-
-
-def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
-                   engine: types.ModuleType | None = None) -> Callable[..., Any]:  # fmt: skip
-    """A function that calls f with leaf Values in place of the numbers at argnums (other
-    numbers reach f as constant Values) and returns (f's value, its gradient): a float and,
-    per argument, a float or a list of floats in the argument's shape (a tuple of them when
-    argnums is a tuple). Called inside another grad, or with Values, it returns Values
-    instead, a graph the outer call differentiates: grad(grad(f)) is f''."""
-
-    @functools.wraps(f)
-    def evaluate(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
-        call = _Call(f, argnums, engine, args, kwargs)
-        flat = call.engine.gradients(call.out, call.flat_variables(), create_graph=call.nested)
-        grads = call.per_argument(flat)
-        return call.value(), grads[0] if isinstance(argnums, int) else grads
-
-    return evaluate
-
-
-def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
-         engine: types.ModuleType | None = None) -> Callable[..., Any]:  # fmt: skip
-    """A function returning the gradient of f at the given numbers (see value_and_grad)."""
-    evaluate = value_and_grad(f, argnums, engine=engine)
-
-    @functools.wraps(f)
-    def gradient(*args: Any, **kwargs: Any) -> Any:
-        return evaluate(*args, **kwargs)[1]
-
-    return gradient
-
-
-def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
-            engine: types.ModuleType | None = None) -> Callable[..., Any]:  # fmt: skip
-    """A function returning the matrix of f's second derivatives at the given numbers: for an
-    argument that is a number, a float; for a list (or array) of n numbers, n lists of n
-    floats (an n x n array); in general H[i][j] = d2f / dx_i dx_j with i and j each in the
-    argument's shape (a tuple of blocks per pair of arguments when argnums is a tuple). The
-    first derivatives are built as a graph, then each is differentiated again."""
-
-    @functools.wraps(f)
-    def evaluate(*args: Any, **kwargs: Any) -> Any:
-        call = _Call(f, argnums, engine, args, kwargs)
-        variables = call.flat_variables()
-        first = call.engine.gradients(call.out, variables, create_graph=True)
-        # rows[i][q]: d(df / d variable i) / d (argument q), in argument q's shape
-        rows = [call.per_argument(call.engine.gradients(g, variables, create_graph=call.nested))
-                for g in first]  # fmt: skip
-        blocks, start = [], 0
-        for p, group in zip(call.positions, call.variables):
-            mine, start = rows[start:start + len(group)], start + len(group)
-            blocks.append(tuple(_shaped(iter([row[q] for row in mine]), call.args[p])
-                                for q in range(len(call.positions))))  # fmt: skip
-        return blocks[0][0] if isinstance(argnums, int) else tuple(blocks)
-
-    return evaluate
+        return getattr(transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

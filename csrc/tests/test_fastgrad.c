@@ -694,6 +694,41 @@ static void test_class_pick(void)
     fg_decref(A, three);
 }
 
+/* A derivative graph's choices from data are nodes of the choice ops: relu's step is SIGN of
+ * its output, made again when the data changes, requiring no grad (FG_CHOSEN: no mistake). */
+static void test_choices_are_nodes(void)
+{
+    fg_node *x = leaf(0.5), *y = NULL, *d = NULL, *failed = NULL, *m, *dm;
+    double value;
+    double at[5] = {-1.0, 0.0, -0.0, NAN, INFINITY};
+    uint32_t count;
+    size_t i;
+    CHECK(fg_new_unary(A, FG_RELU, x, &y) == FG_OK);
+    CHECK(fg_gradients(A, y, &x, 1, 1, &value, &d, &failed) == FG_OK);
+    CHECK(d->data == 1.0);     /* 0.0 + SIGN(relu(x)) */
+    CHECK(d->op == FG_SIGN || (d->op == FG_ADD && fg_operands(d, &count)[1]->op == FG_SIGN));
+    CHECK((d->flags & (FG_NO_GRAD | FG_CHOSEN)) == (FG_NO_GRAD | FG_CHOSEN));
+    CHECK(fg_backward(A, d, &failed) == FG_OK && x->grad == 0.0);  /* nothing reaches x */
+    for (i = 0; i < 5; i++) {
+        fg_status st = FG_OK;
+        double sign = fg_forward(FG_SIGN, at[i], 0.0, 0.0, &st);
+        CHECK(st == FG_OK && sign == (at[i] > 0.0 ? 1.0 : at[i] < 0.0 ? -1.0 : 0.0));
+        CHECK(fg_forward(FG_ISFINITE, at[i], 0.0, 0.0, &st) == (isfinite(at[i]) ? 1.0 : 0.0));
+        CHECK(fg_forward(FG_ISZERO, at[i], 0.0, 0.0, &st) == (at[i] == 0.0 ? 1.0 : 0.0));
+        CHECK(fg_forward(FG_PICKS_A, at[i], 0.25, 0.0, &st) == (at[i] >= 0.25 || isnan(at[i])));
+    }
+    m = bin_c(FG_MAX, x, 0.25);     /* d max / d a is PICKS_A(a, b), a node over x */
+    CHECK(fg_gradients(A, m, &x, 1, 1, &value, &dm, &failed) == FG_OK);
+    CHECK(dm->data == 1.0);
+    CHECK(dm->op == FG_PICKS_A
+          || (dm->op == FG_ADD && fg_operands(dm, &count)[1]->op == FG_PICKS_A));
+    fg_decref(A, dm);
+    fg_decref(A, m);
+    fg_decref(A, d);
+    fg_decref(A, y);
+    fg_decref(A, x);
+}
+
 static void test_nary_matches_chain(void)
 {
     double fused[10], chain[10];
@@ -879,6 +914,7 @@ int main(int argc, char **argv)
     test_errors();
     test_nary_matches_chain();
     test_class_pick();
+    test_choices_are_nodes();
     test_release_hook();
     test_opaque();
     test_epoch_wrap();

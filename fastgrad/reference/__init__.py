@@ -11,7 +11,18 @@ from .._common import no_grad, register_value_class
 from .derive import gradients
 from .optim import _Parameters  # noqa: F401  (fastgrad.optim's kernels)
 from .tape import Tape
-from .value import Value, _class_index, _constant_leaf, _finite, _pick, dot, maximum, sum  # noqa: F401
+from .value import (  # noqa: F401
+    Value,
+    _choice,
+    _class_index,
+    _constant_leaf,
+    _finite,
+    _graph,
+    _pick,
+    dot,
+    maximum,
+    sum,
+)
 
 __all__ = ["Tape", "Value", "dot", "gradients", "maximum", "no_grad", "simd", "sum"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .._common import no_grad_input
 from .ops import BINARY, NARY, UNARY, _term_contributions
-from .value import Value, dot, sum
+from .value import Value, _choice, dot, sum
 
 __all__ = ["gradients"]
 
@@ -133,6 +133,10 @@ class Derived:
     def log(self) -> Derived:
         return Derived(_unwrap(self)._unary("log"))
 
+    def _choose(self, rule: str, *operands: Any) -> Derived:
+        """A choice op's node over the operands (ops.py's _chosen)."""
+        return Derived(_choice(rule, *(_unwrap(x) for x in operands)))
+
     @property
     def data(self) -> float:
         """The number it holds: ops.def's DATA(x), for a condition ops.py tests directly."""
@@ -236,6 +240,8 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
         if not needed[v]:
             continue
         if v not in grads:
+            if v is not output and v not in contributions:
+                continue  # it reaches an input only through nodes that carry no gradient
             grads[v] = 1.0 if v is output else _sum_of(contributions[v])
         g, rule, args = grads[v], v._rule, v._children
         mark = next(_serials)  # what the chain rule makes from here on is fresh
@@ -258,7 +264,7 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
             for position, amount in _term_contributions(rule, k, v._terms(), g, v0, v1):
                 if needed[args[position]]:
                     contribute(args[position], amount)
-    results = [grads[v] if needed.get(v) else 0.0 for v in items]
+    results = [grads.get(v, 0.0) if needed.get(v) else 0.0 for v in items]
     if create_graph:
         results = [r.value if isinstance(r, Derived) else Value._leaf(r) for r in results]
     return results[0] if single else results

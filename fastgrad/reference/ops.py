@@ -79,8 +79,23 @@ def _class_index(a: float, b: float) -> float:
     return a
 
 
-def _max_picks_a(a: Any, b: Any) -> bool:
-    return _data(a) >= _data(b) or math.isnan(_data(a))
+def _sign(a: float) -> float:
+    return 1.0 if a > 0.0 else -1.0 if a < 0.0 else 0.0
+
+
+def _picks_a(a: float, b: float) -> float:
+    return 1.0 if a >= b or math.isnan(a) else 0.0
+
+
+def _chosen(rule: str, *operands: Any) -> Any:
+    """A choice a derivative makes from data (sign, isfinite, iszero, picks_a): a number at
+    numbers; at a derivative graph's node, a node of that op (its `_choose`), so that the
+    graph makes the choice again wherever it is evaluated (a Tape's replay, each row)."""
+    node = next((x for x in operands if not isinstance(x, float)), None)
+    if node is None:
+        table = UNARY if rule in UNARY else BINARY
+        return table[rule][0](*operands, *([0.0] if table is UNARY else []))
+    return node._choose(rule, *operands)
 
 
 def _pow_db(a: Any, b: Any, out: Any) -> Any:
@@ -103,20 +118,23 @@ UNARY: dict[str, UnaryRule] = {
     # x**0 is the constant 1: its derivative 0 everywhere, as PyTorch's
     "**c":     (lambda a, c: _pow(a, c),              lambda a, c, out: 0.0 if c == 0.0 else
                                                                         c * _pow(a, c - 1.0)),
-    "ReLU":    (lambda a, c: 0.0 if a < 0.0 else a,   lambda a, c, out: 1.0 if out > 0.0 else 0.0),
+    "ReLU":    (lambda a, c: 0.0 if a < 0.0 else a,   lambda a, c, out: _chosen("sign", out)),
     "tanh":    (lambda a, c: math.tanh(a),            lambda a, c, out: 1.0 - out * out),
     "exp":     (lambda a, c: math.exp(a),             lambda a, c, out: out),
     "log":     (lambda a, c: math.log(a),             lambda a, c, out: 1.0 / a),
     "sigmoid": (lambda a, c: _sigmoid(a),             lambda a, c, out: out * (1.0 - out)),
-    "abs":     (lambda a, c: math.fabs(a),            lambda a, c, out: 1.0 if a > 0.0 else
-                                                                        -1.0 if a < 0.0 else 0.0),
+    "abs":     (lambda a, c: math.fabs(a),            lambda a, c, out: _chosen("sign", a)),
     "sqrt":    (lambda a, c: math.sqrt(a),            lambda a, c, out: 0.5 / out),
     "sin":     (lambda a, c: math.sin(a),             lambda a, c, out: _cos(a)),
     "cos":     (lambda a, c: math.cos(a),             lambda a, c, out: -_sin(a)),
     "softplus": (lambda a, c: _softplus(a),           lambda a, c, out: _sigmoid(a)),
     # a where finite, else 0: logsumexp's and softmax's shift (PyTorch's rule)
-    "finite":  (lambda a, c: _finite(a),              lambda a, c, out: 1.0 if math.isfinite(
-                                                                            _data(a)) else 0.0),
+    "finite":  (lambda a, c: _finite(a),              lambda a, c, out: _chosen("isfinite", a)),
+    # choices that derivatives make from data, as ops (so that a derivative graph makes them
+    # again at new data): numbers that carry no gradient (CHOICES)
+    "sign":    (lambda a, c: _sign(a),                lambda a, c, out: 0.0),
+    "isfinite": (lambda a, c: 1.0 if math.isfinite(a) else 0.0, lambda a, c, out: 0.0),
+    "iszero":  (lambda a, c: 1.0 if a == 0.0 else 0.0, lambda a, c, out: 0.0),
 }  # fmt: skip
 
 BINARY: dict[str, BinaryRule] = {
@@ -128,15 +146,19 @@ BINARY: dict[str, BinaryRule] = {
     "**": (lambda a, b: _pow(a, b), lambda a, b, out: b * _pow(a, b - 1.0),
                                                                    _pow_db),
     # the larger, a on a tie, nan if either is: the grad goes to the one picked
-    "max": (lambda a, b: _max(a, b), lambda a, b, out: 1.0 if _max_picks_a(a, b) else 0.0,
-                                     lambda a, b, out: 0.0 if _max_picks_a(a, b) else 1.0),
+    "max": (lambda a, b: _max(a, b), lambda a, b, out: _chosen("picks_a", a, b),
+                                     lambda a, b, out: 1.0 - _chosen("picks_a", a, b)),
     # a as a class index among b classes (IndexError if it is none); an index has no gradient
     "class": (lambda a, b: _class_index(a, b), lambda a, b, out: 0.0, lambda a, b, out: 0.0),
     # a where b is 0, else -0.0 (adds as nothing): sum of pick(x_j, k - j) over j is x_k
     "pick": (lambda a, b: a if b == 0.0 else -0.0,
-                                     lambda a, b, out: 1.0 if _data(b) == 0.0 else 0.0,
+                                     lambda a, b, out: _chosen("iszero", b),
                                      lambda a, b, out: 0.0),
+    # whether max(a, b) picks a (a choice, as sign above)
+    "picks_a": (lambda a, b: _picks_a(a, b), lambda a, b, out: 0.0, lambda a, b, out: 0.0),
 }  # fmt: skip
+
+CHOICES = frozenset({"sign", "isfinite", "iszero", "picks_a"})
 
 # start + term + term + ...: operands per term, the term, and its derivatives.
 NARY: dict[str, NaryRule] = {

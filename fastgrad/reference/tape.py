@@ -164,7 +164,7 @@ class Tape:
 
     def _check_differentiable(self, what: str) -> None:
         """RuntimeError where no root requires grad, as backward() of one raises."""
-        if all(r._no_grad for r in self._roots):
+        if all(r._no_grad and not r._chosen for r in self._roots):
             raise RuntimeError(no_grad_root(what))
 
     def _wanted(self, operands: tuple[int, ...]) -> tuple[bool, bool]:

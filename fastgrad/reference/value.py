@@ -21,6 +21,7 @@ from .._common import (
 )
 from .ops import (
     BINARY,
+    CHOICES,
     NARY,
     UNARY,
     _derivatives,
@@ -81,6 +82,7 @@ class Value:
     __slots__ = (
         "__weakref__",
         "_children",
+        "_chosen",
         "_constant",
         "_data",
         "_exponent",
@@ -101,6 +103,8 @@ class Value:
     _exponent: float
     _constant: bool  # a leaf made for a number operand: part of a Tape's program
     _no_grad: bool  # requires no grad (ops.def's FG_NO_GRAD): backward never reaches it
+    # ...because a choice made from data is below it (FG_CHOSEN): backward of it is no mistake
+    _chosen: bool
     _serial: int  # creation order: of two failing nodes, eager code met the smaller first
 
     def __init__(
@@ -127,6 +131,7 @@ class Value:
         self._exponent = 0.0
         self._constant = False
         self._no_grad = not requires_grad
+        self._chosen = False
         self._serial = next(_serials)
 
     @classmethod
@@ -148,8 +153,10 @@ class Value:
         out._constant = False
         # no grad when the operands need none, numbers aside (ops.c's inherit_no_grad)
         others = [c for c in children if not c._constant]
-        out._no_grad = constant or (
+        out._no_grad = constant or rule in CHOICES or (
             any(c._no_grad for c in others) and all(c._no_grad for c in others))
+        out._chosen = not constant and (rule in CHOICES or (
+            out._no_grad and any(c._chosen for c in others)))
         return out
 
     @classmethod
@@ -445,7 +452,7 @@ class Value:
     def backward(self) -> None:
         # topological order all of the children in the graph (checking every derivative
         # first, so that a failure changes nothing)
-        if self._no_grad:
+        if self._no_grad and not self._chosen:
             raise RuntimeError(no_grad_root("backward()"))
         with GRADS_LOCK:
             topo = self._topo(check=True)
@@ -488,6 +495,36 @@ def _rebuild(records: list[Record]) -> Value:
             v._no_grad = not requires_grad
         made.append(v)
     return made[-1]
+
+
+def _choice(rule: str, a: object, b: object = None) -> Value:
+    """A node of a choice op (sign, isfinite, iszero of a; picks_a of a and b), which
+    carries no gradient: how a derivative built as a graph keeps a choice made from data."""
+    if rule not in CHOICES:
+        raise ValueError(f"{rule!r} is not a choice")
+    if rule in UNARY:
+        return a._unary(rule) if isinstance(a, Value) else Value._leaf(UNARY[rule][0](
+            as_float(a, rule), 0.0))
+    node = Value._binary(rule, a, b)
+    if node is None:
+        raise TypeError(f"{rule}() takes Values or numbers")
+    return node
+
+
+def _graph(roots: list[Value]) -> list[tuple[Value, str, tuple[Value, ...], float, bool]]:
+    """The graph below the roots, each node once, operands before the nodes that use them:
+    per node (its Value, rule, operand Values, exponent, constant); a leaf's rule is "".
+    Forward mode (fastgrad.jvp) walks it."""
+    seen: set[Value] = set()
+    nodes = []
+    for root in roots:
+        order = root._topo()
+        last = {v: i for i, (v, _) in enumerate(order)}
+        for i, (v, _) in enumerate(order):
+            if last[v] == i and v not in seen:
+                seen.add(v)
+                nodes.append((v, v._rule, tuple(v._children), v._exponent, v._constant))
+    return nodes
 
 
 def _constant_leaf(x: object) -> Value:
