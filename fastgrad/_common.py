@@ -88,6 +88,22 @@ def engine_of(x: object) -> str | None:
     return None
 
 
+def engine_for(values: Any, engine: Any = None) -> Any:
+    """The implementation the values belong to (the first Value decides), else fastgrad's
+    chosen one; `engine` when given."""
+    if engine is not None:
+        return engine
+    import importlib
+
+    for v in values:
+        module = engine_of(v)
+        if module is not None:
+            return importlib.import_module(module)
+    from . import _implementation
+
+    return _implementation
+
+
 def value_is_not_a_number(v: Any) -> TypeError:
     """What float(v), math.exp(v) and np.float64(v) raise: each would take the number and drop
     the graph, so that every gradient through that step would be silently lost."""

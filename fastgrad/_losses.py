@@ -1,5 +1,6 @@
-"""The losses of torch.nn.functional over Values: mse_loss, l1_loss and
-binary_cross_entropy_with_logits, each with reduction= ("mean", "sum" or "none").
+"""The losses of torch.nn.functional over Values: mse_loss, l1_loss, huber_loss,
+smooth_l1_loss, binary_cross_entropy_with_logits and nll_loss, each with reduction= ("mean",
+"sum" or "none"). Their home is fastgrad.functional, beside softmax and cross_entropy.
 
 An input is one Value (or number) or a list of them; a target is a number, a Value, or a
 list of the same length. Written once over either implementation, from Value's ops, so the
@@ -11,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from ._common import as_float, engine_of
+from ._common import as_float, engine_for, engine_of
 
 if TYPE_CHECKING:
     from ._core import Value
 
-__all__ = ["binary_cross_entropy_with_logits", "l1_loss", "mse_loss"]
+__all__ = ["binary_cross_entropy_with_logits", "huber_loss", "l1_loss", "mse_loss", "nll_loss",
+           "smooth_l1_loss"]
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -34,9 +36,7 @@ def _pairs(input: Any, target: Any, what: str) -> tuple[list[Any], list[Any], bo
         raise ValueError(f"{what}(): {len(xs)} inputs and {len(ts)} targets")
     if not xs:
         raise ValueError(f"{what}() of no inputs")
-    from .functional import _engine
-
-    engine = _engine(xs + ts)
+    engine = engine_for(xs + ts)
     xs = [x if engine_of(x) else engine.Value(as_float(x, f"{what}() input")) for x in xs]
     ts = [t if engine_of(t) else as_float(t, f"{what}() target") for t in ts]
     return xs, ts, listed, engine
@@ -73,6 +73,82 @@ def l1_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Value: ..
 def l1_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
     """|input - target|, averaged (or summed, or each) over the elements."""
     return _elementwise("l1_loss", lambda x, t: abs(x - t), input, target, reduction)
+
+
+def _smaller(a: Any, b: float, engine: Any) -> Any:
+    """min(a, b) as a node (-max(-a, -b)): a Tape's replay chooses again at every row."""
+    return -engine.maximum(-a, -b)
+
+
+def _huber(x: Any, t: Any, delta: float, engine: Any) -> Any:
+    """0.5 d^2 where |d| < delta, else delta (|d| - delta / 2), d = x - t, written with
+    m = min(|d|, delta) as 0.5 m^2 + delta (|d| - m): one expression for both pieces."""
+    d = abs(x - t)
+    m = _smaller(d, delta, engine)
+    return 0.5 * m * m + delta * (d - m)
+
+
+def _positive(x: Any, what: str, name: str, zero: bool = False) -> float:
+    number = as_float(x, f"{what}() {name}")
+    if not (number > 0.0 or (zero and number == 0.0)):
+        raise ValueError(f"{what}(): {name} must be {'at least 0' if zero else 'positive'}, "
+                         f"not {number!r}")  # fmt: skip
+    return number
+
+
+def huber_loss(input: Any, target: Any, reduction: Reduction = "mean",
+               delta: float = 1.0) -> Any:  # fmt: skip
+    """0.5 (input - target)^2 where |input - target| < delta, else delta (|input - target|
+    - delta / 2), as torch's huber_loss: averaged (or summed, or each) over the elements."""
+    d = _positive(delta, "huber_loss", "delta")
+    xs, ts, listed, engine = _pairs(input, target, "huber_loss")
+    return _reduce([_huber(x, t, d, engine) for x, t in zip(xs, ts)], reduction, listed, engine,
+                   "huber_loss")  # fmt: skip
+
+
+def smooth_l1_loss(input: Any, target: Any, reduction: Reduction = "mean",
+                   beta: float = 1.0) -> Any:  # fmt: skip
+    """0.5 (input - target)^2 / beta where |input - target| < beta, else |input - target| -
+    beta / 2, as torch's smooth_l1_loss (beta = 0: l1_loss): averaged (or summed, or each)."""
+    b = _positive(beta, "smooth_l1_loss", "beta", zero=True)
+    xs, ts, listed, engine = _pairs(input, target, "smooth_l1_loss")
+    if b == 0.0:
+        losses = [abs(x - t) for x, t in zip(xs, ts)]
+    else:
+        losses = []
+        for x, t in zip(xs, ts):
+            d = abs(x - t)
+            m = _smaller(d, b, engine)
+            losses.append(0.5 * m * m / b + (d - m))
+    return _reduce(losses, reduction, listed, engine, "smooth_l1_loss")
+
+
+def nll_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
+    """-input[target]: the negative log-likelihood of log-probabilities (log_softmax's) at a
+    class index, as torch's nll_loss. One sample: a list of C Values and an index (an int,
+    or a Value holding it, as cross_entropy takes); a batch: N such lists and N indices,
+    averaged (or summed, or each)."""
+    from .functional import _picked, _values
+
+    rows = list(input)
+    batch = bool(rows) and isinstance(rows[0], (list, tuple))
+    samples = rows if batch else [rows]
+    targets = list(target) if batch else [target]
+    if len(targets) != len(samples):
+        raise ValueError(f"nll_loss(): {len(samples)} samples and {len(targets)} targets")
+    losses, engine = [], None
+    for scores, k in zip(samples, targets):
+        vs, engine = _values(scores, "nll_loss")
+        if engine_of(k) is not None:
+            losses.append(-_picked(vs, k, engine))
+            continue
+        index = k.__index__() if hasattr(k, "__index__") else k
+        if not isinstance(index, int) or not 0 <= index < len(vs):
+            raise IndexError(f"nll_loss(): target {k!r} is not a class of {len(vs)} scores")
+        losses.append(-vs[index])
+    if not batch:
+        return losses[0]
+    return _reduce(losses, reduction, True, engine, "nll_loss")
 
 
 def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None,

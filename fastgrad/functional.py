@@ -1,28 +1,34 @@
-"""What a PyTorch user reaches for beyond micrograd: softmax, logsumexp, cross_entropy, built
-from Value's ops, and grad / value_and_grad, HIPS autograd's and JAX's way of asking for
-derivatives of a function of numbers.
+"""torch.nn.functional's losses and activations over Values, built from Value's ops: the home
+of every loss (mse_loss, l1_loss, huber_loss, smooth_l1_loss, binary_cross_entropy_with_logits,
+nll_loss, cross_entropy) and of softmax, log_softmax and logsumexp. (grad, value_and_grad and
+hessian, once here, are in fastgrad.transforms and still importable from here.)
 
 Written once over either implementation: the helpers take the engine of the Values they are
-given (fastgrad's chosen one for plain numbers); grad and value_and_grad take ``engine=``, as
-nn's modules do, defaulting to fastgrad's chosen implementation.
+given (fastgrad's chosen one for plain numbers).
 
 The choices these functions make from the data (softmax's and logsumexp's shift by the
-largest value) are nodes of the graph (``maximum``), so a Tape's replay makes them again for
-each row. A choice made in your own code from ``.data`` while a graph is built is a number in
-that graph: a Tape replays it as recorded, as ``torch.jit.trace`` and ``jax.jit`` keep a
-traced branch.
+largest value, huber's piece) are nodes of the graph (``maximum``), so a Tape's replay makes
+them again for each row. A choice made in your own code from ``.data`` while a graph is built
+is a number in that graph: a Tape replays it as recorded, as ``torch.jit.trace`` and
+``jax.jit`` keep a traced branch.
 """
 
 from __future__ import annotations
 
-import importlib
 import operator
 import types
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, SupportsFloat
 
-from ._common import as_float, engine_of
-from ._losses import binary_cross_entropy_with_logits, l1_loss, mse_loss
+from ._common import as_float, engine_for, engine_of
+from ._losses import (
+    binary_cross_entropy_with_logits,
+    huber_loss,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
 
 if TYPE_CHECKING:  # both implementations' Values; the C extension's stub describes them
     from ._core import Value
@@ -30,24 +36,20 @@ if TYPE_CHECKING:  # both implementations' Values; the C extension's stub descri
 __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
+    "huber_loss",
     "l1_loss",
+    "log_softmax",
     "logsumexp",
     "mse_loss",
+    "nll_loss",
+    "smooth_l1_loss",
     "softmax",
 ]
 
 
 def _engine(values: Sequence[Any], engine: types.ModuleType | None = None) -> types.ModuleType:
     """The implementation the values belong to (the first Value decides), else fastgrad's."""
-    if engine is not None:
-        return engine
-    for v in values:
-        module = engine_of(v)
-        if module is not None:
-            return importlib.import_module(module)
-    from . import _implementation
-
-    return _implementation
+    return engine_for(values, engine)  # type: ignore[no-any-return]
 
 
 def _values(values: Iterable[Any], what: str) -> tuple[list[Any], types.ModuleType]:
@@ -88,6 +90,14 @@ def logsumexp(values: Iterable[Value | SupportsFloat]) -> Value:
     total: Value = engine.sum([(v - m).exp() for v in vs])
     result: Value = total.log() + m
     return result
+
+
+def log_softmax(values: Iterable[Value | SupportsFloat]) -> list[Value]:
+    """v - logsumexp(values) for each v, as torch's log_softmax: the log-probabilities that
+    nll_loss takes, without the overflow of log(softmax)."""
+    vs, _ = _values(values, "log_softmax")
+    total = logsumexp(vs)
+    return [v - total for v in vs]
 
 
 def cross_entropy(logits: Iterable[Value | SupportsFloat], target_index: int | Value) -> Value:

@@ -32,6 +32,10 @@ function_steps = st.one_of(
     st.tuples(st.just("cross_entropy"), indices, index),
     st.tuples(st.just("mse_loss"), indices, indices, REDUCTIONS),
     st.tuples(st.just("l1_loss"), indices, indices, REDUCTIONS),
+    st.tuples(st.just("huber_loss"), indices, indices, REDUCTIONS),
+    st.tuples(st.just("smooth_l1_loss"), indices, indices, REDUCTIONS),
+    st.tuples(st.just("log_softmax"), indices, index),
+    st.tuples(st.just("nll_loss"), indices, index),
     st.tuples(st.just("binary_cross_entropy_with_logits"), indices, indices, REDUCTIONS),
     st.tuples(st.just("maximum"), index, index),
     st.tuples(st.just("sum"), indices),
@@ -56,7 +60,14 @@ def apply(impl: types.ModuleType, pool: list[Any], step: tuple[Any, ...]) -> lis
     if kind == "cross_entropy":
         logits = pick(step[1])
         return [F.cross_entropy(logits, step[2] % len(logits))]
-    if kind in ("mse_loss", "l1_loss", "binary_cross_entropy_with_logits"):
+    if kind == "log_softmax":
+        out = F.log_softmax(pick(step[1]))
+        return [out[step[2] % len(out)]]
+    if kind == "nll_loss":
+        scores = pick(step[1])
+        return [F.nll_loss(F.log_softmax(scores), step[2] % len(scores))]
+    if kind in ("mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss",
+                "binary_cross_entropy_with_logits"):
         xs, ts = pick(step[1]), pick(step[2])
         n = min(len(xs), len(ts))
         loss = getattr(F, kind)(xs[:n], ts[:n], reduction=step[3])

@@ -72,7 +72,8 @@ def test_clipping_refuses_what_is_not_a_value(impl: types.ModuleType) -> None:
         clip_grad_norm_(p, 1.0, error_if_nonfinite=True)
 
 
-LOSSES = ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits"]
+LOSSES = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss",
+          "binary_cross_entropy_with_logits"]
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -89,10 +90,15 @@ def test_losses_match_pytorch(impl: types.ModuleType, name: str, reduction: str,
     if "entropy" in name and data.draw(st.booleans()):
         extra = {"pos_weight": data.draw(st.floats(0.1, 5.0)),
                  "weight": data.draw(st.floats(0.1, 2.0))}
+    if name in ("huber_loss", "smooth_l1_loss") and data.draw(st.booleans()):
+        key = "delta" if name == "huber_loss" else "beta"
+        extra = {key: data.draw(st.floats(0.05, 20.0) if key == "delta" else st.sampled_from(
+            [0.0, 0.3, 1.0, 7.5]))}
     vs = [impl.Value(x) for x in xs]
     out = getattr(functional, name)(vs, targets, reduction=reduction, **extra)
     t = torch.tensor(xs, dtype=torch.float64, requires_grad=True)
-    t_extra = {k: torch.tensor(v, dtype=torch.float64) for k, v in extra.items()}
+    t_extra = {k: v if k in ("delta", "beta") else torch.tensor(v, dtype=torch.float64)
+               for k, v in extra.items()}  # fmt: skip
     t_out = getattr(torch.nn.functional, name)(t, torch.tensor(targets, dtype=torch.float64),
                                                reduction=reduction, **t_extra)  # fmt: skip
     outs = out if reduction == "none" else [out]
@@ -205,3 +211,42 @@ def test_clip_grad_norm_does_not_underflow(impl: types.ModuleType) -> None:
     params = [impl.Value(0.0), impl.Value(0.0)]
     params[0].grad, params[1].grad = 3e-300, 4e-300
     assert clip_grad_norm_(params, 1.0) == 5e-300
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(data=st.data())
+def test_log_softmax_and_nll_loss_match_pytorch(impl: types.ModuleType, reduction: str,
+                                                data: st.DataObject) -> None:  # fmt: skip
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    n, c = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 6))
+    rows = data.draw(st.lists(st.lists(st.floats(-700, 700), min_size=c, max_size=c),
+                              min_size=n, max_size=n))  # fmt: skip
+    targets = data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n))
+    vs = [[impl.Value(x) for x in row] for row in rows]
+    logp = [functional.log_softmax(row) for row in vs]
+    out = functional.nll_loss(logp, targets, reduction=reduction)
+    t = torch.tensor(rows, dtype=torch.float64, requires_grad=True)
+    t_logp = torch.nn.functional.log_softmax(t, dim=1)
+    t_out = torch.nn.functional.nll_loss(t_logp, torch.tensor(targets), reduction=reduction)
+    assert all(math.isclose(a.data, b, rel_tol=1e-12, abs_tol=1e-12)
+               for row, t_row in zip(logp, t_logp.tolist()) for a, b in zip(row, t_row))
+    outs = out if reduction == "none" else [out]
+    t_outs = t_out.tolist() if reduction == "none" else [t_out.item()]
+    assert all(math.isclose(o.data, x, rel_tol=1e-12, abs_tol=1e-12) for o, x in zip(outs, t_outs))
+    impl.sum(outs).backward()
+    t_out.sum().backward()
+    assert all(math.isclose(v.grad, g, rel_tol=1e-12, abs_tol=1e-12)
+               for row, t_row in zip(vs, t.grad.tolist()) for v, g in zip(row, t_row))
+
+
+def test_nll_loss_takes_one_sample_and_a_target_value(impl: types.ModuleType) -> None:
+    logp = functional.log_softmax([impl.Value(0.5), impl.Value(-1.0), impl.Value(2.0)])
+    by_int = functional.nll_loss(logp, 2)
+    by_value = functional.nll_loss(logp, impl.Value(2.0, requires_grad=False))
+    assert by_int.data == by_value.data == -logp[2].data
+    with pytest.raises(IndexError, match="not a class of 3"):
+        functional.nll_loss(logp, 3)
+    with pytest.raises(ValueError, match="2 samples and 1 targets"):
+        functional.nll_loss([logp, logp], [0])
+    with pytest.raises(ValueError, match="delta must be positive"):
+        functional.huber_loss(impl.Value(1.0), 0.0, delta=0.0)
