@@ -224,6 +224,15 @@ SCHEDULES: dict[str, tuple[Any, dict[str, Any]]] = {
     "OneCycleLR-sgd": ("SGD", dict(max_lr=0.5, total_steps=400)),
     "OneCycleLR-adam": ("Adam", dict(max_lr=0.5, total_steps=400, three_phase=True,
                                      anneal_strategy="linear")),
+    "ConstantLR": ("SGD", dict(factor=0.3, total_iters=77)),
+    "MultiplicativeLR": ("SGD", dict(lr_lambda=lambda epoch: 0.99 if epoch % 3 else 1.01)),
+    "PolynomialLR": ("SGD", dict(total_iters=250, power=1.7)),
+    "CosineAnnealingWarmRestarts": ("SGD", dict(T_0=13, T_mult=2, eta_min=1e-3)),
+    "CosineAnnealingWarmRestarts-1": ("SGD", dict(T_0=29, eta_min=1e-4)),
+    "CyclicLR-sgd": ("SGD", dict(base_lr=0.01, max_lr=0.3, step_size_up=37, step_size_down=51,
+                                 mode="triangular2")),
+    "CyclicLR-adam": ("Adam", dict(base_lr=0.01, max_lr=0.3, step_size_up=40, mode="exp_range",
+                                   gamma=0.995)),
 }
 
 
@@ -251,6 +260,74 @@ def test_schedules_give_pytorchs_lrs(impl: types.ModuleType, schedule: str) -> N
                          lambda: getattr(torch.optim, kind)([weight], lr=0.1, **momentum),
                          schedule, kwargs)  # fmt: skip
     assert ours == theirs
+
+
+def composite(module: Any, kind: str, opt: Any) -> Any:
+    """SequentialLR of a warm-up, a cosine, a step and a polynomial schedule, or
+    ChainedScheduler of an exponential and a cyclic one, over one optimizer."""
+    if kind == "SequentialLR":
+        warm = module.LinearLR(opt, start_factor=0.1, total_iters=20)
+        cosine = module.CosineAnnealingLR(opt, T_max=90, eta_min=1e-3)
+        step = module.StepLR(opt, step_size=17, gamma=0.8)
+        poly = module.PolynomialLR(opt, total_iters=80, power=0.5)
+        return module.SequentialLR(opt, [warm, cosine, step, poly],
+                                   milestones=[30, 150, 300])  # fmt: skip
+    return module.ChainedScheduler([module.ExponentialLR(opt, gamma=0.995),
+                                    module.CyclicLR(opt, base_lr=0.01, max_lr=0.1,
+                                                    step_size_up=25)])  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["SequentialLR", "ChainedScheduler"])
+def test_composite_schedules_give_pytorchs_lrs(impl: types.ModuleType, kind: str) -> None:
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    runs = []
+    for module, make in ((lr_scheduler, lambda: optim.SGD([impl.Value(1.0)], lr=0.1,
+                                                           momentum=0.9)),
+                         (torch.optim.lr_scheduler, lambda: torch.optim.SGD(
+                             [torch.tensor(1.0, requires_grad=True)], lr=0.1, momentum=0.9))):
+        opt = make()
+        scheduler = composite(module, kind, opt)
+        lrs = [scheduler.get_last_lr()[0]]
+        for _ in range(400):
+            opt.step()
+            scheduler.step()
+            lrs.append((scheduler.get_last_lr()[0], opt.param_groups[0]["momentum"]))
+        runs.append(lrs)
+    assert runs[0] == runs[1] and len(set(runs[0])) > 40
+
+
+@pytest.mark.parametrize("kind", ["SequentialLR", "ChainedScheduler"])
+def test_composite_schedules_resume_from_their_state(impl: types.ModuleType, kind: str,
+                                                     tmp_path: Any) -> None:  # fmt: skip
+    import fastgrad
+
+    def make() -> tuple[Any, Any, Any]:
+        model = fastgrad.nn.Neuron(1)
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return model, opt, composite(lr_scheduler, kind, opt)
+
+    model, opt, scheduler = make()
+    for _ in range(140):
+        opt.step()
+        scheduler.step()
+    fastgrad.save(model, tmp_path / "run.json", optimizer=opt, scheduler=scheduler)
+    copied = pickle.loads(pickle.dumps((opt, scheduler)))
+    straight = []
+    for _ in range(60):
+        opt.step()
+        scheduler.step()
+        straight.append(scheduler.get_last_lr())
+    model2, opt2, scheduler2 = make()
+    fastgrad.load(tmp_path / "run.json", model2, optimizer=opt2, scheduler=scheduler2)
+    for o, s in ((opt2, scheduler2), copied):
+        resumed = []
+        for _ in range(60):
+            o.step()
+            s.step()
+            resumed.append(s.get_last_lr())
+        assert resumed == straight
+    with pytest.raises(ValueError, match="does not fit"):
+        scheduler2.load_state_dict({**scheduler2.state_dict(), "_schedulers": []})
 
 
 def test_reduce_on_plateau_gives_pytorchs_lrs(impl: types.ModuleType) -> None:
@@ -379,6 +456,11 @@ PAIRS = {
     "LinearLR": dict(total_iters=4),
     "OneCycleLR": dict(max_lr=0.5, total_steps=20),
     "ReduceLROnPlateau": dict(patience=0),
+    "ConstantLR": dict(factor=0.5, total_iters=3),
+    "MultiplicativeLR": dict(lr_lambda=_decay),
+    "PolynomialLR": dict(total_iters=6, power=2.0),
+    "CosineAnnealingWarmRestarts": dict(T_0=3, T_mult=2),
+    "CyclicLR": dict(base_lr=0.01, max_lr=0.2, step_size_up=3),
 }
 
 

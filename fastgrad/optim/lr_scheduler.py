@@ -1,14 +1,17 @@
 """Learning-rate schedules, as ``torch.optim.lr_scheduler`` has them.
 
 Each schedule computes the lr as PyTorch's does, in the same order of operations: StepLR,
-MultiStepLR, ExponentialLR, CosineAnnealingLR and LinearLR recursively from the group's
-current lr (their closed forms differ from it in the last bits), so that the sequence of
+MultiStepLR, ExponentialLR, CosineAnnealingLR, LinearLR, ConstantLR, PolynomialLR and
+MultiplicativeLR recursively from the group's current lr (their closed forms, which
+SequentialLR uses at a milestone, differ from it in the last bits), so that the sequence of
 learning rates is PyTorch's exactly. Call ``scheduler.step()`` after ``optimizer.step()``;
-``ReduceLROnPlateau.step(metric)`` takes the metric it watches.
+``ReduceLROnPlateau.step(metric)`` takes the metric it watches. SequentialLR runs schedules
+one after another, ChainedScheduler all of them at every step.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import types
 from collections import Counter
@@ -22,14 +25,21 @@ if TYPE_CHECKING:
     from .._core import Value
 
 __all__ = [
+    "ChainedScheduler",
+    "ConstantLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
+    "CyclicLR",
     "ExponentialLR",
     "LRScheduler",
     "LambdaLR",
     "LinearLR",
     "MultiStepLR",
+    "MultiplicativeLR",
     "OneCycleLR",
+    "PolynomialLR",
     "ReduceLROnPlateau",
+    "SequentialLR",
     "StepLR",
 ]
 
@@ -66,10 +76,15 @@ class LRScheduler:
                                    "optimizer's state first")  # fmt: skip
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
+        self._initial_step()
+
+    def _initial_step(self) -> None:
         self._step_count = 0
         self._is_initial = True
-        self.step()
-        self._is_initial = False
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self) -> list[float]:
         """The lr of each group at last_epoch, from the groups' current lrs."""
@@ -82,8 +97,18 @@ class LRScheduler:
     def step(self) -> None:
         """Advances the schedule one step and sets each group's lr."""
         self._step_count += 1
-        self.last_epoch += 1
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+        self._update_lr()
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """The next step's lrs; or, at `epoch`, the closed form's where the schedule has one
+        (SequentialLR starts a schedule so at its milestone, as PyTorch's does)."""
+        if epoch is None:
+            self.last_epoch += 1
+            values = self.get_lr()
+        else:
+            self.last_epoch = epoch
+            values = self._closed_form() if hasattr(self, "_closed_form") else self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values):
             group["lr"] = lr
         self._last_lr = self._current()
 
@@ -145,6 +170,15 @@ class LambdaLR(LRScheduler):
                 f.__dict__.update(saved)
 
 
+class MultiplicativeLR(LambdaLR):
+    """lr times lr_lambda(epoch) at every step, one function per group or one for all."""
+
+    def get_lr(self) -> list[float]:
+        if self._is_initial:
+            return self._current()
+        return [lr * f(self.last_epoch) for f, lr in zip(self.lr_lambdas, self._current())]
+
+
 class StepLR(LRScheduler):
     """lr times gamma every step_size steps."""
 
@@ -157,6 +191,9 @@ class StepLR(LRScheduler):
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
+
+    def _closed_form(self) -> list[float]:
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
 
 
 class MultiStepLR(LRScheduler):
@@ -172,6 +209,11 @@ class MultiStepLR(LRScheduler):
         if self.last_epoch not in self.milestones:
             return self._current()
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._current()]
+
+    def _closed_form(self) -> list[float]:
+        milestones = sorted(self.milestones.elements())
+        return [base * self.gamma ** bisect.bisect_right(milestones, self.last_epoch)
+                for base in self.base_lrs]  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "milestones": dict(self.milestones)}
@@ -192,6 +234,9 @@ class ExponentialLR(LRScheduler):
         if self._is_initial:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
+
+    def _closed_form(self) -> list[float]:
+        return [base * self.gamma**self.last_epoch for base in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -215,6 +260,11 @@ class CosineAnnealingLR(LRScheduler):
                     for base, lr in zip(self.base_lrs, self._current())]  # fmt: skip
         return [(1 + math.cos(math.pi * e / t)) / (1 + math.cos(math.pi * (e - 1) / t))
                 * (lr - low) + low for lr in self._current()]  # fmt: skip
+
+    def _closed_form(self) -> list[float]:
+        low = self.eta_min
+        return [low + (base - low) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base in self.base_lrs]  # fmt: skip
 
 
 class LinearLR(LRScheduler):
@@ -240,6 +290,309 @@ class LinearLR(LRScheduler):
             return self._current()
         return [lr * (1.0 + (end - start) / (self.total_iters * start + (e - 1) * (end - start)))
                 for lr in self._current()]  # fmt: skip
+
+    def _closed_form(self) -> list[float]:
+        start, end, n = self.start_factor, self.end_factor, self.total_iters
+        return [base * (start + (end - start) * min(n, self.last_epoch) / n)
+                for base in self.base_lrs]  # fmt: skip
+
+
+class ConstantLR(LRScheduler):
+    """lr times factor for the first total_iters steps, then lr."""
+
+    def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
+                 last_epoch: int = -1) -> None:  # fmt: skip
+        if factor > 1.0 or factor < 0:
+            raise ValueError("Constant multiplicative factor expected to be between 0 and 1.")
+        self.factor, self.total_iters = factor, total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in self._current()]
+        if self.last_epoch != self.total_iters:
+            return self._current()
+        return [lr * (1.0 / self.factor) for lr in self._current()]
+
+    def _closed_form(self) -> list[float]:
+        done = self.last_epoch >= self.total_iters
+        return [base * (self.factor + done * (1 - self.factor)) for base in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """lr decaying as (1 - step / total_iters) ** power to 0 over total_iters steps."""
+
+    def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0,
+                 last_epoch: int = -1) -> None:  # fmt: skip
+        self.total_iters, self.power = total_iters, power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        e, n = self.last_epoch, self.total_iters
+        if self._is_initial or e > n:
+            return self._current()
+        decay = ((1.0 - e / n) / (1.0 - (e - 1) / n)) ** self.power
+        return [lr * decay for lr in self._current()]
+
+    def _closed_form(self) -> list[float]:
+        n = self.total_iters
+        return [base * (1.0 - min(n, self.last_epoch) / n) ** self.power for base in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """lr from its initial value down to eta_min along half a cosine over T_0 steps, then
+    restarting, each period T_mult times the last (SGDR). step(epoch) takes a fractional
+    epoch, for a schedule per batch."""
+
+    def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
+                 last_epoch: int = -1) -> None:  # fmt: skip
+        if not isinstance(T_0, int) or T_0 <= 0:
+            raise ValueError(f"Expected positive integer T_0, but got {T_0}")
+        if not isinstance(T_mult, int) or T_mult < 1:
+            raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
+        if isinstance(eta_min, bool) or not isinstance(eta_min, (float, int)):
+            raise ValueError(f"Expected float or int eta_min, but got {eta_min!r}")
+        self.T_0, self.T_i, self.T_mult, self.eta_min = T_0, T_0, T_mult, eta_min
+        self.T_cur: float = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        low = self.eta_min
+        return [low + (base - low) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+                for base in self.base_lrs]  # fmt: skip
+
+    def step(self, epoch: float | None = None) -> None:
+        """The next step, or the schedule at `epoch` (fractional: a step per batch)."""
+        self._step_count += 1
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur = self.T_cur + 1
+            if self.T_cur >= self.T_i:
+                self.T_cur = self.T_cur % self.T_i
+                self.T_i = self.T_i * self.T_mult
+        else:
+            epoch = as_float(epoch, "epoch") if not isinstance(epoch, int) else epoch
+            if epoch < 0:
+                raise ValueError(f"Expected non-negative epoch, but got {epoch}")
+            if epoch >= self.T_0:
+                if self.T_mult == 1:
+                    self.T_cur = epoch % self.T_0
+                else:
+                    n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+                    self.T_cur = epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1)
+                    self.T_i = self.T_0 * self.T_mult**n
+            else:
+                self.T_i = self.T_0
+                self.T_cur = epoch
+        self.last_epoch = math.floor(epoch)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = self._current()
+
+
+def _set_momentum(group: dict[str, Any], momentum: float, use_beta1: bool) -> None:
+    """A group's momentum, or Adam's beta1, as OneCycleLR and CyclicLR cycle it."""
+    if use_beta1:
+        group["betas"] = (momentum, *group["betas"][1:])
+    else:
+        group["momentum"] = momentum
+
+
+class CyclicLR(LRScheduler):
+    """lr cycling between base_lr and max_lr (Smith's cyclical learning rates):
+    step_size_up steps up, step_size_down (default: the same) down, the amplitude scaled by
+    mode ("triangular": 1, "triangular2": halved each cycle, "exp_range": gamma ** step) or by
+    scale_fn; momentum (or Adam's beta1) the other way between base_ and max_momentum."""
+
+    def __init__(self, optimizer: Optimizer, base_lr: float | list[float],
+                 max_lr: float | list[float], step_size_up: int = 2000,
+                 step_size_down: int | None = None,
+                 mode: Literal["triangular", "triangular2", "exp_range"] = "triangular",
+                 gamma: float = 1.0, scale_fn: Callable[[float], float] | None = None,
+                 scale_mode: Literal["cycle", "iterations"] = "cycle",
+                 cycle_momentum: bool = True, base_momentum: float | list[float] = 0.8,
+                 max_momentum: float | list[float] = 0.9,
+                 last_epoch: int = -1) -> None:  # fmt: skip
+        _optimizer(optimizer)
+        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups):
+                group["lr"] = lr
+        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        up = float(step_size_up)
+        down = float(step_size_down) if step_size_down is not None else up
+        self.total_size = up + down
+        self.step_ratio = up / self.total_size
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError("mode is invalid and scale_fn is None")
+        self.mode, self.gamma, self._scale_fn_custom = mode, gamma, scale_fn
+        self.scale_mode = scale_mode if scale_fn is not None else (
+            "iterations" if mode == "exp_range" else "cycle")
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError("optimizer must support momentum or beta1 with "
+                                 "`cycle_momentum` option enabled")  # fmt: skip
+            self.use_beta1 = "betas" in optimizer.defaults
+            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
+            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
+            if last_epoch == -1:
+                for top, base, group in zip(self.max_momentums, self.base_momentums,
+                                            optimizer.param_groups):  # fmt: skip
+                    _set_momentum(group, top, self.use_beta1)
+                    group["max_momentum"], group["base_momentum"] = top, base
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def scale_fn(self, x: float) -> float:
+        if self._scale_fn_custom is not None:
+            return float(self._scale_fn_custom(x))
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / float(2.0 ** (x - 1))
+        return float(self.gamma**x)
+
+    def get_lr(self) -> list[float]:
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        if x <= self.step_ratio:
+            scale_factor = x / self.step_ratio
+        else:
+            scale_factor = (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        lrs = [base + (top - base) * scale_factor * scale
+               for base, top in zip(self.base_lrs, self.max_lrs)]  # fmt: skip
+        if self.cycle_momentum:
+            for base, top, group in zip(self.base_momentums, self.max_momentums,
+                                        self.optimizer.param_groups):  # fmt: skip
+                _set_momentum(group, top - (top - base) * scale_factor * scale, self.use_beta1)
+        return lrs
+
+    def state_dict(self) -> dict[str, Any]:
+        """As PyTorch's: a custom scale_fn's own attributes where it is a callable object,
+        else None (functions are not state)."""
+        state = super().state_dict()
+        fn = state.pop("_scale_fn_custom")
+        state["_scale_fn_custom"] = (None if fn is None or isinstance(fn, types.FunctionType)
+                                     else dict(fn.__dict__))  # fmt: skip
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        state = dict(state_dict)
+        saved = state.pop("_scale_fn_custom", None)
+        super().load_state_dict({**state, "_scale_fn_custom": self._scale_fn_custom})
+        if saved is not None and self._scale_fn_custom is not None:
+            self._scale_fn_custom.__dict__.update(saved)
+
+    def _decoded(self, state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+
+def _same_optimizer(kind: str, schedulers: Sequence[Any], optimizer: Any) -> None:
+    if len(schedulers) < 1:
+        raise ValueError(f"{kind} expects at least one scheduler, but got no scheduler.")
+    for i, scheduler in enumerate(schedulers):
+        if not isinstance(scheduler, LRScheduler):
+            raise TypeError(f"{kind}: schedulers[{i}] is a {type(scheduler).__name__}, not a "
+                            "scheduler")  # fmt: skip
+        if isinstance(scheduler, ReduceLROnPlateau):
+            raise ValueError(f"{kind} does not support ReduceLROnPlateau (its step takes the "
+                             f"metric), but got one at index {i}")  # fmt: skip
+        if scheduler.optimizer is not optimizer:
+            raise ValueError(f"{kind} expects all schedulers to belong to the same optimizer, "
+                             f"but schedulers[{i}] has another")  # fmt: skip
+
+
+class _Composite(LRScheduler):
+    """A schedule made of schedules: its state holds theirs."""
+
+    _schedulers: list[LRScheduler]
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        if not isinstance(state_dict, Mapping) or set(state_dict) != set(self.state_dict()):
+            held = sorted(state_dict) if isinstance(state_dict, Mapping) else state_dict
+            raise ValueError(f"the state does not fit {type(self).__name__}: it holds {held!r}")
+        inner = state_dict["_schedulers"]
+        if not isinstance(inner, list) or len(inner) != len(self._schedulers):
+            raise ValueError(f"the state does not fit {type(self).__name__}: its schedulers "
+                             "do not")  # fmt: skip
+        before = [s.state_dict() for s in self._schedulers]
+        try:
+            for scheduler, saved in zip(self._schedulers, inner):
+                scheduler.load_state_dict(saved)
+        except BaseException:
+            for scheduler, old in zip(self._schedulers, before):
+                scheduler.load_state_dict(old)
+            raise
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "_schedulers"})
+
+
+class SequentialLR(_Composite):
+    """schedulers one after another: schedulers[i + 1] takes over at milestones[i] (from
+    its closed form at epoch 0, as PyTorch's does)."""
+
+    def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler],
+                 milestones: Sequence[int], last_epoch: int = -1) -> None:  # fmt: skip
+        _same_optimizer("SequentialLR", schedulers, optimizer)
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError("Sequential Schedulers expects number of schedulers provided to be "
+                             "one more than the number of milestone points, but got number of "
+                             f"schedulers {len(schedulers)} and the number of milestones to be "
+                             f"equal to {len(milestones)}")  # fmt: skip
+        self._schedulers, self._milestones = list(schedulers), list(milestones)
+        self.last_epoch = last_epoch + 1
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        self._undo(self)
+        idx = bisect.bisect_right(self._milestones, 0)
+        self._schedulers[idx]._initial_step()
+        self._last_lr = self._schedulers[idx].get_last_lr()
+
+    def _undo(self, scheduler: Any) -> None:
+        """Each schedule (nested ones too) one step back: they each stepped once when made."""
+        if isinstance(scheduler, _Composite):
+            for inner in scheduler._schedulers:
+                self._undo(inner)
+        else:
+            scheduler.last_epoch -= 1
+
+    def step(self) -> None:
+        self.last_epoch += 1
+        idx = bisect.bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            scheduler._update_lr(0)
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+
+class ChainedScheduler(_Composite):
+    """Every schedule's step at each step, in order (their factors compound)."""
+
+    def __init__(self, schedulers: Sequence[LRScheduler],
+                 optimizer: Optimizer | None = None) -> None:  # fmt: skip
+        if len(schedulers) < 1:
+            raise ValueError("ChainedScheduler expects at least one scheduler to be chained, "
+                             "but got no scheduler.")  # fmt: skip
+        self.optimizer = optimizer or schedulers[0].optimizer
+        _same_optimizer("ChainedScheduler", schedulers, self.optimizer)
+        self._schedulers = list(schedulers)
+        self._last_lr = self._current()
+
+    def step(self) -> None:
+        for scheduler in self._schedulers:
+            scheduler.step()
+        self._last_lr = self._current()
 
 
 class OneCycleLR(LRScheduler):
@@ -305,10 +658,7 @@ class OneCycleLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _set_momentum(self, group: dict[str, Any], momentum: float) -> None:
-        if self.use_beta1:
-            group["betas"] = (momentum, *group["betas"][1:])
-        else:
-            group["momentum"] = momentum
+        _set_momentum(group, momentum, self.use_beta1)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self.anneal_strategy == "cos":
