@@ -496,3 +496,134 @@ def test_every_optimizer_and_scheduler_pair_round_trips(impl: types.ModuleType, 
     straight = train(*pair, 4)
     for copied in copies:
         assert train(*copied, 4) == straight
+
+
+# ---- LBFGS: PyTorch's iterations ----
+
+
+def _rosenbrock(xs: list[Any]) -> Any:
+    return (1.0 - xs[0]) ** 2 + 100.0 * (xs[1] - xs[0] * xs[0]) ** 2
+
+
+def _logistic_data() -> tuple[list[list[float]], list[float]]:
+    import random
+
+    rng = random.Random(5)
+    X = [[rng.gauss(0, 1) for _ in range(3)] for _ in range(40)]
+    y = [1.0 if x[0] - 0.5 * x[1] + 0.3 * x[2] + rng.gauss(0, 0.5) > 0 else 0.0 for x in X]
+    return X, y
+
+
+def _lbfgs_runs(impl: types.ModuleType, problem: str, line_search: str | None,
+                steps: int, max_iter: int) -> tuple[list[float], list[float]]:  # fmt: skip
+    """(the parameters after `steps` steps, every loss the closure computed) for fastgrad
+    and, through the same calls, PyTorch."""
+    torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
+    start = [-1.2, 1.0] if problem == "rosenbrock" else [0.1, -0.2, 0.05, 0.0]
+    X, y = _logistic_data()
+    results = []
+    for side in ("fastgrad", "torch"):
+        if side == "fastgrad":
+            params = [impl.Value(x) for x in start]
+            opt: Any = optim.LBFGS(params, lr=1, max_iter=max_iter, history_size=7,
+                                   line_search_fn=line_search)  # fmt: skip
+        else:
+            tensor = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+            params = [tensor]
+            opt = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, history_size=7,
+                                    line_search_fn=line_search)  # fmt: skip
+        losses: list[float] = []
+
+        def closure(opt: Any = opt, side: str = side, params: Any = params,
+                    losses: list[float] = losses) -> Any:  # fmt: skip
+            opt.zero_grad()
+            if side == "fastgrad":
+                xs = params
+            else:
+                xs = list(params[0])
+            if problem == "rosenbrock":
+                loss = _rosenbrock(xs)
+            else:
+                total: Any = 0.0
+                for row, label in zip(X, y):
+                    z = xs[3] + sum(w * x for w, x in zip(xs[:3], row))
+                    total = total + (z.exp() + 1.0).log() - label * z if side == "fastgrad" \
+                        else total + torch.nn.functional.softplus(z) - label * z
+                loss = total * (1.0 / len(X)) + 0.01 * sum(w * w for w in xs[:3])
+            loss.backward()
+            losses.append(float(loss.data if side == "fastgrad" else loss.detach()))
+            return loss
+
+        for _ in range(steps):
+            opt.step(closure)
+        final = [p.data for p in params] if side == "fastgrad" else params[0].tolist()
+        results.append((final, losses))
+    # PyTorch moves the parameters by p + t * d in one fused multiply-add, fastgrad as Python
+    # floats do (two roundings): the paths differ in the last bits, up to 1e-10 on the way
+    # through Rosenbrock's valley, and meet again at the end
+    (ours, our_losses), (theirs, their_losses) = results
+    assert len(our_losses) == len(their_losses)
+    assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12) for a, b in zip(ours, theirs))
+    assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+               for a, b in zip(our_losses, their_losses))  # fmt: skip
+    return ours, our_losses
+
+
+# (Rosenbrock's valley with fixed steps is chaotic: last-bit differences grow there)
+@pytest.mark.parametrize("problem, line_search", [("rosenbrock", "strong_wolfe"),
+                                                  ("logistic", None),
+                                                  ("logistic", "strong_wolfe")])
+def test_lbfgs_takes_pytorchs_iterations(impl: types.ModuleType, problem: str,
+                                         line_search: str | None) -> None:  # fmt: skip
+    final, losses = _lbfgs_runs(impl, problem, line_search, steps=1, max_iter=100)
+    if problem == "rosenbrock":
+        assert all(abs(x - 1.0) < 1e-5 for x in final)  # the minimum at (1, 1)
+    assert losses[-1] < losses[0]
+    _lbfgs_runs(impl, problem, line_search, steps=20, max_iter=5)  # the history carried over
+
+
+def test_lbfgs_resumes_from_its_state_and_refuses_bad_ones(impl: types.ModuleType) -> None:
+    def make() -> tuple[list[Any], Any, Any]:
+        params = [impl.Value(-1.2), impl.Value(1.0)]
+        opt = optim.LBFGS(params, max_iter=4, line_search_fn="strong_wolfe")
+
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = _rosenbrock(params)
+            loss.backward()
+            return loss
+
+        return params, opt, closure
+
+    def closure_for(params: list[Any], opt: Any) -> Any:
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = _rosenbrock(params)
+            loss.backward()
+            return loss
+
+        return closure
+
+    params, opt, closure = make()
+    for _ in range(3):
+        opt.step(closure)
+    saved = opt.state_dict()
+    copied_params, copied = pickle.loads(pickle.dumps((params, opt)))
+    params2, opt2, closure2 = make()
+    for p, q in zip(params2, params):
+        p.data = q.data
+    opt2.load_state_dict(saved)
+    for _ in range(3):
+        opt.step(closure)
+        opt2.step(closure2)
+        copied.step(closure_for(copied_params, copied))
+    assert [bits(p.data) for p in params2] == [bits(p.data) for p in params]
+    assert [bits(p.data) for p in copied_params] == [bits(p.data) for p in params]
+    with pytest.raises(ValueError, match="state vector has 3 entries"):
+        opt2.load_state_dict({**saved, "state": {0: {**saved["state"][0], "d": [1.0, 2.0, 3.0]}}})
+    with pytest.raises(ValueError, match="parameter groups"):
+        optim.LBFGS([{"params": [params[0]]}, {"params": [params[1]]}])
+    with pytest.raises(TypeError, match="needs a closure"):
+        opt2.step()
+    with pytest.raises(ValueError, match="line_search_fn"):
+        optim.LBFGS(params, line_search_fn="armijo")

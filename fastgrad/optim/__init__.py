@@ -3,10 +3,12 @@
 ``SGD``, ``Adam``, ``AdamW`` and ``RMSprop`` take PyTorch's arguments, parameter groups and
 ``state_dict()``; each step is one loop over the parameters in the engine their Values belong
 to (C with the extension), with PyTorch's formulas in PyTorch's order. ``lr_scheduler`` holds
-the schedules.
+the schedules. ``LBFGS`` (a quasi-Newton step over all parameters, ``step(closure)``) stands
+apart from the per-parameter rules.
 """
 
 from . import lr_scheduler
+from .lbfgs import LBFGS
 from .optimizer import SGD, Adam, AdamW, Optimizer, RMSprop
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
+__all__ = ["LBFGS", "SGD", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
