@@ -353,6 +353,17 @@ void fg_rmsprop_step(fg_node *const *params, size_t count, const fg_rmsprop_opti
                      double *momentum_buffer);
 void fg_zero_grad(fg_node *const *params, size_t count); /* every grad to 0.0 */
 
+/* The per-parameter rules of optim.c's table, by number. */
+typedef enum fg_rule {
+    FG_RULE_NADAM, FG_RULE_RADAM, FG_RULE_ADAGRAD, FG_RULE_ADAMAX, FG_RULE_ADADELTA,
+    FG_RULE_COUNT
+} fg_rule;
+const char *fg_rule_name(fg_rule rule);             /* "nadam"..., NULL past the table */
+/* One step of `rule` over the parameters, from its hyperparameters and per-parameter state
+ * arrays in the order of its row in optim.c (FG_BAD_ARGUMENT for other counts). */
+fg_status fg_rule_step(fg_rule rule, fg_node *const *params, size_t count, const double *hyper,
+                       size_t hyper_count, double *const *state, size_t state_count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -125,6 +125,11 @@ cdef extern from "fastgrad.h" nogil:
                          double *step, double *square_avg, double *grad_avg,
                          double *momentum_buffer)
     void fg_zero_grad(fg_node **params, size_t count)
+    ctypedef enum fg_rule:
+        FG_RULE_COUNT
+    const char *fg_rule_name(fg_rule rule)
+    fg_status fg_rule_step(fg_rule rule, fg_node **params, size_t count, const double *hyper,
+                           size_t hyper_count, double **state, size_t state_count)
 
     fg_status fg_new_node(fg_arena *A, fg_op op, double data, fg_node **args, uint32_t count,
                           double exponent, fg_node **out)

@@ -1,7 +1,7 @@
 # Type stub of the C extension fastgrad._core (fastgrad/_core.pyx). The pure-Python twin,
 # fastgrad/reference/, has the same API; mypy.stubtest checks this file against the module.
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Literal, SupportsFloat, SupportsIndex, overload
 
 import numpy as np
@@ -130,6 +130,9 @@ class _Parameters:
         square_avg: npt.NDArray[np.float64],
         grad_avg: npt.NDArray[np.float64],
         momentum_buffer: npt.NDArray[np.float64],
+    ) -> None: ...
+    def rule(
+        self, name: str, hyper: Sequence[float], states: Sequence[npt.NDArray[np.float64]]
     ) -> None: ...
     def zero_grad(self) -> None: ...
 

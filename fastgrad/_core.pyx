@@ -935,6 +935,9 @@ def _pick(v, offset):
     return _binary(FG_PICK, v, offset)
 
 
+cdef dict _rules = {fg_rule_name(<fg_rule>i).decode(): i for i in range(FG_RULE_COUNT)}
+
+
 cdef class _Parameters:
     """The parameter nodes of one optimizer group, and the C loops that update them: the
     kernels of fastgrad.optim (reference/optim.py has their Python twins). The state arrays
@@ -1001,6 +1004,28 @@ cdef class _Parameters:
         with cython.critical_section(self):  # one step at a time per parameter group
             fg_rmsprop_step(self.nodes, self.count, &o, self._state(step), self._state(square_avg),
                             self._state(grad_avg), self._state(momentum_buffer))
+
+    def rule(self, str name, hyper, states):
+        """One step of a rule of optim.c's table: its hyperparameters (numbers, booleans as
+        0 or 1) and state arrays, in its row's order."""
+        cdef double values[16]
+        cdef double *arrays[8]
+        cdef Py_ssize_t i, hyper_count = len(hyper), state_count = len(states)
+        cdef fg_status status
+        rule = _rules.get(name)
+        if rule is None or hyper_count > 16 or state_count > 8:
+            raise ValueError(f"no optimizer rule {name!r} of {hyper_count} hyperparameters and "
+                             f"{state_count} states")
+        for i in range(hyper_count):
+            values[i] = hyper[i]
+        for i in range(state_count):
+            arrays[i] = self._state(states[i])
+        with cython.critical_section(self):  # one step at a time per parameter group
+            status = fg_rule_step(<fg_rule>rule, self.nodes, self.count, values, hyper_count,
+                                  arrays, state_count)
+        if status != FG_OK:
+            raise ValueError(f"optimizer rule {name!r} takes other counts than {hyper_count} "
+                             f"hyperparameters and {state_count} states")
 
     def zero_grad(self):
         with cython.critical_section(self):  # one step at a time per parameter group

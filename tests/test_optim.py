@@ -34,6 +34,23 @@ OPTIONS: dict[str, list[dict[str, Any]]] = {
                      maximize=x)
                 for w, m, c, x in itertools.product((0.0, 1e-2), (0.0, 0.5), (False, True),
                                                     (False, True))],
+    "NAdam": [dict(lr=1e-2, betas=(0.8, 0.99), eps=e, weight_decay=w, momentum_decay=m,
+                   decoupled_weight_decay=d, maximize=x)
+              for e, w, m, d, x in itertools.product((1e-8, 0.0), (0.0, 1e-2), (4e-3, 0.1),
+                                                     (False, True), (False, True))],
+    "RAdam": [dict(lr=1e-2, betas=(0.8, b2), eps=e, weight_decay=w, decoupled_weight_decay=d,
+                   maximize=x)
+              for b2, e, w, d, x in itertools.product((0.99, 0.9), (1e-8, 0.0), (0.0, 1e-2),
+                                                      (False, True), (False, True))],
+    "Adagrad": [dict(lr=1e-1, lr_decay=l, weight_decay=w, initial_accumulator_value=a, eps=e,
+                     maximize=x)
+                for l, w, a, e, x in itertools.product((0.0, 1e-2), (0.0, 1e-2), (0.0, 0.5),
+                                                       (1e-10, 0.0), (False, True))],
+    "Adamax": [dict(lr=1e-2, betas=(0.8, 0.99), eps=e, weight_decay=w, maximize=x)
+               for e, w, x in itertools.product((1e-8, 0.0), (0.0, 1e-2), (False, True))],
+    "Adadelta": [dict(lr=l, rho=r, eps=1e-6, weight_decay=w, maximize=x)
+                 for l, r, w, x in itertools.product((1.0, 0.3), (0.9, 0.5), (0.0, 1e-2),
+                                                     (False, True))],
 }  # fmt: skip
 CASES = [(name, options) for name, sets in OPTIONS.items() for options in sets]
 
@@ -76,11 +93,18 @@ def test_within_1e12_of_pytorch_after_300_steps(name: str, options: dict[str, An
     start, grads = start_values(count), gradient_stream(count, steps, seed=2)
     ours = train(fastgrad._core, name, options, start, grads)
     weights = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-    opt = getattr(torch.optim, name)([weights], foreach=False, **options)
-    for step in grads:
-        opt.zero_grad()
-        weights.grad = torch.tensor(step, dtype=torch.float64)
-        opt.step()
+    # NAdam's running product of momentum factors is a scalar tensor of the default dtype:
+    # float64 here, as everything of fastgrad's is
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        opt = getattr(torch.optim, name)([weights], foreach=False, **options)
+        for step in grads:
+            opt.zero_grad()
+            weights.grad = torch.tensor(step, dtype=torch.float64)
+            opt.step()
+    finally:
+        torch.set_default_dtype(before)
     theirs = weights.detach().tolist()
     worst = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(ours, theirs))
     assert worst <= 1e-12, worst
@@ -154,17 +178,27 @@ def test_state_dict_resumes_bit_for_bit(impl: types.ModuleType, name: str,
     assert [p.data for p in resumed] == [p.data for p in straight]
 
 
-def test_state_dict_has_pytorchs_layout(impl: types.ModuleType) -> None:
+LAYOUTS = {"Adam": dict(lr=0.1, amsgrad=True), "NAdam": {}, "RAdam": {},
+           "Adagrad": dict(initial_accumulator_value=0.25), "Adamax": {}, "Adadelta": {}}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_state_dict_has_pytorchs_layout(impl: types.ModuleType, name: str) -> None:
     torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
     params = [impl.Value(1.0), impl.Value(2.0)]
     weights = [torch.tensor(1.0, dtype=torch.float64, requires_grad=True),
                torch.tensor(2.0, dtype=torch.float64, requires_grad=True)]  # fmt: skip
-    ours = optim.Adam(params, lr=0.1, amsgrad=True)
-    theirs = torch.optim.Adam(weights, lr=0.1, amsgrad=True, foreach=False)
+    ours = getattr(optim, name)(params, **LAYOUTS[name])
+    theirs = getattr(torch.optim, name)(weights, foreach=False, **LAYOUTS[name])
     for p, w in zip(params, weights):
         p.grad, w.grad = 0.5, torch.tensor(0.5, dtype=torch.float64)
     ours.step()
-    theirs.step()
+    before = torch.get_default_dtype()  # NAdam's mu_product: float64, as fastgrad's
+    torch.set_default_dtype(torch.float64)
+    try:
+        theirs.step()
+    finally:
+        torch.set_default_dtype(before)
     a, b = ours.state_dict(), theirs.state_dict()
     assert a["state"].keys() == b["state"].keys()
     for i, entry in a["state"].items():
@@ -464,7 +498,8 @@ PAIRS = {
 }
 
 
-@pytest.mark.parametrize("optimizer", ["SGD", "Adam", "AdamW", "RMSprop"])
+@pytest.mark.parametrize("optimizer", ["SGD", "Adam", "AdamW", "RMSprop", "NAdam", "RAdam",
+                                       "Adagrad", "Adamax", "Adadelta"])
 @pytest.mark.parametrize("schedule", sorted(PAIRS))
 def test_every_optimizer_and_scheduler_pair_round_trips(impl: types.ModuleType, optimizer: str,
                                                         schedule: str) -> None:  # fmt: skip
@@ -476,7 +511,10 @@ def test_every_optimizer_and_scheduler_pair_round_trips(impl: types.ModuleType, 
         w = impl.Value(1.0)
         extra = {"momentum": 0.9} if optimizer in ("SGD", "RMSprop") else {}
         opt = getattr(optim, optimizer)([w], lr=0.1, **extra)
-        return w, opt, getattr(lr_scheduler, schedule)(opt, **PAIRS[schedule])
+        kwargs = dict(PAIRS[schedule])
+        if schedule in ("CyclicLR", "OneCycleLR") and optimizer in ("Adagrad", "Adadelta"):
+            kwargs["cycle_momentum"] = False  # they have no momentum to cycle
+        return w, opt, getattr(lr_scheduler, schedule)(opt, **kwargs)
 
     def train(w: Any, opt: Any, scheduler: Any, steps: int) -> list[bytes]:
         seen = []

@@ -239,6 +239,21 @@ static void test_sgd(void)
 }
 
 /* Adam's first step moves every parameter by lr (times the sign of its gradient), less eps. */
+/* The rule table: Adagrad's first step, and counts that do not fit its row refused. */
+static void test_rule_table(void)
+{
+    fg_node *p = leaf(1.0);
+    double hyper[5] = {0.1, 0.0, 0.0, 0.0, 0.0}, step = 0.0, sum = 0.0;
+    double *state[2] = {&step, &sum};
+    p->grad = 0.5;
+    CHECK(fg_rule_step(FG_RULE_ADAGRAD, &p, 1, hyper, 5, state, 2) == FG_OK);
+    CHECK(step == 1.0 && sum == 0.25 && p->data == 1.0 + -0.1 * (0.5 / 0.5));
+    CHECK(fg_rule_step(FG_RULE_ADAGRAD, &p, 1, hyper, 4, state, 2) == FG_BAD_ARGUMENT);
+    CHECK(fg_rule_step(FG_RULE_COUNT, &p, 1, hyper, 5, state, 2) == FG_BAD_ARGUMENT);
+    CHECK(strcmp(fg_rule_name(FG_RULE_NADAM), "nadam") == 0 && fg_rule_name(FG_RULE_COUNT) == NULL);
+    fg_decref(A, p);
+}
+
 static void test_adam_and_rmsprop(void)
 {
     fg_node *p = leaf(1.0), *params[1];
@@ -922,6 +937,7 @@ int main(int argc, char **argv)
     test_no_grad();
     test_sgd();
     test_adam_and_rmsprop();
+    test_rule_table();
     test_tape();
     test_tape_outputs();
     test_run_threads();
