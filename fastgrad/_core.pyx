@@ -1031,6 +1031,22 @@ cdef class _Parameters:
         with cython.critical_section(self):  # one step at a time per parameter group
             fg_zero_grad(self.nodes, self.count)
 
+    def fill_grads(self, double value):
+        """Every parameter's grad to value."""
+        cdef Py_ssize_t i
+        with cython.critical_section(self):
+            for i in range(self.count):
+                self.nodes[i].grad = value
+
+    def read_grads(self, double[::1] out):
+        """The parameters' grads into out, in order."""
+        cdef Py_ssize_t i
+        if out.shape[0] != self.count:
+            raise ValueError(f"{out.shape[0]} places for {self.count} grads")
+        with cython.critical_section(self):
+            for i in range(self.count):
+                out[i] = self.nodes[i].grad
+
 
 include "_tape.pxi"
 

@@ -282,7 +282,8 @@ cdef class Tape:
             numbers.append(number)
         return numbers
 
-    def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0):
+    def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0,
+            per_row=False, wrt=None):
         """Replays the tape once per row of X (and y), the input leaves taking the row's
         values (the target leaves y's), and returns the root's value per row (an array of
         shape (rows, len(roots)) for several roots). Each row's forward and backward are
@@ -292,7 +293,18 @@ cdef class Tape:
         mean's, as PyTorch's reduction="mean"). backward=False runs forward only and touches
         no grad. The bits never depend on `threads`, the most worker threads (the calling one
         included) that share the rows; the fed leaves keep their .data. A failing row raises
-        what eager code raises, naming the row, and changes nothing."""
+        what eager code raises, naming the row, and changes nothing.
+
+        per_row=True returns (the values per row, an array (rows, leaves) of each row's
+        gradient) instead and touches no grad: for the leaves that require grad and are
+        neither inputs nor targets, in the order of .leaves, or for those of wrt; each row's
+        entries are the bits the summed run adds for that row."""
+        if per_row:
+            from ._per_row import per_row_run
+
+            return per_row_run(self, inputs, X, targets, y, root_grad, wrt)
+        if wrt is not None:
+            raise ValueError("wrt names the leaves of per_row=True's gradients")
         cdef unsigned workers
         cdef list seeds
         cdef Py_buffer xv, yv, ov

@@ -129,6 +129,16 @@ class _Parameters:
         for p in self.params:
             p._grad = 0.0
 
+    def fill_grads(self, value: float) -> None:
+        for p in self.params:
+            p._grad = value
+
+    def read_grads(self, out: Any) -> None:
+        if len(out) != len(self.params):
+            raise ValueError(f"{len(out)} places for {len(self.params)} grads")
+        for i, p in enumerate(self.params):
+            out[i] = p._grad
+
 
 def _sqrt(x: float) -> float:
     """C's sqrt: nan for a negative number (a centered average's rounding, a loaded state),

@@ -288,10 +288,10 @@ class Tape:
             numbers.append(self._leaf_number[i])
         return numbers
 
-    @_one_call_at_a_time
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
             y: Any = None, *, threads: int = 1, backward: bool = True,
-            root_grad: float | Iterable[float] = 1.0) -> Any:  # fmt: skip
+            root_grad: float | Iterable[float] = 1.0, per_row: bool = False,
+            wrt: Iterable[Value] | None = None) -> Any:  # fmt: skip
         """Replays the tape once per row of X (and y), the input leaves taking the row's
         values (the target leaves y's), and returns the root's value per row (an array of
         shape (rows, len(roots)) for several roots). Each row's forward and backward are
@@ -302,7 +302,25 @@ class Tape:
         forward only and touches no grad. The bits never depend on `threads` (the C engine's
         worker threads; here the rows run one after another); the fed leaves keep their
         .data. A failing row raises what eager code raises, naming the row, and changes
-        nothing."""
+        nothing.
+
+        per_row=True returns (the values per row, an array (rows, leaves) of each row's
+        gradient) instead and touches no grad: for the leaves that require grad and are
+        neither inputs nor targets, in the order of .leaves, or for those of wrt; each row's
+        entries are the bits the summed run adds for that row."""
+        if per_row:
+            from .._per_row import per_row_run
+
+            return per_row_run(self, inputs, X, targets, y, root_grad, wrt)
+        if wrt is not None:
+            raise ValueError("wrt names the leaves of per_row=True's gradients")
+        return self._run(inputs, X, targets, y, threads=threads, backward=backward,
+                         root_grad=root_grad)
+
+    @_one_call_at_a_time
+    def _run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
+             y: Any = None, *, threads: int = 1, backward: bool = True,
+             root_grad: float | Iterable[float] = 1.0) -> Any:  # fmt: skip
         import numpy as np
 
         check_threads(threads)
