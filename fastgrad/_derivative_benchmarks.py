@@ -29,7 +29,13 @@ from ._bench_case import (
     optional,
     torch_parameters,
 )
-from .pinn_demo import network, squared_residual, squared_residual_of, u_of
+from .pinn_demo import (
+    network,
+    second_derivative_by_jvp,
+    squared_residual,
+    squared_residual_of,
+    u_of,
+)
 
 POINTS = 1000
 PYTORCH = "pytorch, float64, 1 thread, autograd.grad twice"
@@ -44,13 +50,8 @@ derivative_loss = squared_residual
 
 def jvp_loss(engine: Any, model: Any, x: Any) -> Any:
     """The loss with u'' from fastgrad.jvp twice (forward mode over forward mode): a graph
-    of ordinary nodes, as gradients' is."""
-    from .transforms import jvp
-
-    def slope(x: Any) -> Any:
-        return jvp(lambda x: u_of(model, x), (x,), (1.0,), engine=engine)[1]
-
-    return squared_residual_of(jvp(slope, (x,), (1.0,), engine=engine)[1], x)
+    of ordinary nodes, as gradients' is; the PINN demo's."""
+    return squared_residual_of(second_derivative_by_jvp(engine, model, x), x)
 
 
 def forward_mode_loss(engine: Any, model: Any, x: Any) -> Any:

@@ -4,8 +4,9 @@ derivative.
 It solves u''(x) = -pi^2 sin(pi x) on [0, 1] with u(0) = u(1) = 0, whose solution is
 sin(pi x), with an MLP 1-16-16-1 of tanh units and nothing but the equation: the loss at a
 collocation point x is the squared residual (u''(x) + pi^2 sin(pi x))^2, where u'' is built
-by `fastgrad.gradients(..., create_graph=True)` twice, so that it is a graph of ordinary
-nodes whose own gradients train the network. That loss is written for one point, recorded
+by `fastgrad.jvp` of `fastgrad.jvp` (forward mode twice; `gradients(..., create_graph=True)`
+twice gives the same numbers in a larger graph), so that it is a graph of ordinary nodes
+whose own gradients train the network. That loss is written for one point, recorded
 once as a Tape, and each step is one `tape.run` over the collocation points (and one over the
 two boundary points, whose loss is u^2), then an Adam step.
 """
@@ -62,6 +63,17 @@ def second_derivative(engine: types.ModuleType, model: nn.MLP, x: Any) -> tuple[
     return u, d2u
 
 
+def second_derivative_by_jvp(engine: types.ModuleType, model: nn.MLP, x: Any) -> Any:
+    """u''(x) as nodes built by forward mode twice (jvp of jvp): a fifth smaller than the
+    graph gradients builds twice, and as much faster to run."""
+    from .transforms import jvp
+
+    def slope(x: Any) -> Any:
+        return jvp(lambda x: u_of(model, x), (x,), (1.0,), engine=engine)[1]
+
+    return jvp(slope, (x,), (1.0,), engine=engine)[1]
+
+
 def squared_residual_of(d2u: Any, x: Any) -> Any:
     """(u''(x) + pi^2 sin(pi x))^2, the equation's loss at x, from u''."""
     residual = d2u + math.pi**2 * (x * math.pi).sin()
@@ -83,7 +95,8 @@ def build(engine: types.ModuleType, seed: int, points: int = POINTS) -> Pinn:
     model = network(engine, HIDDEN, seed)
     x = engine.Value(0.5)
     # divided by the number of points, so that run's sum over them is their mean
-    interior = engine.Tape(squared_residual(engine, model, x) / points)
+    d2u = second_derivative_by_jvp(engine, model, x)
+    interior = engine.Tape(squared_residual_of(d2u, x) / points)
     x_boundary = engine.Value(0.0)
     u = u_of(model, x_boundary)
     boundary = engine.Tape(BOUNDARY_WEIGHT * u * u / 2)
