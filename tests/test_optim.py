@@ -330,6 +330,16 @@ def test_composite_schedules_give_pytorchs_lrs(impl: types.ModuleType, kind: str
     assert runs[0] == runs[1] and len(set(runs[0])) > 40
 
 
+def lrs_of(opt: Any, scheduler: Any, steps: int) -> list[list[float]]:
+    """The lrs after each of `steps` optimizer and schedule steps."""
+    seen = []
+    for _ in range(steps):
+        opt.step()
+        scheduler.step()
+        seen.append(scheduler.get_last_lr())
+    return seen
+
+
 @pytest.mark.parametrize("kind", ["SequentialLR", "ChainedScheduler"])
 def test_composite_schedules_resume_from_their_state(impl: types.ModuleType, kind: str,
                                                      tmp_path: Any) -> None:  # fmt: skip
@@ -341,25 +351,14 @@ def test_composite_schedules_resume_from_their_state(impl: types.ModuleType, kin
         return model, opt, composite(lr_scheduler, kind, opt)
 
     model, opt, scheduler = make()
-    for _ in range(140):
-        opt.step()
-        scheduler.step()
+    lrs_of(opt, scheduler, 140)
     fastgrad.save(model, tmp_path / "run.json", optimizer=opt, scheduler=scheduler)
     copied = pickle.loads(pickle.dumps((opt, scheduler)))
-    straight = []
-    for _ in range(60):
-        opt.step()
-        scheduler.step()
-        straight.append(scheduler.get_last_lr())
+    straight = lrs_of(opt, scheduler, 60)
     model2, opt2, scheduler2 = make()
     fastgrad.load(tmp_path / "run.json", model2, optimizer=opt2, scheduler=scheduler2)
-    for o, s in ((opt2, scheduler2), copied):
-        resumed = []
-        for _ in range(60):
-            o.step()
-            s.step()
-            resumed.append(s.get_last_lr())
-        assert resumed == straight
+    for o, sched in ((opt2, scheduler2), copied):
+        assert lrs_of(o, sched, 60) == straight
     with pytest.raises(ValueError, match="does not fit"):
         scheduler2.load_state_dict({**scheduler2.state_dict(), "_schedulers": []})
 
@@ -389,24 +388,13 @@ def test_schedule_state_resumes(impl: types.ModuleType) -> None:
         return opt, lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=100)
 
     opt, scheduler = make()
-    for _ in range(30):
-        opt.step()
-        scheduler.step()
+    lrs_of(opt, scheduler, 30)
     saved = pickle.loads(pickle.dumps((opt.state_dict(), scheduler.state_dict())))
-    straight = []
-    for _ in range(30):
-        opt.step()
-        scheduler.step()
-        straight.append(scheduler.get_last_lr())
+    straight = lrs_of(opt, scheduler, 30)
     opt2, scheduler2 = make()
     opt2.load_state_dict(saved[0])
     scheduler2.load_state_dict(saved[1])
-    resumed = []
-    for _ in range(30):
-        opt2.step()
-        scheduler2.step()
-        resumed.append(scheduler2.get_last_lr())
-    assert resumed == straight
+    assert lrs_of(opt2, scheduler2, 30) == straight
     with pytest.raises(ValueError, match="does not fit"):
         scheduler2.load_state_dict({"last_epoch": 3})
 

@@ -400,6 +400,24 @@ def _set_momentum(group: dict[str, Any], momentum: float, use_beta1: bool) -> No
         group["momentum"] = momentum
 
 
+def _momentum_cycle(optimizer: Optimizer, base_momentum: Any, max_momentum: Any,
+                    last_epoch: int) -> tuple[bool, list[float], list[float]]:  # fmt: skip
+    """For a schedule that cycles momentum (OneCycleLR, CyclicLR): whether it is Adam's beta1,
+    and each group's base and max momentum; a fresh schedule starts every group at its max
+    and notes both in the group."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` "
+                         "option enabled")  # fmt: skip
+    use_beta1 = "betas" in optimizer.defaults
+    bases = _per_group("base_momentum", optimizer, base_momentum)
+    tops = _per_group("max_momentum", optimizer, max_momentum)
+    if last_epoch == -1:
+        for top, base, group in zip(tops, bases, optimizer.param_groups):
+            _set_momentum(group, top, use_beta1)
+            group["max_momentum"], group["base_momentum"] = top, base
+    return use_beta1, bases, tops
+
+
 class CyclicLR(LRScheduler):
     """lr cycling between base_lr and max_lr (Smith's cyclical learning rates):
     step_size_up steps up, step_size_down (default: the same) down, the amplitude scaled by
@@ -432,17 +450,8 @@ class CyclicLR(LRScheduler):
             "iterations" if mode == "exp_range" else "cycle")
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with "
-                                 "`cycle_momentum` option enabled")  # fmt: skip
-            self.use_beta1 = "betas" in optimizer.defaults
-            self.base_momentums = _per_group("base_momentum", optimizer, base_momentum)
-            self.max_momentums = _per_group("max_momentum", optimizer, max_momentum)
-            if last_epoch == -1:
-                for top, base, group in zip(self.max_momentums, self.base_momentums,
-                                            optimizer.param_groups):  # fmt: skip
-                    _set_momentum(group, top, self.use_beta1)
-                    group["max_momentum"], group["base_momentum"] = top, base
+            self.use_beta1, self.base_momentums, self.max_momentums = _momentum_cycle(
+                optimizer, base_momentum, max_momentum, last_epoch)
         super().__init__(optimizer, last_epoch)
         self.base_lrs = base_lrs
 
@@ -645,16 +654,8 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with "
-                                 "`cycle_momentum` option enabled")  # fmt: skip
-            self.use_beta1 = "betas" in optimizer.defaults
-            tops = _per_group("max_momentum", optimizer, max_momentum)
-            bases = _per_group("base_momentum", optimizer, base_momentum)
-            if last_epoch == -1:
-                for top, base, group in zip(tops, bases, optimizer.param_groups):
-                    self._set_momentum(group, top)
-                    group["max_momentum"], group["base_momentum"] = top, base
+            self.use_beta1 = _momentum_cycle(optimizer, base_momentum, max_momentum,
+                                             last_epoch)[0]  # fmt: skip
         super().__init__(optimizer, last_epoch)
 
     def _set_momentum(self, group: dict[str, Any], momentum: float) -> None:
