@@ -173,11 +173,20 @@ static inline double fg_sigmoid(double x)
     return e / (1.0 + e);
 }
 
-/* The ops that are choices made from data (ops.def's SIGN, ISFINITE, ISZERO, PICKS_A): their
- * nodes carry no gradient, whatever their operands. */
+/* Whether op is a choice made from data (ops.def's FG_CHOICE_* rows): its nodes carry no
+ * gradient, whatever their operands. */
 static inline int fg_op_is_choice(fg_op op)
 {
-    return op == FG_SIGN || op == FG_ISFINITE || op == FG_ISZERO || op == FG_PICKS_A;
+    switch (op) {
+#define FG_UNARY(name, symbol, forward, d_da)
+#define FG_BINARY(name, symbol, forward, d_da, d_db)
+#define FG_CHOICE_UNARY(name, symbol, forward) case FG_##name:
+#define FG_CHOICE_BINARY(name, symbol, forward) case FG_##name:
+#include "ops.def"
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* The vocabulary of ops.def's formulas, as doubles: a pass that expands them has a
