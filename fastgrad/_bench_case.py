@@ -89,17 +89,34 @@ def optional(module: str) -> ModuleType | None:
         return None
 
 
-def torch_parameters(torch: Any, model: Any) -> list[Any]:
-    """An MLP's weights as PyTorch float64 tensors, per layer a matrix (inputs x neurons) and
-    a bias vector, for batched `h @ W + b`; PyTorch set to one thread, the baselines' rule."""
-    torch.set_num_threads(1)
-    params = []
+def layer_numbers(model: Any) -> list[list[Any]]:
+    """An MLP's weights as numbers, per layer a matrix (inputs x neurons) then a bias vector,
+    for batched `h @ W + b`."""
+    numbers: list[list[Any]] = []
     for layer in model.layers:
-        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
-        params.append(torch.tensor(W, dtype=torch.float64, requires_grad=True))
-        params.append(torch.tensor([n.b.data for n in layer.neurons], dtype=torch.float64,
-                                   requires_grad=True))  # fmt: skip
-    return params
+        numbers.append([[n.w[i].data for n in layer.neurons]
+                        for i in range(len(layer.neurons[0].w))])  # fmt: skip
+        numbers.append([n.b.data for n in layer.neurons])
+    return numbers
+
+
+def in_parameter_order(arrays: list[Any], model: Any) -> list[float]:
+    """Arrays in layer_numbers' layout (per layer a matrix, then a bias vector: a gradient),
+    as floats in the order of model.parameters(); a bias of None (no gradient) gives zeros."""
+    out: list[float] = []
+    for layer, W, b in zip(model.layers, arrays[::2], arrays[1::2]):
+        for j, n in enumerate(layer.neurons):
+            out += [float(W[i][j]) for i in range(len(n.w))]
+            out.append(0.0 if b is None else float(b[j]))
+    return out
+
+
+def torch_parameters(torch: Any, model: Any) -> list[Any]:
+    """An MLP's weights as PyTorch float64 tensors (layer_numbers' layout); PyTorch set to
+    one thread, the baselines' rule."""
+    torch.set_num_threads(1)
+    return [torch.tensor(x, dtype=torch.float64, requires_grad=True)
+            for x in layer_numbers(model)]  # fmt: skip
 
 
 JAX = "jax jit, x64, 1 thread"
@@ -136,14 +153,8 @@ def _jax_configured() -> ModuleType | None:
 
 
 def jax_parameters(jax: ModuleType, model: Any) -> list[Any]:
-    """An MLP's weights as JAX float64 arrays, laid out as torch_parameters lays them."""
-    params = []
-    for layer in model.layers:
-        W = [[n.w[i].data for n in layer.neurons] for i in range(len(layer.neurons[0].w))]
-        params.append(jax.numpy.asarray(W, dtype=jax.numpy.float64))
-        params.append(jax.numpy.asarray([n.b.data for n in layer.neurons],
-                                        dtype=jax.numpy.float64))  # fmt: skip
-    return params
+    """An MLP's weights as JAX float64 arrays (layer_numbers' layout)."""
+    return [jax.numpy.asarray(x, dtype=jax.numpy.float64) for x in layer_numbers(model)]
 
 
 def jax_contenders(jax: ModuleType, make: Callable[[], Callable[..., Any]],

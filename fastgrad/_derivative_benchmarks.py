@@ -23,6 +23,7 @@ from ._bench_case import (
     JAX,
     Case,
     Contenders,
+    in_parameter_order,
     jax_contenders,
     jax_parameters,
     jax_x64_one_thread,
@@ -132,26 +133,6 @@ def jax_pass(jax: Any, model: Any, X: Any, form: str) -> Contenders:
     return jax_contenders(jax, make, (jax_parameters(jax, model), jnp.asarray(X[:, 0])), form)
 
 
-def jax_grads(grads: list[Any], model: Any) -> list[float]:
-    """JAX's gradient in the order of model.parameters()."""
-    out = []
-    for layer, (W, b) in zip(model.layers, zip(grads[::2], grads[1::2])):
-        for j, n in enumerate(layer.neurons):
-            out += [float(W[i, j]) for i in range(len(n.w))]
-            out.append(float(b[j]))
-    return out
-
-
-def torch_grads(params: list[Any], model: Any) -> list[float]:
-    """PyTorch's grads in the order of model.parameters()."""
-    out = []
-    for layer, (W, b) in zip(model.layers, zip(params[::2], params[1::2])):
-        for j, n in enumerate(layer.neurons):  # u'' does not reach the last bias: no grad
-            out += [float(W.grad[i, j]) for i in range(len(n.w))]
-            out.append(0.0 if b.grad is None else float(b.grad[j]))
-    return out
-
-
 def _agree(a: list[float], b: list[float], what: str) -> None:
     for x, y in zip(a, b):
         if not math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-12 * max(1.0, max(map(abs, b)))):
@@ -187,14 +168,15 @@ def _pinn_case(hidden: int) -> Case:
         if torch is not None:
             theirs, torch_params = torch_pass(torch, model, X)
             _agree([results[0][0]], [theirs()], "PyTorch's loss")
-            _agree(results[0][1], torch_grads(torch_params, model), "PyTorch's grads")
+            their_grads = in_parameter_order([p.grad for p in torch_params], model)
+            _agree(results[0][1], their_grads, "PyTorch's grads")
             contenders[PYTORCH] = theirs
         jax = jax_x64_one_thread()
         for form in (JVP_OF_JVP, GRAD_OF_GRAD) if jax is not None else ():
             contenders.update(jax_pass(jax, model, X, form))
             their_loss, their_grads = cast(Any, contenders[JAX + form]())
             _agree([results[0][0]], [float(their_loss)], "JAX's loss")
-            _agree(results[0][1], jax_grads(their_grads, model), "JAX's grads")
+            _agree(results[0][1], in_parameter_order(list(their_grads), model), "JAX's grads")
         return contenders
 
     title = f"PINN pass, MLP 1-{hidden}-{hidden}-1 tanh, u'' in the loss, {POINTS:,} points"

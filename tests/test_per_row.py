@@ -54,7 +54,7 @@ def test_c_and_reference_give_the_same_rows() -> None:
 
 def test_per_row_gradients_are_torch_funcs_vmap_of_grad(impl: types.ModuleType) -> None:
     torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
-    from fastgrad._bench_case import torch_parameters
+    from fastgrad._bench_case import in_parameter_order, torch_parameters
 
     tape, model, inputs, targets, X, Y = classifier(impl)
     _, G = tape.run(inputs, X, targets, Y, per_row=True, wrt=model.parameters())
@@ -70,10 +70,7 @@ def test_per_row_gradients_are_torch_funcs_vmap_of_grad(impl: types.ModuleType) 
     per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(
         params, torch.tensor(X), torch.tensor(Y))
     for r in range(len(X)):
-        theirs = []
-        for layer, (W, b) in zip(model.layers, zip(per_sample[::2], per_sample[1::2])):
-            for j, n in enumerate(layer.neurons):
-                theirs += [float(W[r, i, j]) for i in range(len(n.w))] + [float(b[r, j])]
+        theirs = in_parameter_order([grads[r] for grads in per_sample], model)
         assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
                    for a, b in zip(G[r].tolist(), theirs)), r  # fmt: skip
 
