@@ -19,7 +19,7 @@ import types
 from typing import Any
 
 from ._common import engine_of, op_error
-from .reference.ops import _FAILURES, BINARY, NARY, UNARY
+from .reference.ops import _FAILURES, BINARY, CHOICES, NARY, UNARY
 
 
 class _Node:
@@ -148,8 +148,8 @@ def tangents(engine: types.ModuleType, outputs: list[Any], inputs: list[Any],
     constant_of: dict[Any, bool] = {}
     for v, rule, args, exponent, constant in engine._graph(outputs):
         constant_of[v] = constant
-        if v in tangent or not any(a in tangent for a in args):
-            continue
+        if v in tangent or rule in CHOICES or not any(a in tangent for a in args):
+            continue  # a choice made from data carries no derivative, as in backward
         out = operand(v, constant)
         try:
             if rule in UNARY:

@@ -220,6 +220,14 @@ def test_a_derivative_of_choices_alone_backpropagates_to_nothing(impl: types.Mod
     assert impl.gradients(step, [x]) == [0.0]
 
 
+def test_forward_mode_passes_no_tangent_through_a_choice(impl: types.ModuleType) -> None:
+    """relu' is a choice of relu's output (sign): forward mode, as backward, carries nothing
+    through it, so even an infinite tangent gives relu'' = 0 (0 * inf would be nan)."""
+    relu_slope = fastgrad.grad(lambda x: x.relu(), engine=impl)
+    assert fastgrad.jvp(relu_slope, (0.5,), (math.inf,), engine=impl) == (1.0, 0.0)
+    assert fastgrad.grad(relu_slope, engine=impl)(0.5) == 0.0
+
+
 def test_c_and_reference_build_the_same_jvp_graph() -> None:
     shapes = []
     for impl in (fastgrad._core, fastgrad.reference):
