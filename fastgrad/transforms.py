@@ -328,6 +328,5 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
     args = _primals(primals, "hvp")
     positions = tuple(range(len(args)))
     value_and_gradient = value_and_grad(f, positions, engine=engine)
-    (value, _), (_, product) = jvp(lambda *xs: value_and_gradient(*xs), args, tangents,
-                                   engine=engine)  # fmt: skip
+    (value, _), (_, product) = jvp(value_and_gradient, args, tangents, engine=engine)
     return value, product
