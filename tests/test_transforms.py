@@ -228,6 +228,17 @@ def test_forward_mode_passes_no_tangent_through_a_choice(impl: types.ModuleType)
     assert fastgrad.grad(relu_slope, engine=impl)(0.5) == 0.0
 
 
+def test_a_node_feeding_only_choices_still_runs_its_chain_rule(impl: types.ModuleType) -> None:
+    """x * inf feeds only a choice (sign), so its grad is 0.0, and backward, as micrograd's,
+    still multiplies that 0.0 by its derivative inf: nan in x. gradients gives backward's
+    bits (the reference skipped such a node and gave 0.0)."""
+    x = impl.Value(-1.0)
+    t = impl._choice("sign", x * math.inf) * math.inf
+    grads = impl.gradients(t, [x])
+    t.backward()
+    assert [bits(g) for g in grads] == [bits(x.grad)] == [bits(math.nan)]
+
+
 def test_c_and_reference_build_the_same_jvp_graph() -> None:
     shapes = []
     for impl in (fastgrad._core, fastgrad.reference):

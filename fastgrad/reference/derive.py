@@ -239,10 +239,8 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
     for v, k in reversed(order):
         if not needed[v]:
             continue
-        if v not in grads:
-            if v is not output and v not in contributions:
-                continue  # it reaches an input only through nodes that carry no gradient
-            grads[v] = 1.0 if v is output else _sum_of(contributions[v])
+        if v not in grads:  # (no contributions: it feeds only nodes that carry no gradient)
+            grads[v] = 1.0 if v is output else _sum_of(contributions.get(v, []))
         g, rule, args = grads[v], v._rule, v._children
         mark = next(_serials)  # what the chain rule makes from here on is fresh
         if rule in UNARY:
@@ -264,7 +262,7 @@ def gradients(output: Value, inputs: Value | Iterable[Value], *,
             for position, amount in _term_contributions(rule, k, v._terms(), g, v0, v1):
                 if needed[args[position]]:
                     contribute(args[position], amount)
-    results = [grads.get(v, 0.0) if needed.get(v) else 0.0 for v in items]
+    results = [grads[v] if needed.get(v) else 0.0 for v in items]
     if create_graph:
         results = [r.value if isinstance(r, Derived) else Value._leaf(r) for r in results]
     return results[0] if single else results
