@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--epochs", type=_counting(1), default=15, help="digits: epochs (default 15)")
     demo.add_argument("--threads", type=_counting(1), default=1,
                       help="digits, pinn: Tape.run's worker threads (default 1)")
+    demo.add_argument("--workers", type=_counting(1),
+                      help="digits: train through fastgrad.distributed.DataParallel on this "
+                           "many Dask worker processes (needs fastgrad[distributed])")
     demo.add_argument("--seed", type=_counting(0), default=0, help="random seed (default 0)")
     demo.add_argument("--backend", choices=["c", "python"], default="c",
                       help="train on the C engine (default) or the pure-Python reference")
@@ -92,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         steps = 2000 if args.steps is None else args.steps
         pinn_demo.main(engine_named(args.backend), steps=steps, seed=args.seed,
                        threads=args.threads, plot_path=args.plot)  # fmt: skip
+    elif args.digits and args.workers is not None:
+        from . import digits_demo
+        from .demo import engine_named
+
+        digits_demo.main_workers(engine_named(args.backend), workers=args.workers,
+                                 steps=300 if args.steps is None else args.steps,
+                                 seed=args.seed)  # fmt: skip
     elif args.digits:
         from . import digits_demo
         from .demo import engine_named

@@ -69,6 +69,17 @@ def with_row(error: Exception, row: int) -> Exception:
     return type(error)(f"row {row}: {error}")
 
 
+def rows_later(error: BaseException, offset: int) -> BaseException:
+    """A Tape.run failure of a slice of rows that starts at row `offset`, naming its row in
+    the whole: "row 3: ..." becomes "row {offset + 3}: ..."; any other error as it is."""
+    import re
+
+    said = re.match(r"row (\d+): (.*)", str(error.args[0]) if error.args else "", re.S)
+    if offset == 0 or said is None or len(error.args) != 1:
+        return error
+    return type(error)(f"row {int(said.group(1)) + offset}: {said.group(2)}")
+
+
 # The Value classes of both implementations (each registers itself when imported), and the
 # module each belongs to: a Value is never taken for a number operand.
 VALUE_CLASSES: dict[type, str] = {}

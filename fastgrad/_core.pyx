@@ -951,17 +951,17 @@ cdef class _Parameters:
         cdef Py_ssize_t i
         if self.nodes is not NULL:
             raise RuntimeError("_Parameters is initialised once")
-        params = list(params)
-        for p in params:
-            if not isinstance(p, Value):
-                raise TypeError(f"optimizer parameters must be Values, not {type(p).__name__!r}")
-            _node_of(<Value>p)
-        self.params, self.count = params, len(params)
-        self.nodes = <fg_node **>PyMem_Malloc(max(self.count, 1) * sizeof(fg_node *))
+        cdef list listed = list(params)
+        cdef object p
+        self.nodes = <fg_node **>PyMem_Malloc(max(len(listed), 1) * sizeof(fg_node *))
         if self.nodes is NULL:
             raise MemoryError()
-        for i in range(self.count):
-            self.nodes[i] = (<Value>params[i]).node  # alive while self.params holds them
+        for i in range(len(listed)):
+            p = listed[i]
+            if type(p) is not Value and not isinstance(p, Value):
+                raise TypeError(f"optimizer parameters must be Values, not {type(p).__name__!r}")
+            self.nodes[i] = _node_of(<Value>p)  # alive while self.params holds them
+        self.params, self.count = listed, len(listed)
 
     def __dealloc__(self):
         PyMem_Free(self.nodes)
@@ -1041,11 +1041,39 @@ cdef class _Parameters:
     def read_grads(self, double[::1] out):
         """The parameters' grads into out, in order."""
         cdef Py_ssize_t i
-        if out.shape[0] != self.count:
-            raise ValueError(f"{out.shape[0]} places for {self.count} grads")
+        self._fits(out.shape[0], "grads")
         with cython.critical_section(self):
             for i in range(self.count):
                 out[i] = self.nodes[i].grad
+
+    def write_grads(self, const double[::1] values):
+        """Each parameter's grad to values' entry, in order."""
+        cdef Py_ssize_t i
+        self._fits(values.shape[0], "grads")
+        with cython.critical_section(self):
+            for i in range(self.count):
+                self.nodes[i].grad = values[i]
+
+    def read_data(self, double[::1] out):
+        """The parameters' data into out, in order."""
+        cdef Py_ssize_t i
+        self._fits(out.shape[0], "data")
+        with cython.critical_section(self):
+            for i in range(self.count):
+                out[i] = self.nodes[i].data
+
+    def write_data(self, const double[::1] values):
+        """Each parameter's data to values' entry, in order."""
+        cdef Py_ssize_t i
+        self._fits(values.shape[0], "data")
+        with cython.critical_section(self):
+            for i in range(self.count):
+                self.nodes[i].data = values[i]
+
+    cdef int _fits(self, Py_ssize_t length, str what) except -1:
+        if length != self.count:
+            raise ValueError(f"{length} numbers for the {what} of {self.count} parameters")
+        return 0
 
 
 include "_tape.pxi"

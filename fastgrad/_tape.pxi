@@ -283,7 +283,7 @@ cdef class Tape:
         return numbers
 
     def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0,
-            per_row=False, wrt=None):
+            per_row=False, wrt=None, shards=1):
         """Replays the tape once per row of X (and y), the input leaves taking the row's
         values (the target leaves y's), and returns the root's value per row (an array of
         shape (rows, len(roots)) for several roots). Each row's forward and backward are
@@ -298,7 +298,21 @@ cdef class Tape:
         per_row=True returns (the values per row, an array (rows, leaves) of each row's
         gradient) instead and touches no grad: for the leaves that require grad and are
         neither inputs nor targets, in the order of .leaves, or for those of wrt; each row's
-        entries are the bits the summed run adds for that row."""
+        entries are the bits the summed run adds for that row.
+
+        shards=K (with backward) cuts the rows into K contiguous shards as
+        numpy.array_split cuts them, sums each shard's rows' gradients from zero in row
+        order, and makes each leaf's grad its grad before plus shard 0, shard 1, ... in
+        shard order: the bits fastgrad.distributed.DataParallel gives on any number of
+        workers. shards=1 is the one sum above; the values per row and per_row's results
+        never depend on K."""
+        if shards != 1 or type(shards) is not int:
+            from ._shards import check_shards, sharded_run
+
+            if check_shards(shards) > 1 and backward and not per_row:
+                if wrt is not None:
+                    raise ValueError("wrt names the leaves of per_row=True's gradients")
+                return sharded_run(self, inputs, X, targets, y, shards, threads, root_grad)
         if per_row:
             from ._per_row import per_row_run
 

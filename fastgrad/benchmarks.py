@@ -1,4 +1,4 @@
-"""The benchmark cases (B1-B12), defined once: each says what it times and against what.
+"""The benchmark cases (B1-B13), defined once: each says what it times and against what.
 
 Every case times fastgrad beside a baseline in the same process, because these machines are
 shared and noisy: the figure that means something is the ratio. ``bench/`` runs the cases
@@ -23,6 +23,7 @@ from typing import Any
 
 from ._bench_case import COMPILING, Case, Contenders, optional, torch_parameters
 from ._derivative_benchmarks import DERIVATIVE_CASES
+from ._distributed_benchmarks import DISTRIBUTED_CASES
 from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
 from ._thread_benchmarks import THREAD_CASES
 from ._tree_benchmarks import TREE_CASES
@@ -281,6 +282,7 @@ CASES: list[Case] = [
     *DERIVATIVE_CASES,
     *THREAD_CASES,
     *TREE_CASES,
+    *DISTRIBUTED_CASES,
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import functional, nn, optim, reference
+from ._common import engine_for
 from .datasets import make_moons
 
 _core: types.ModuleType
@@ -55,15 +56,24 @@ def per_sample_model(engine: Any, sizes: list[int], loss: str, seed: int = 0, *,
     `data_grads`."""
     random.seed(seed)
     model = nn.MLP(sizes[0], sizes[1:], engine=engine)
-    inputs = [engine.Value(0.0, requires_grad=data_grads) for _ in range(sizes[0])]
+    inputs, targets, root = sample_loss(model, loss, data_grads=data_grads)
+    return engine.Tape(root), model, inputs, targets
+
+
+def sample_loss(model: nn.MLP, loss: str, *, data_grads: bool = False) -> tuple[Any, ...]:
+    """The model's loss for one sample, as leaves to feed: (input leaves, target leaves,
+    root), over the engine the model's parameters belong to. loss as per_sample_model's."""
+    engine = engine_for(model.parameters())
+    first, last = model.layers[0].neurons, model.layers[-1].neurons
+    inputs = [engine.Value(0.0, requires_grad=data_grads) for _ in range(len(first[0].w))]
     scores: Any = model(inputs)  # a Value for one output, else a list
     if loss == "margin":
         targets = [engine.Value(1.0, requires_grad=data_grads)]
         root = (1 + -targets[0] * scores).relu()  # one output: micrograd's MLP gives a Value
     else:
-        targets = [engine.Value(0.0, requires_grad=data_grads) for _ in range(sizes[-1])]
+        targets = [engine.Value(0.0, requires_grad=data_grads) for _ in range(len(last))]
         root = functional.logsumexp(scores) - engine.dot(targets, scores)
-    return engine.Tape(root), model, inputs, targets
+    return inputs, targets, root
 
 
 def _one(output: Any) -> Any:

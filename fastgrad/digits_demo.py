@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import nn, optim
-from .demo import ADAM_LR, per_sample_model, progress_bar, pyplot
+from .demo import ADAM_LR, per_sample_model, progress_bar, pyplot, sample_loss
 
 CLASSES = 10
 INPUTS = 64  # 8x8 pixels
@@ -77,6 +77,12 @@ def classifier(engine: types.ModuleType, seed: int, hidden: int = 32) -> Classif
     return Classifier(model, pixels, onehot, tape, engine.Tape(scores))
 
 
+def build(model: nn.MLP) -> tuple[Any, ...]:
+    """One image's softmax cross-entropy: (the pixel leaves, the one-hot label's leaves, the
+    loss), the graph fastgrad.distributed.DataParallel records on each worker."""
+    return sample_loss(model, "cross_entropy")
+
+
 def run_as_loop(net: Classifier, X: Any, Y: Any) -> Any:
     """What tape.run(net.pixels, X, net.onehot, Y) does, as the Python loop it replaces:
     one forward() and backward() per row (each parameter is read once per row, so its grad
@@ -132,6 +138,77 @@ def train(engine: types.ModuleType, data: Digits, *, epochs: int, seed: int, bat
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             bar.close()
     return net, losses, seconds
+
+
+def train_full_batch(engine: types.ModuleType, data: Digits, *, steps: int, seed: int,
+                     shards: int, client: Any = None,
+                     progress: bool = False) -> tuple[Classifier, list[float], float]:  # fmt: skip
+    """Adam on the mean loss over every training row, each step one run cut into `shards`:
+    over a Dask cluster with client (fastgrad.distributed.DataParallel), else in this
+    process (tape.run(..., shards=shards)), which gives the same bits. Returns the
+    classifier, the mean loss per step and the seconds that training took."""
+    net = classifier(engine, seed)
+    labels = np.eye(CLASSES)[data.y_train]
+    rows = len(data.X_train)
+    adam = optim.Adam(net.model.parameters(), lr=ADAM_LR)
+    bar = progress_bar(steps, "training", "step") if progress else None
+    losses = []
+    start = time.perf_counter()
+    parallel = None
+    if client is not None:
+        from .distributed import DataParallel
+
+        parallel = DataParallel(net.model, build, data.X_train, labels, shards=shards,
+                                client=client)  # fmt: skip
+    try:
+        for _ in range(steps):
+            adam.zero_grad()
+            if parallel is not None:
+                out = parallel.run(root_grad=1.0 / rows)
+            else:
+                out = net.tape.run(net.pixels, data.X_train, net.onehot, labels,
+                                   root_grad=1.0 / rows, shards=shards)  # fmt: skip
+            losses.append(float(out.mean()))
+            adam.step()
+            if bar is not None:
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+                bar.update()
+    finally:
+        if parallel is not None:
+            parallel.close()
+        if bar is not None:
+            bar.close()
+    return net, losses, time.perf_counter() - start
+
+
+def main_workers(engine: types.ModuleType, *, workers: int, steps: int, seed: int = 0) -> float:
+    """The digits model trained full-batch through DataParallel on a cluster of `workers`
+    worker processes on this machine, then checked against the same training in this
+    process. Returns the test accuracy."""
+    try:
+        import distributed
+    except ImportError as error:
+        message = "--workers needs Dask: pip install 'fastgrad[distributed]'"
+        raise SystemExit(message) from error
+    data = load(seed)
+    print(f"digits on {workers} Dask worker processes (one thread each), {workers} shards of "
+          f"{len(data.X_train)} rows, Adam full-batch, {steps} steps")  # fmt: skip
+    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:  # fmt: skip
+        net, losses, seconds = train_full_batch(engine, data, steps=steps, seed=seed,
+                                                shards=workers, client=client, progress=True)
+    accuracy = float(np.mean(net.predict(data.X_test) == data.y_test))
+    print(f"trained in {seconds:.2f} s ({seconds / steps * 1e3:.1f} ms a step, recording "
+          f"included); loss {losses[-1]:.4f}; test accuracy {accuracy:.1%}")  # fmt: skip
+    alone, alone_losses, alone_seconds = train_full_batch(engine, data, steps=steps, seed=seed,
+                                                          shards=workers)  # fmt: skip
+    same = ([p.data for p in alone.model.parameters()] == [p.data for p in net.model.parameters()]
+            and alone_losses == losses)  # fmt: skip
+    alone_accuracy = float(np.mean(alone.predict(data.X_test) == data.y_test))
+    print(f"one process, tape.run(shards={workers}): {alone_seconds:.2f} s, test accuracy "
+          f"{alone_accuracy:.1%}; {'the same bits' if same else 'DIFFERENT numbers'}")
+    return accuracy
 
 
 def plot(data: Digits, predicted: Any, path: str, accuracy: float, shown: int = 60) -> None:

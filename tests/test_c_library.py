@@ -50,7 +50,7 @@ def test_c_library(tmp_path: Path) -> None:
 
 
 def test_c_library_under_sanitizers(tmp_path: Path) -> None:
-    flags = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+    flags = ["-O0", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
              "-fno-sanitize-recover=all"]  # fmt: skip
     assert "all C checks passed" in build_and_run(tmp_path, flags, chain=10**6)
 
@@ -58,7 +58,7 @@ def test_c_library_under_sanitizers(tmp_path: Path) -> None:
 def test_c_library_threads_under_thread_sanitizer(tmp_path: Path) -> None:
     """run()'s worker threads (test_run_threads, threads 1 to 4) under ThreadSanitizer: any data
     race between the blocks of phase 1 and the leaf sums of phase 2 stops the run."""
-    flags = ["-O1", "-g", "-fsanitize=thread"]
+    flags = ["-O0", "-g", "-fsanitize=thread"]
     out = build_and_run(tmp_path, flags, chain=10**4)
     assert "all C checks passed" in out and "ThreadSanitizer" not in out
 
@@ -66,7 +66,7 @@ def test_c_library_threads_under_thread_sanitizer(tmp_path: Path) -> None:
 def test_c_library_free_threaded_build(tmp_path: Path) -> None:
     """The free-threaded build's atomic counts and grads, and its foreign-node bookkeeping,
     give every single-threaded check the same bits."""
-    flags = [*FREE_THREADED, "-O1", "-g", "-fsanitize=address,undefined",
+    flags = [*FREE_THREADED, "-O0", "-g", "-fsanitize=address,undefined",
              "-fno-sanitize-recover=all"]  # fmt: skip
     assert "all C checks passed" in build_and_run(tmp_path, flags, chain=10**6)
 
@@ -78,7 +78,7 @@ def test_threads_sharing_leaves(tmp_path: Path, sanitizer: str) -> None:
     private result has the bits it has alone, every addition into a shared grad is whole, and
     the memory comes back (no data race, under ThreadSanitizer)."""
     flags = [*FREE_THREADED, "-O2"] if sanitizer == "none" else [
-        *FREE_THREADED, "-O1", "-g", f"-fsanitize={sanitizer}", "-fno-sanitize-recover=all"]
+        *FREE_THREADED, "-O0", "-g", f"-fsanitize={sanitizer}", "-fno-sanitize-recover=all"]
     out = build_and_run(tmp_path, flags, chain=200 if sanitizer == "none" else 30,
                         sources=SHARED_ARENAS)
     assert "all shared-arena checks passed" in out and "ThreadSanitizer" not in out

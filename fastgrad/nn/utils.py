@@ -1,7 +1,10 @@
-"""torch.nn.utils' gradient clipping over Values: clip_grad_norm_ and clip_grad_value_.
+"""torch.nn.utils over Values: gradient clipping (clip_grad_norm_, clip_grad_value_) and
+the parameters as one flat float64 array (parameters_to_vector, vector_to_parameters, and the
+same for their grads: grads_to_vector, vector_to_grads).
 
-Both change the parameters' .grad in place (hence the trailing underscore, as PyTorch names
-it) and work over either implementation's Values.
+The clipping functions change the parameters' .grad in place (hence the trailing underscore,
+as PyTorch names it). All work over either implementation's Values; the flat arrays are read
+and written by one C loop each (the pure-Python engine's by a Python loop).
 """
 
 from __future__ import annotations
@@ -10,12 +13,15 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._common import as_float, engine_of
 
 if TYPE_CHECKING:
     from .._core import Value
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "grads_to_vector", "parameters_to_vector",
+           "vector_to_grads", "vector_to_parameters"]
 
 
 def _params(parameters: Value | Iterable[Value]) -> list[Any]:
@@ -67,3 +73,105 @@ def clip_grad_value_(parameters: Value | Iterable[Value], clip_value: float) -> 
     for p in params:
         g = p.grad
         p.grad = g if math.isnan(g) else min(max(g, -c), c)
+
+
+def _parameter_loops(parameters: Value | Iterable[Value]) -> Any:
+    """The engine's loops over these parameters (checked there, in C for the C engine's)."""
+    params = [parameters] if engine_of(parameters) is not None else list(parameters)  # type: ignore[arg-type]
+    engine = engine_of(params[0]) if params else None
+    if engine is None:
+        from .. import _implementation as module
+    else:
+        import importlib
+
+        module = importlib.import_module(engine)
+    try:
+        return module._Parameters(params)
+    except TypeError:  # name the culprit: not a Value, or another engine's
+        for i, p in enumerate(params):
+            if engine_of(p) != engine:
+                kind = "a Value of the other engine" if engine_of(p) else type(p).__name__
+                raise TypeError(f"parameters must be Values of one engine: item {i} is "
+                                f"{kind!r}") from None  # fmt: skip
+        raise
+
+
+def _vector(vec: Any, count: int) -> np.ndarray:
+    try:
+        values = np.ascontiguousarray(vec, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"vec must be an array of numbers: {e}") from None
+    if values.ndim != 1:
+        raise ValueError(f"vec must be 1-D, not of shape {values.shape}")
+    if len(values) != count:
+        raise ValueError(f"vec has {len(values)} numbers for {count} parameters")
+    return values
+
+
+def parameters_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
+    """The parameters' data, in order, as a new 1-D float64 array (as PyTorch's
+    parameters_to_vector flattens its tensors).
+
+    Args:
+        parameters: Values (model.parameters()), or one Value.
+
+    Returns:
+        An array of len(parameters) float64 numbers.
+
+    Raises:
+        TypeError: an item is not a Value, or the Values mix the C and pure-Python engines.
+    """
+    loops = _parameter_loops(parameters)
+    out = np.empty(len(loops))
+    loops.read_data(out)
+    return out
+
+
+def vector_to_parameters(vec: Any, parameters: Value | Iterable[Value]) -> None:
+    """Sets each parameter's data to vec's entry, in order (parameters_to_vector's inverse).
+
+    Args:
+        vec: 1-D numbers, one per parameter (converted to float64).
+        parameters: Values (model.parameters()), or one Value.
+
+    Raises:
+        TypeError: vec is not numbers, or parameters are not Values of one engine.
+        ValueError: vec is not 1-D or its length is not the number of parameters; nothing
+            is written then.
+    """
+    loops = _parameter_loops(parameters)
+    loops.write_data(_vector(vec, len(loops)))
+
+
+def grads_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
+    """The parameters' grads, in order, as a new 1-D float64 array.
+
+    Args:
+        parameters: Values (model.parameters()), or one Value.
+
+    Returns:
+        An array of len(parameters) float64 numbers.
+
+    Raises:
+        TypeError: an item is not a Value, or the Values mix the C and pure-Python engines.
+    """
+    loops = _parameter_loops(parameters)
+    out = np.empty(len(loops))
+    loops.read_grads(out)
+    return out
+
+
+def vector_to_grads(vec: Any, parameters: Value | Iterable[Value]) -> None:
+    """Sets each parameter's grad to vec's entry, in order (grads_to_vector's inverse).
+
+    Args:
+        vec: 1-D numbers, one per parameter (converted to float64).
+        parameters: Values (model.parameters()), or one Value.
+
+    Raises:
+        TypeError: vec is not numbers, or parameters are not Values of one engine.
+        ValueError: vec is not 1-D or its length is not the number of parameters; nothing
+            is written then.
+    """
+    loops = _parameter_loops(parameters)
+    loops.write_grads(_vector(vec, len(loops)))

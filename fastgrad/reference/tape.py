@@ -291,7 +291,7 @@ class Tape:
     def run(self, inputs: Iterable[Value], X: Any, targets: Iterable[Value] = (),
             y: Any = None, *, threads: int = 1, backward: bool = True,
             root_grad: float | Iterable[float] = 1.0, per_row: bool = False,
-            wrt: Iterable[Value] | None = None) -> Any:  # fmt: skip
+            wrt: Iterable[Value] | None = None, shards: int = 1) -> Any:  # fmt: skip
         """Replays the tape once per row of X (and y), the input leaves taking the row's
         values (the target leaves y's), and returns the root's value per row (an array of
         shape (rows, len(roots)) for several roots). Each row's forward and backward are
@@ -307,7 +307,21 @@ class Tape:
         per_row=True returns (the values per row, an array (rows, leaves) of each row's
         gradient) instead and touches no grad: for the leaves that require grad and are
         neither inputs nor targets, in the order of .leaves, or for those of wrt; each row's
-        entries are the bits the summed run adds for that row."""
+        entries are the bits the summed run adds for that row.
+
+        shards=K (with backward) cuts the rows into K contiguous shards as
+        numpy.array_split cuts them, sums each shard's rows' gradients from zero in row
+        order, and makes each leaf's grad its grad before plus shard 0, shard 1, ... in
+        shard order: the bits fastgrad.distributed.DataParallel gives on any number of
+        workers. shards=1 is the one sum above; the values per row and per_row's results
+        never depend on K."""
+        if shards != 1 or type(shards) is not int:
+            from .._shards import check_shards, sharded_run
+
+            if check_shards(shards) > 1 and backward and not per_row:
+                if wrt is not None:
+                    raise ValueError("wrt names the leaves of per_row=True's gradients")
+                return sharded_run(self, inputs, X, targets, y, shards, threads, root_grad)
         if per_row:
             from .._per_row import per_row_run
 
