@@ -938,6 +938,51 @@ def _pick(v, offset):
 cdef dict _rules = {fg_rule_name(<fg_rule>i).decode(): i for i in range(FG_RULE_COUNT)}
 
 
+def _read_parameters(parameters, double[::1] out, bint grads):
+    """Each parameter's data (or grad) into out, in order, in one pass (nn.utils'
+    parameters_to_vector and grads_to_vector)."""
+    cdef list listed = parameters if type(parameters) is list else list(parameters)
+    cdef Py_ssize_t i, count = len(listed)
+    cdef object p
+    cdef fg_node *n
+    if out.shape[0] != count:
+        raise ValueError(f"{out.shape[0]} places for {count} parameters")
+    for i in range(count):
+        p = listed[i]
+        if type(p) is not Value and not isinstance(p, Value):
+            raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+        n = _node_of(<Value>p)
+        out[i] = n.grad if grads else n.data
+
+
+def _write_parameters(parameters, const double[::1] values, bint grads):
+    """Each parameter's data (or grad) to values' entry, in order; every item is checked
+    before any is written (nn.utils' vector_to_parameters and vector_to_grads)."""
+    cdef list listed = parameters if type(parameters) is list else list(parameters)
+    cdef Py_ssize_t i, count = len(listed)
+    cdef object p
+    cdef fg_node **nodes
+    if values.shape[0] != count:
+        raise ValueError(f"{values.shape[0]} numbers for {count} parameters")
+    nodes = <fg_node **>PyMem_Malloc(max(count, 1) * sizeof(fg_node *))
+    if nodes is NULL:
+        raise MemoryError()
+    try:
+        for i in range(count):
+            p = listed[i]
+            if type(p) is not Value and not isinstance(p, Value):
+                raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+            nodes[i] = _node_of(<Value>p)
+        if grads:
+            for i in range(count):
+                nodes[i].grad = values[i]
+        else:
+            for i in range(count):
+                nodes[i].data = values[i]
+    finally:
+        PyMem_Free(nodes)
+
+
 cdef class _Parameters:
     """The parameter nodes of one optimizer group, and the C loops that update them: the
     kernels of fastgrad.optim (reference/optim.py has their Python twins). The state arrays

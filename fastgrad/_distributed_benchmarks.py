@@ -45,7 +45,7 @@ def _close() -> None:
 
 
 def _case(id: str, title: str, rows: int, sizes: list[int], loss: str) -> Case:
-    names = (f"DataParallel, {WORKERS} workers", "tape.run, threads=1")
+    names = (f"fastgrad DataParallel, {WORKERS} workers", "tape.run, threads=1, one process")
 
     def build() -> Contenders:
         from . import _core, nn

@@ -7,6 +7,7 @@ process gives its bits exactly."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -30,7 +31,7 @@ def shard_bounds(rows: int, shards: int) -> list[tuple[int, int]]:
     first rows % shards shards one row longer; shards past the rows are empty."""
     size, longer = divmod(rows, shards)
     starts = [k * size + min(k, longer) for k in range(shards + 1)]
-    return list(zip(starts[:-1], starts[1:]))
+    return list(itertools.pairwise(starts))
 
 
 def sharded_run(tape: Any, inputs: Iterable[Any], X: Any, targets: Iterable[Any], y: Any,

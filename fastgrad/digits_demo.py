@@ -11,6 +11,7 @@ test set is scored by a Tape of the ten scores (ten roots), run forward only.
 
 from __future__ import annotations
 
+import importlib
 import time
 import types
 from dataclasses import dataclass
@@ -186,7 +187,7 @@ def main_workers(engine: types.ModuleType, *, workers: int, steps: int, seed: in
     worker processes on this machine, then checked against the same training in this
     process. Returns the test accuracy."""
     try:
-        import distributed
+        distributed: Any = importlib.import_module("distributed")
     except ImportError as error:
         message = "--workers needs Dask: pip install 'fastgrad[distributed]'"
         raise SystemExit(message) from error

@@ -32,13 +32,14 @@ import importlib
 import os
 import pickle
 import threading
-import uuid
+import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ._common import engine_of, rows_later
+from ._common import engine_for, rows_later
 from ._shards import check_shards, shard_bounds
 
 __all__ = ["DataParallel", "local_client"]
@@ -107,88 +108,56 @@ def _close_embedded() -> None:
 
 
 class _Shard:
-    """One shard's rows and what a worker needs to record its tape: the pickled model and
-    build. Its tape, once recorded on a worker, stays with this object in that worker's
-    memory; a copy of it (moved to another worker, or recomputed after a worker died) records
-    its own."""
+    """A Dask actor on one worker: one shard's rows, the worker's copy of the model, the graph
+    build makes of it and its tape, recorded once when the actor starts and kept. Each call
+    ships the weights and returns the shard's outputs and gradient sum. A worker that dies
+    takes its actors with it; DataParallel starts the shard's actor again elsewhere."""
 
     def __init__(self, model_bytes: bytes, build: Callable[[Any], Any], X: Any, y: Any,
                  first_row: int) -> None:  # fmt: skip
-        self.model_bytes, self.build, self.X, self.y = model_bytes, build, X, y
+        self.X, self.y = X, y
         self.first_row = first_row  # X's first row is this row of the whole
-        self._recorded: _Recorded | None = None
-        self._lock = threading.Lock()
-        self.recorded()  # recorded where the task runs, so that build's errors surface at once
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ("model_bytes", "build", "X", "y",
-                                                       "first_row")}  # fmt: skip
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._recorded, self._lock = None, threading.Lock()
-
-    def recorded(self) -> _Recorded:
-        if self._recorded is None:
-            self._recorded = _Recorded(pickle.loads(self.model_bytes), self.build, self.X,
-                                       self.y)  # fmt: skip
-        return self._recorded
-
-
-class _Recorded:
-    """A worker's copy of the model, the graph build made of it, and its tape."""
-
-    def __init__(self, model: Any, build: Callable[[Any], Any], X: Any, y: Any) -> None:
+        model = pickle.loads(model_bytes)
         built = build(model)
         if not isinstance(built, tuple) or len(built) != 3:
             raise TypeError("build(model) must return (inputs, targets, roots), not "
                             f"{type(built).__name__!r}")  # fmt: skip
         inputs, targets, roots = built
         self.inputs, self.targets = list(inputs), list(targets)
-        params = list(model.parameters())
-        engine = importlib.import_module(engine_of(params[0]) if params else "fastgrad")
-        self.tape = engine.Tape(roots)
-        self.params = engine._Parameters(params)
-        self.added = engine._Parameters([v for v in self.tape.leaves if v.requires_grad])
         if X.shape[1] != len(self.inputs):
             raise ValueError(f"X has {X.shape[1]} columns for build's {len(self.inputs)} inputs")
         if y is not None and y.shape[1] != len(self.targets):
             raise ValueError(f"y has {y.shape[1]} columns for build's {len(self.targets)} "
                              "targets")  # fmt: skip
-        elif y is None and self.targets:
+        if y is None and self.targets:
             raise ValueError(f"build gives {len(self.targets)} targets and y is None")
+        params = list(model.parameters())
+        engine = engine_for(params)
+        self.tape = engine.Tape(roots)
+        self.params = engine._Parameters(params)
+        self.added = engine._Parameters([v for v in self.tape.leaves if v.requires_grad])
 
-
-def _record(model_bytes: bytes, build: Callable[[Any], Any], X: Any, y: Any,
-            first_row: int) -> _Shard:  # fmt: skip
-    return _Shard(model_bytes, build, X, y, first_row)
-
-
-def _run_shard(shard: _Shard, weights: Any, grads_before: Any, backward: bool, root_grad: Any,
-               threads: int) -> tuple[Any, Any]:  # fmt: skip
-    """On a worker: the shard's outputs and (with backward) its gradient summed from zero,
-    for the model's parameters at `weights`; or summed onto grads_before where given (one
-    shard: Tape.run's one sum)."""
-    with shard._lock:
-        r = shard.recorded()
-        r.params.write_data(weights)
-        if backward:
-            r.added.fill_grads(-0.0)
-            if grads_before is not None:
-                r.params.write_grads(grads_before)
+    def run(self, weights: Any, grads_before: Any, backward: bool, root_grad: Any,
+            threads: int) -> tuple[str, Any, Any]:  # fmt: skip
+        """("ok", the shard's outputs, (with backward) its gradient summed from zero, or
+        onto grads_before where given: one shard is Tape.run's one sum) for the model's
+        parameters at `weights`; ("error", the exception, None) for a failure of the run
+        itself, which is the caller's to raise (an exception from the call is the worker's)."""
         try:
-            out = r.tape.run(r.inputs, shard.X, r.targets, shard.y, threads=threads,
-                             backward=backward, root_grad=root_grad)  # fmt: skip
+            self.params.write_data(weights)
+            if backward:
+                self.added.fill_grads(-0.0)
+                if grads_before is not None:
+                    self.params.write_grads(grads_before)
+            out = self.tape.run(self.inputs, self.X, self.targets, self.y, threads=threads,
+                                backward=backward, root_grad=root_grad)  # fmt: skip
+            grads = None
+            if backward:
+                grads = np.empty(len(self.params))
+                self.params.read_grads(grads)
+            return "ok", out, grads
         except Exception as error:  # named by its row in the whole of X
-            named = rows_later(error, shard.first_row)
-            if named is error:
-                raise
-            raise named from None
-        grads = None
-        if backward:
-            grads = np.empty(len(r.params))
-            r.params.read_grads(grads)
-        return out, grads
+            return "error", rows_later(error, self.first_row), None
 
 
 def _rows(array: Any, name: str) -> Any:
@@ -213,7 +182,7 @@ class DataParallel:
         X: the rows fed to inputs, (rows, len(inputs)) numbers.
         y: the rows fed to targets (rows, len(targets)), or None where there are none.
         shards: how many contiguous shards the rows are cut into, as numpy.array_split
-            cuts them; each is one Dask task per run.
+            cuts them; each is a Dask actor that keeps its tape on a worker.
         client: a distributed.Client, a scheduler's address ("tcp://host:8786"), or None
             for local_client()'s cluster on this machine.
         threads: Tape.run's threads on each worker, per shard.
@@ -239,9 +208,7 @@ class DataParallel:
                             f"{type(model).__name__!r} has none")  # fmt: skip
         self._threads, self._timeout = threads, float(timeout)
         self.model = model
-        params = list(model.parameters())
-        engine = importlib.import_module(engine_of(params[0]) if params else "fastgrad")
-        self._params = engine._Parameters(params)
+        self._params = engine_for(model.parameters())._Parameters(model.parameters())
         X = _rows(X, "X")
         Y = None if y is None else _rows(y, "y")
         if Y is not None and len(Y) != len(X):
@@ -258,32 +225,47 @@ class DataParallel:
         self.client = client
         import cloudpickle  # (Dask's own: modules and __main__'s classes by reference)
 
-        model_bytes = cloudpickle.dumps(model)
-        token = uuid.uuid4().hex
-        self._bounds = [(a, b) for a, b in shard_bounds(len(X), self._shards) if a < b]
-        self._futures = [
-            client.submit(_record, model_bytes, build, X[a:b],
-                          None if Y is None else Y[a:b], a,
-                          key=f"fastgrad-shard-{k}-{token}")  # fmt: skip
-            for k, (a, b) in enumerate(self._bounds)
-        ]
+        self._model_bytes, self._build = cloudpickle.dumps(model), build
+        self._pieces = [(X[a:b], None if Y is None else Y[a:b], a)
+                        for a, b in shard_bounds(len(X), self._shards) if a < b]  # fmt: skip
+        self._futures: list[Any] | None = [None] * len(self._pieces)
+        self._actors: list[Any] = [None] * len(self._pieces)
+        # how often a shard's worker may die under one run before it gives up: Dask's own
+        # limit for a task (the scheduler's allowed-failures)
+        import dask
+
+        self._deaths_allowed = int(dask.config.get("distributed.scheduler.allowed-failures"))
         try:
-            self._wait(self._futures, "recording the shards' tapes")
+            self._start(list(range(len(self._pieces))), "recording the shards' tapes")
         except BaseException:
             self.close()
             raise
 
-    def _wait(self, futures: list[Any], what: str) -> list[Any]:
-        """The futures' results, in order; a clear error when they cannot come."""
+    def _start(self, shards: list[int], what: str) -> None:
+        """Starts these shards' actors, each recording its tape on a worker Dask picks."""
+        assert self._futures is not None
+        with warnings.catch_warnings():
+            # the rows go in the task graph: Dask warns of large graphs
+            warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+            for k in shards:
+                X, Y, first_row = self._pieces[k]
+                if self._futures[k] is not None:
+                    self._futures[k].release()
+                self._futures[k] = self.client.submit(_Shard, self._model_bytes, self._build, X,
+                                                      Y, first_row, actor=True, pure=False)
+        self._wait([self._futures[k] for k in shards], what)
+        for k in shards:
+            self._actors[k] = self._futures[k].result()
+
+    def _wait(self, futures: list[Any], what: str) -> None:
+        """Waits for the futures; a clear error when they cannot finish."""
         distributed = _dask()
         try:
             distributed.wait(futures, timeout=self._timeout)
         except TimeoutError:
             for f in futures:
                 f.cancel()
-            workers = len(self.client.scheduler_info().get("workers", {}))
-            raise TimeoutError(f"DataParallel: {what} took more than {self._timeout:g} s "
-                               f"({workers} workers connected)") from None  # fmt: skip
+            raise self._timed_out(what) from None
         for f in futures:
             if f.status == "error":
                 error = f.exception()
@@ -291,13 +273,22 @@ class DataParallel:
                     raise RuntimeError(f"DataParallel: {what}: a shard's worker died each time "
                                        f"it ran it, past Dask's retries ({error})") from error
                 raise error
-        return self.client.gather(futures)
+
+    def _timed_out(self, what: str) -> TimeoutError:
+        workers = len(self.client.scheduler_info().get("workers", {}))
+        return TimeoutError(f"DataParallel: {what} took more than {self._timeout:g} s "
+                            f"({workers} workers connected)")  # fmt: skip
 
     def run(self, backward: bool = True, root_grad: Any = 1.0) -> Any:
         """Tape.run over X (and y) on the workers: each row's root value(s), in row order, as
         Tape.run returns them; with backward, each parameter's grad becomes its grad before
         plus shard 0's gradient sum, shard 1's, ... in shard order (the bits of
         tape.run(..., shards=K) in one process).
+
+        Each shard's actor is called directly (no scheduling): it sets its model copy's
+        weights, runs its tape and returns its outputs and gradient sum. A shard whose worker
+        died is started again on a live worker and run again, as often as Dask's
+        allowed-failures permits a task; the bits are the same.
 
         Args:
             backward: False runs forward only and touches no grad.
@@ -309,8 +300,9 @@ class DataParallel:
 
         Raises:
             TimeoutError: the shards did not all finish within `timeout` seconds.
-            RuntimeError: a shard's worker died more often than Dask retries.
-            Any error a row raises in Tape.run, as it raises it. No grad changes then.
+            RuntimeError: a shard's worker died more often than Dask allows a task's.
+            Any error a row raises in Tape.run, as it raises it, naming the row of X.
+            No grad changes then.
         """
         if self._futures is None:
             raise RuntimeError("this DataParallel is closed")
@@ -321,25 +313,47 @@ class DataParallel:
         # one shard adds its rows onto the grads before, as Tape.run does; several add their
         # sums from zero onto them here
         one_sum = total if self._shards == 1 else None
-        runs = [self.client.submit(_run_shard, shard, weights, one_sum, bool(backward),
-                                   root_grad, self._threads, pure=False)  # fmt: skip
-                for shard in self._futures]
-        results = self._wait(runs, "a run")
+        arguments = (weights, one_sum, bool(backward), root_grad, self._threads)
+        results: list[Any] = [None] * len(self._actors)
+        deaths = [0] * len(self._actors)
+        deadline = time.monotonic() + self._timeout
+        calls = {k: actor.run(*arguments) for k, actor in enumerate(self._actors)}
+        while calls:
+            lost = []
+            for k, call in calls.items():
+                try:
+                    results[k] = call.result(timeout=max(deadline - time.monotonic(), 0.0))
+                except Exception as error:  # the actor's worker is gone (or slow)
+                    if isinstance(error, TimeoutError) and time.monotonic() >= deadline:
+                        raise self._timed_out("a run") from None
+                    deaths[k] += 1
+                    if deaths[k] > self._deaths_allowed:
+                        raise RuntimeError(f"DataParallel: a run: shard {k}'s worker died "
+                                           f"{deaths[k]} times, past Dask's retries "
+                                           f"({error})") from error  # fmt: skip
+                    lost.append(k)
+            if lost:
+                self._start(lost, "recording a lost shard's tape again")
+            calls = {k: self._actors[k].run(*arguments) for k in lost}
+        for status, failure, _ in results:
+            if status == "error":  # the first failing row's, as Tape.run raises it
+                raise failure
         if backward and one_sum is not None and results:
-            self._params.write_grads(results[0][1])
+            self._params.write_grads(results[0][2])
         elif backward:
-            for _, grads in results:
+            for _, _, grads in results:
                 total += grads  # (one IEEE addition per parameter, in shard order)
             self._params.write_grads(total)
         if not results:
             return np.empty((0,))
-        return np.concatenate([out for out, _ in results])
+        return np.concatenate([out for _, out, _ in results])
 
     def close(self) -> None:
         """Releases the shards' tapes on the workers (and a client made from an address)."""
         futures, self._futures = getattr(self, "_futures", None), None
-        if futures:
-            for f in futures:
+        self._actors = []
+        for f in futures or ():
+            if f is not None:
                 f.release()
         if getattr(self, "_owns_client", False):
             self.client.close()
@@ -352,5 +366,5 @@ class DataParallel:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._futures is None else f"{len(self._bounds)} shards"
+        state = "closed" if self._futures is None else f"{len(self._pieces)} shards"
         return f"DataParallel({self.rows} rows, {state}, client={self.client!r})"

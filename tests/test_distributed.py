@@ -32,7 +32,8 @@ from programs import bits
 import fastgrad
 from fastgrad._common import engine_for
 
-distributed = pytest.importorskip("distributed", reason="Dask is optional: pip install 'fastgrad[distributed]'")
+distributed = pytest.importorskip("distributed",
+                                  reason="Dask is optional: pip install 'fastgrad[distributed]'")
 dask = pytest.importorskip("dask")
 from fastgrad.distributed import DataParallel, local_client  # noqa: E402
 
@@ -116,21 +117,16 @@ def worker_pids(client: Any) -> dict[str, int]:
 
 
 def kill_during_run(client: Any, dp: Any, victims: Any) -> Any:
-    """dp.run() in a thread; once the scheduler has its tasks on workers, SIGKILL the worker
-    processes `victims` picks from {address: pid} of the busy ones; the run's result."""
+    """dp.run() in a thread; while it runs, SIGKILL the worker processes that `victims`
+    picks (from {address: pid} and the addresses holding the shards' tapes); its result."""
+    pids = worker_pids(client)
+    holders = client.who_has(dp._futures)
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.setdefault("out", dp.run()))
     thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        busy = {a for a, tasks in client.processing().items()
-                if any("run_shard" in str(t) for t in tasks)}  # fmt: skip
-        if busy:
-            break
-        time.sleep(0.005)
-    assert busy, "the run's tasks never reached a worker"
-    pids = worker_pids(client)
-    for address in victims(busy, pids):
+    time.sleep(0.1)
+    assert thread.is_alive(), "the run ended before a worker was killed"
+    for address in victims(pids, [a for f in dp._futures for a in holders[f.key]]):
         os.kill(pids[address], signal.SIGKILL)
     thread.join(120)
     assert not thread.is_alive()
@@ -143,19 +139,19 @@ def wait_for_workers(client: Any, count: int) -> None:
 
 @pytest.mark.parametrize("who", ["one", "every"])
 def test_workers_killed_during_a_run_change_no_bit(client: Any, who: str) -> None:
-    X = np.linspace(-2, 2, 6000).reshape(-1, 1)
-    here, there = Chain(), Chain()
+    X = np.linspace(-2, 2, 6000).reshape(-1, 1)  # a shard's run takes about 0.3 s
+    here, there = Chain(length=2000), Chain(length=2000)
     expected = one_process(here, chain_build, X, None, 2)
     workers = len(client.scheduler_info()["workers"])
     with DataParallel(there, chain_build, X, shards=2, client=client, timeout=120) as dp:
         dp.run(backward=False)  # (the tapes recorded and warm)
-        pick = (lambda busy, pids: sorted(busy)[:1]) if who == "one" else \
-            (lambda busy, pids: list(pids))  # fmt: skip
+        pick = (lambda pids, holders: holders[:1]) if who == "one" else \
+            (lambda pids, holders: list(pids))  # fmt: skip
         out = kill_during_run(client, dp, pick)
         assert state(there) == state(here)
         assert [bits(v) for v in out.tolist()] == [bits(v) for v in expected.tolist()]
         wait_for_workers(client, workers)  # (the nannies start new workers)
-        again = Chain()
+        again = Chain(length=2000)
         for p in there.parameters():
             p.grad = 0.0
         one_process(again, chain_build, X, None, 2)
@@ -214,7 +210,7 @@ def test_bad_arguments_are_named(client: Any, kwargs: dict[str, Any], error: typ
         DataParallel(model, build, arguments.pop("X"), arguments.pop("y"), **arguments)
     with pytest.raises(TypeError, match="build must be a function of the model"):
         DataParallel(model, 3, X, Y, shards=2, client=client)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="model must have .parameters()"):
+    with pytest.raises(TypeError, match=r"model must have \.parameters\(\)"):
         DataParallel(object(), build, X, Y, shards=2, client=client)
 
 

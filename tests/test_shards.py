@@ -92,7 +92,8 @@ def test_c_and_reference_shard_alike() -> None:
     for impl in (fastgrad._core, fastgrad.reference):
         tape, model, inputs, targets, X, Y = classifier(impl)
         out = tape.run(inputs, X, targets, Y, shards=5, root_grad=0.125)
-        results.append(([bits(v) for v in out.tolist()], [bits(p.grad) for p in model.parameters()]))
+        results.append(([bits(v) for v in out.tolist()],
+                        [bits(p.grad) for p in model.parameters()]))
     assert results[0] == results[1]
 
 

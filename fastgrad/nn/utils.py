@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._common import as_float, engine_of
+from .._common import as_float, engine_for, engine_of
 
 if TYPE_CHECKING:
     from .._core import Value
@@ -24,8 +24,15 @@ __all__ = ["clip_grad_norm_", "clip_grad_value_", "grads_to_vector", "parameters
            "vector_to_grads", "vector_to_parameters"]
 
 
+def _params_listed(parameters: Value | Iterable[Value]) -> list[Any]:
+    """parameters as a list (one Value: a list of it; a list: itself), unchecked."""
+    if type(parameters) is list:
+        return parameters
+    return [parameters] if engine_of(parameters) is not None else list(parameters)  # type: ignore[arg-type]
+
+
 def _params(parameters: Value | Iterable[Value]) -> list[Any]:
-    params = [parameters] if engine_of(parameters) is not None else list(parameters)  # type: ignore[arg-type]
+    params = _params_listed(parameters)
     for p in params:
         if engine_of(p) is None:
             raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
@@ -75,18 +82,16 @@ def clip_grad_value_(parameters: Value | Iterable[Value], clip_value: float) -> 
         p.grad = g if math.isnan(g) else min(max(g, -c), c)
 
 
-def _parameter_loops(parameters: Value | Iterable[Value]) -> Any:
-    """The engine's loops over these parameters (checked there, in C for the C engine's)."""
-    params = [parameters] if engine_of(parameters) is not None else list(parameters)  # type: ignore[arg-type]
+def _one_pass(parameters: Value | Iterable[Value], array: Any, grads: bool,
+              write: bool) -> None:  # fmt: skip
+    """The engine's one-pass loop (C for the C engine's Values) reading the parameters' data
+    or grads into array, or writing them from it; every item is checked before any write."""
+    params = _params_listed(parameters)  # (a list already: as it is)
     engine = engine_of(params[0]) if params else None
-    if engine is None:
-        from .. import _implementation as module
-    else:
-        import importlib
-
-        module = importlib.import_module(engine)
+    module = engine_for(params)
+    loop = module._write_parameters if write else module._read_parameters
     try:
-        return module._Parameters(params)
+        loop(params, array, grads)
     except TypeError:  # name the culprit: not a Value, or another engine's
         for i, p in enumerate(params):
             if engine_of(p) != engine:
@@ -121,9 +126,9 @@ def parameters_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
     Raises:
         TypeError: an item is not a Value, or the Values mix the C and pure-Python engines.
     """
-    loops = _parameter_loops(parameters)
-    out = np.empty(len(loops))
-    loops.read_data(out)
+    params = _params_listed(parameters)
+    out = np.empty(len(params))
+    _one_pass(params, out, grads=False, write=False)
     return out
 
 
@@ -139,8 +144,8 @@ def vector_to_parameters(vec: Any, parameters: Value | Iterable[Value]) -> None:
         ValueError: vec is not 1-D or its length is not the number of parameters; nothing
             is written then.
     """
-    loops = _parameter_loops(parameters)
-    loops.write_data(_vector(vec, len(loops)))
+    params = _params_listed(parameters)
+    _one_pass(params, _vector(vec, len(params)), grads=False, write=True)
 
 
 def grads_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
@@ -155,9 +160,9 @@ def grads_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
     Raises:
         TypeError: an item is not a Value, or the Values mix the C and pure-Python engines.
     """
-    loops = _parameter_loops(parameters)
-    out = np.empty(len(loops))
-    loops.read_grads(out)
+    params = _params_listed(parameters)
+    out = np.empty(len(params))
+    _one_pass(params, out, grads=True, write=False)
     return out
 
 
@@ -173,5 +178,5 @@ def vector_to_grads(vec: Any, parameters: Value | Iterable[Value]) -> None:
         ValueError: vec is not 1-D or its length is not the number of parameters; nothing
             is written then.
     """
-    loops = _parameter_loops(parameters)
-    loops.write_grads(_vector(vec, len(loops)))
+    params = _params_listed(parameters)
+    _one_pass(params, _vector(vec, len(params)), grads=True, write=True)

@@ -9,7 +9,11 @@ the compiled Tape; optim.py the optimizers' update loops.
 
 from .._common import no_grad, register_value_class
 from .derive import gradients
-from .optim import _Parameters  # noqa: F401  (fastgrad.optim's kernels)
+from .optim import (  # noqa: F401  (fastgrad.optim's kernels, nn.utils' flat arrays)
+    _Parameters,
+    _read_parameters,
+    _write_parameters,
+)
 from .tape import Tape
 from .value import (  # noqa: F401
     Value,

@@ -14,7 +14,7 @@ from typing import Any
 
 from .value import Value
 
-__all__ = ["_Parameters"]
+__all__ = ["_Parameters", "_read_parameters", "_write_parameters"]
 
 
 def _lerp(start: float, end: float, weight: float) -> float:
@@ -284,3 +284,30 @@ RULES: dict[str, tuple[Any, int, int]] = {
     "adamax": (_adamax, 6, 3),
     "adadelta": (_adadelta, 5, 3),
 }
+
+
+def _read_parameters(parameters: Iterable[Value], out: Any, grads: bool) -> None:
+    """Each parameter's data (or grad) into out, in order."""
+    params = list(parameters)
+    if len(out) != len(params):
+        raise ValueError(f"{len(out)} places for {len(params)} parameters")
+    for i, p in enumerate(params):
+        if not isinstance(p, Value):
+            raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+        out[i] = p._grad if grads else p._data
+
+
+def _write_parameters(parameters: Iterable[Value], values: Any, grads: bool) -> None:
+    """Each parameter's data (or grad) to values' entry, in order; every item is checked
+    before any is written."""
+    params = list(parameters)
+    if len(values) != len(params):
+        raise ValueError(f"{len(values)} numbers for {len(params)} parameters")
+    for p in params:
+        if not isinstance(p, Value):
+            raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+    for p, number in zip(params, values.tolist()):
+        if grads:
+            p._grad = number
+        else:
+            p._data = number
