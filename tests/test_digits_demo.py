@@ -73,3 +73,19 @@ def test_without_scikit_learn_it_says_how_to_install_it() -> None:
     result = fastgrad_without("sklearn", "demo", "--digits")
     assert result.returncode == 1
     assert "the digits demo needs scikit-learn: pip install 'fastgrad[demo]'" in result.stderr
+
+
+def test_the_demo_on_dask_workers_gives_the_bits_of_one_process() -> None:
+    pytest.importorskip("distributed", reason="--workers needs Dask (fastgrad[distributed])")
+    result = fastgrad("demo", "--digits", "--workers", "2", "--steps", "40")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "digits on 2 Dask worker processes" in result.stdout
+    assert "; the same bits" in result.stdout, result.stdout
+    accuracy = float(result.stdout.split("test accuracy ")[1].split("%")[0])
+    assert accuracy > 80.0  # (40 full-batch steps)
+
+
+def test_workers_without_dask_says_what_to_install() -> None:
+    result = fastgrad_without("distributed", "demo", "--digits", "--workers", "2")
+    assert result.returncode != 0
+    assert "pip install 'fastgrad[distributed]'" in result.stderr

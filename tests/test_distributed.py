@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,13 @@ pytestmark = pytest.mark.xdist_group("dask")
 
 
 @pytest.fixture(scope="module")
-def client() -> Any:
+def client() -> Iterator[Any]:
     """The embedded cluster (DataParallel's client=None), Dask giving up on a task after its
     worker died twice under it."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
-        return local_client()
+        client = local_client()
+    yield client
+    fastgrad.distributed._close_embedded()  # (its threads would run beside later tests)
 
 
 def one_process(model: Any, build_: Any, X: Any, y: Any, shards: int, **kwargs: Any) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import random
 import tracemalloc
 import types
@@ -334,6 +335,11 @@ def test_replay_allocates_no_python_object_per_node() -> None:
         after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
-    grown = sum(s.count_diff for s in after.compare_to(before, "filename") if s.count_diff > 0)
+    # this thread's allocations are made in this file or fastgrad's (other threads of the
+    # process, such as a Dask client's event loop, allocate in their libraries' files)
+    ours = [s for s in after.compare_to(before, "filename")
+            if s.traceback[0].filename == __file__
+            or s.traceback[0].filename.startswith(os.path.dirname(fastgrad.__file__))]
+    grown = sum(s.count_diff for s in ours if s.count_diff > 0)
     assert len(tape) == 40_102  # 100 leaves, 20,000 products and tanh, a sum, its 0.0
     assert grown < 20, f"{grown} Python allocations over 20 replays of {len(tape)} nodes"
