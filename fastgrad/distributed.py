@@ -246,7 +246,7 @@ class DataParallel:
         assert self._futures is not None
         with warnings.catch_warnings():
             # the rows go in the task graph: Dask warns of large graphs
-            warnings.filterwarnings("ignore", message=".*[Ll]arge object.*")
+            warnings.filterwarnings("ignore", message="(?i).*large (object|graph)")
             for k in shards:
                 X, Y, first_row = self._pieces[k]
                 if self._futures[k] is not None:
