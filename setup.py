@@ -50,7 +50,8 @@ extensions = [
         include_dirs=["csrc", "fastgrad"],
         depends=["csrc/fastgrad.h", "csrc/ops.def", "csrc/ops.h", "csrc/arena.h", "csrc/tape.h",
                  "csrc/threads.h", "csrc/rows.h", "csrc/simd.h", "csrc/atomics.h",
-                 "fastgrad/_threads.h", "fastgrad/_tape.pxi"],
+                 "fastgrad/_threads.h", "fastgrad/_tape.pxi", "fastgrad/_derive.pxi",
+                 "fastgrad/_nary.pxi", "fastgrad/_parameters.pxi"],
         # a free-threaded CPython (3.13t, 3.14t): nodes may be shared between threads that run
         # at once, so the engine keeps an arena per thread and changes counts and grads
         # atomically (csrc/atomics.h)
