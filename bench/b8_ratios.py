@@ -13,7 +13,8 @@ import time
 
 import torch
 
-from fastgrad import _core, _tape_benchmarks
+from fastgrad import _core
+from fastgrad.benchmarks import tape as _tape_benchmarks
 
 torch.set_num_threads(1)
 print(f"kernel: {_core.simd()}")

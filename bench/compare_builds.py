@@ -20,7 +20,11 @@ import sys
 ROUND = """
 import contextlib, os, subprocess, sys, time, timeit
 sys.path.insert(0, sys.argv[1])
-from fastgrad import _core as C, _tape_benchmarks as T
+from fastgrad import _core as C
+try:
+    from fastgrad.benchmarks import tape as T
+except ImportError:  # a tree from before the benchmarks package
+    from fastgrad import _tape_benchmarks as T
 @contextlib.contextmanager
 def every_core_busy():  # (its own: an older tree has none)
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])

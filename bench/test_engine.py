@@ -61,7 +61,8 @@ def test_every_case_builds_the_contenders_it_names() -> None:
 
 
 def test_the_mixed_graph_has_the_nodes_its_title_says() -> None:
-    from fastgrad import _core, _tape_benchmarks
+    from fastgrad import _core
+    from fastgrad.benchmarks import tape as _tape_benchmarks
 
     root = _tape_benchmarks.mixed_graph(_core)
     assert len(_core.Tape(root)) == _tape_benchmarks.MIXED_GRAPH_NODES
@@ -73,7 +74,7 @@ def _tree_nodes(tree: tuple[Any, ...]) -> list[tuple[Any, ...]]:
 
 
 def test_b12_programs_are_what_the_case_says() -> None:
-    from fastgrad import _tree_benchmarks as b12
+    from fastgrad.benchmarks import trees as b12
 
     X = b12.dataset()
     programs = b12.programs(X, count=20)
@@ -94,7 +95,7 @@ def test_b12_programs_are_what_the_case_says() -> None:
 
 def test_b12_programs_give_the_same_bits_on_both_engines() -> None:
     from fastgrad import _core, reference
-    from fastgrad import _tree_benchmarks as b12
+    from fastgrad.benchmarks import trees as b12
 
     X = b12.dataset()[:40]
     for program in b12.programs(X, count=4):
@@ -109,7 +110,7 @@ def test_jax_runs_in_float64_on_one_core_and_gives_the_process_its_cores_back() 
     pytest.importorskip("jax", reason="JAX is an optional baseline")
     import os
 
-    from fastgrad._bench_case import jax_x64_one_thread
+    from fastgrad.benchmarks.case import jax_x64_one_thread
 
     before = os.sched_getaffinity(0)
     jax = jax_x64_one_thread()

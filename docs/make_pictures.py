@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fastgrad import demo, digits_demo, nn, pinn_demo, viz
+from fastgrad import nn, viz
+from fastgrad.demos import digits as digits_demo
+from fastgrad.demos import moons as demo
+from fastgrad.demos import pinn as pinn_demo
 
 HERE = Path(__file__).parent / "images"
 

@@ -89,28 +89,28 @@ def main(argv: list[str] | None = None) -> int:
 
         run_script(args.script, args.args)
     elif args.pinn:
-        from . import pinn_demo
-        from .demo import engine_named
+        from .demos import pinn as pinn_demo
+        from .demos.moons import engine_named
 
         steps = 2000 if args.steps is None else args.steps
         pinn_demo.main(engine_named(args.backend), steps=steps, seed=args.seed,
                        threads=args.threads, plot_path=args.plot)  # fmt: skip
     elif args.digits and args.workers is not None:
-        from . import digits_demo
-        from .demo import engine_named
+        from .demos import digits as digits_demo
+        from .demos.moons import engine_named
 
         digits_demo.main_workers(engine_named(args.backend), workers=args.workers,
                                  steps=300 if args.steps is None else args.steps,
                                  seed=args.seed)  # fmt: skip
     elif args.digits:
-        from . import digits_demo
-        from .demo import engine_named
+        from .demos import digits as digits_demo
+        from .demos.moons import engine_named
 
         digits_demo.main(engine_named(args.backend), epochs=args.epochs, seed=args.seed,
                          threads=args.threads, plot_path=args.plot,
                          optimizer=args.optimizer)  # fmt: skip
     else:
-        from .demo import main as demo_main
+        from .demos.moons import main as demo_main
 
         demo_main(steps=100 if args.steps is None else args.steps, seed=args.seed,
                   backend=args.backend,

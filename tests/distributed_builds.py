@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import fastgrad
-from fastgrad.demo import sample_loss
+from fastgrad.demos.moons import sample_loss
 
 
 def classifier(engine: types.ModuleType, seed: int = 3) -> fastgrad.nn.MLP:
@@ -63,7 +63,7 @@ def dying_build(model: Any) -> tuple[Any, ...]:
 
 def train_moons(lr: float, steps: int = 30) -> list[float]:
     """A sweep point: the moons model trained full-batch by SGD at lr; its loss per step."""
-    from fastgrad.demo import moons, per_sample_model
+    from fastgrad.demos.moons import moons, per_sample_model
 
     X, y = moons(0)
     tape, model, inputs, targets = per_sample_model(fastgrad._core, [2, 8, 1], "margin", seed=0)

@@ -12,7 +12,7 @@ from test_cli import fastgrad, fastgrad_without
 
 pytest.importorskip("sklearn", reason="the digits demo needs scikit-learn (the demo extra)")
 
-from fastgrad import digits_demo
+from fastgrad.demos import digits as digits_demo
 
 
 def small(rows: int) -> digits_demo.Digits:

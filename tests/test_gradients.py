@@ -17,7 +17,8 @@ from programs import ARITHMETIC, Program, apply, bits, programs
 
 import fastgrad._core
 import fastgrad.reference
-from fastgrad import functional, pinn_demo
+from fastgrad import functional
+from fastgrad.demos import pinn as pinn_demo
 
 gradient_programs = programs(sets=False, max_steps=60)
 

@@ -12,7 +12,7 @@ import pytest
 from programs import bits
 
 import fastgrad
-from fastgrad.demo import per_sample_model
+from fastgrad.demos.moons import per_sample_model
 
 
 def classifier(impl: types.ModuleType, rows: int = 37) -> tuple[Any, ...]:
@@ -54,7 +54,7 @@ def test_c_and_reference_give_the_same_rows() -> None:
 
 def test_per_row_gradients_are_torch_funcs_vmap_of_grad(impl: types.ModuleType) -> None:
     torch = pytest.importorskip("torch", reason="PyTorch is optional; pip install torch==2.13.0")
-    from fastgrad._bench_case import in_parameter_order, torch_parameters
+    from fastgrad.benchmarks.case import in_parameter_order, torch_parameters
 
     tape, model, inputs, targets, X, Y = classifier(impl)
     _, G = tape.run(inputs, X, targets, Y, per_row=True, wrt=model.parameters())

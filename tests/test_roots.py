@@ -16,7 +16,7 @@ from programs import ARITHMETIC, Program, bits, build_pool, edge_floats, held_by
 
 import fastgrad._core
 import fastgrad.reference
-from fastgrad import demo
+from fastgrad.demos import moons as demo
 
 root_programs = programs(sets=False, max_steps=30)
 seed_values = st.one_of(st.sampled_from([1.0, -1.0, 0.5, 0.0, -0.0, 3.0]), edge_floats)

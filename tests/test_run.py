@@ -30,7 +30,9 @@ from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, held_
 
 import fastgrad
 import fastgrad._core
-from fastgrad import _bench_case, demo, nn
+from fastgrad import nn
+from fastgrad.benchmarks import case as _bench_case
+from fastgrad.demos import moons as demo
 
 run_programs = programs(sets=False, max_steps=40)
 
@@ -563,8 +565,8 @@ def test_weights_read_by_several_dots_follow_the_definition(impl: types.ModuleTy
     """The forward-mode PINN graph: each second-layer weight is read by three dots (z, z', z'')
     and gets no per-row slot; each row's gradient still collects its three contributions in
     backward's order from -0.0, and the rows add up in row order, whatever the threads."""
-    from fastgrad._derivative_benchmarks import forward_mode_loss
-    from fastgrad.pinn_demo import network
+    from fastgrad.benchmarks.derivatives import forward_mode_loss
+    from fastgrad.demos.pinn import network
 
     model = network(impl, 5)
     params = model.parameters()

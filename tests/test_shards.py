@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from programs import bits
 
 import fastgrad
-from fastgrad.demo import per_sample_model
+from fastgrad.demos.moons import per_sample_model
 from fastgrad.nn.utils import (
     grads_to_vector,
     parameters_to_vector,

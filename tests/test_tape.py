@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from programs import ARITHMETIC, Program, bits, build_summed, edge_floats, programs
 
 import fastgrad._core
-from fastgrad import demo, nn, optim
+from fastgrad import nn, optim
+from fastgrad.demos import moons as demo
 
 # no `.data =` steps: a tape recomputes from the leaves, while a step that sets an interior
 # node's data mid-program has no counterpart in a rebuild

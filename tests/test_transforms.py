@@ -252,8 +252,8 @@ def test_c_and_reference_build_the_same_jvp_graph() -> None:
 
 
 def test_the_pinn_loss_by_jvp_of_jvp_is_the_gradients_graphs(impl: types.ModuleType) -> None:
-    from fastgrad import _derivative_benchmarks as b10
-    from fastgrad.pinn_demo import network
+    from fastgrad.benchmarks import derivatives as b10
+    from fastgrad.demos.pinn import network
 
     model = network(impl, 4)
     X = np.linspace(0.0, 1.0, 9).reshape(-1, 1)

@@ -13,7 +13,7 @@ import atexit
 import random
 from typing import Any
 
-from ._bench_case import Case, Contenders, optional
+from .case import Case, Contenders, optional
 
 WORKERS = 2
 _cluster: Any = None  # (cluster, client), started on first use
@@ -48,10 +48,10 @@ def _case(id: str, title: str, rows: int, sizes: list[int], loss: str) -> Case:
     names = (f"fastgrad DataParallel, {WORKERS} workers", "tape.run, threads=1, one process")
 
     def build() -> Contenders:
-        from . import _core, nn
-        from ._tape_benchmarks import dataset
-        from .demo import sample_loss
-        from .distributed import DataParallel
+        from .. import _core, nn
+        from ..demos.moons import sample_loss
+        from ..distributed import DataParallel
+        from .tape import dataset
 
         client = _client()
         if client is None:
@@ -70,14 +70,14 @@ def _case(id: str, title: str, rows: int, sizes: list[int], loss: str) -> Case:
 
 def build_margin(model: Any) -> tuple[Any, ...]:
     """DataParallel's build for the moons model: one sample's max-margin loss."""
-    from .demo import sample_loss
+    from ..demos.moons import sample_loss
 
     return sample_loss(model, "margin")
 
 
 def build_cross_entropy(model: Any) -> tuple[Any, ...]:
     """DataParallel's build for a classifier: one sample's softmax cross-entropy."""
-    from .demo import sample_loss
+    from ..demos.moons import sample_loss
 
     return sample_loss(model, "cross_entropy")
 

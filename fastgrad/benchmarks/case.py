@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 Contenders = dict[str, Callable[[], object]]
-BENCH_SOURCES = Path(__file__).resolve().parent.parent / "bench"  # hand-written C baselines
+BENCH_SOURCES = Path(__file__).resolve().parents[2] / "bench"  # hand-written C baselines
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Case:
 def every_core_busy() -> Iterator[None]:
     """One process per core spinning in a loop of its own, for as long as the block runs:
     the machine of a user who trains while something else computes."""
-    from ._common import CORES
+    from .._common import CORES
 
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(CORES)]  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ._bench_case import Case, Contenders
+from .case import Case, Contenders
 
 GRAPH_NODES = 100_000
 
@@ -19,7 +19,7 @@ GRAPH_NODES = 100_000
 def build_and_backward(nodes: int = GRAPH_NODES) -> float:
     """A graph of `nodes` nodes (a recurrence over two leaves: a product, a sum and a tanh
     per step), built and backpropagated; returns a grad, so that nothing is optimised away."""
-    from . import Value
+    from .. import Value
 
     x, w = Value(0.5), Value(-0.25)
     h = x

@@ -21,17 +21,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._bench_case import COMPILING, Case, Contenders, optional, torch_parameters
-from ._derivative_benchmarks import DERIVATIVE_CASES
-from ._distributed_benchmarks import DISTRIBUTED_CASES
-from ._tape_benchmarks import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
-from ._thread_benchmarks import THREAD_CASES
-from ._tree_benchmarks import TREE_CASES
+from .case import COMPILING, Case, Contenders, optional, torch_parameters
+from .derivatives import DERIVATIVE_CASES
+from .distributed import DISTRIBUTED_CASES
+from .tape import B7_PUBLISHED, HANDWRITTEN, TAPE_CASES
+from .threads import THREAD_CASES
+from .trees import TREE_CASES
 
 
 def _engines() -> dict[str, Any]:
     """The Value classes to compare: fastgrad's C engine and, if installed, micrograd's."""
-    from . import _core
+    from .. import _core
 
     engines: dict[str, Any] = {"fastgrad": _core.Value}
     micrograd = optional("micrograd.engine")
@@ -133,7 +133,8 @@ def with_gc(run: Callable[[], object], enabled: bool) -> Callable[[], object]:
 
 def _training_step_case() -> Case:
     def build() -> Contenders:
-        from . import demo, nn
+        from .. import nn
+        from ..demos import moons as demo
 
         X, y = demo.moons(seed=0)
         random.seed(0)
@@ -164,7 +165,8 @@ def _training_step_case() -> Case:
 
 def _tape_step_case() -> Case:
     def build() -> Contenders:
-        from . import _core, demo, nn, optim
+        from .. import _core, nn, optim
+        from ..demos import moons as demo
 
         X, y = demo.moons(seed=0)
         random.seed(0)
@@ -425,7 +427,7 @@ def machine() -> str:
     """The CPU the figures were measured on and the vector kernel Tape.run used."""
     import platform
 
-    from . import simd
+    from .. import simd
 
     cpu = platform.processor() or platform.machine()
     try:

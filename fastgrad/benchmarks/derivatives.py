@@ -18,7 +18,14 @@ from typing import Any, cast
 
 import numpy as np
 
-from ._bench_case import (
+from ..demos.pinn import (
+    network,
+    second_derivative_by_jvp,
+    squared_residual,
+    squared_residual_of,
+    u_of,
+)
+from .case import (
     COMPILING,
     JAX,
     Case,
@@ -29,13 +36,6 @@ from ._bench_case import (
     jax_x64_one_thread,
     optional,
     torch_parameters,
-)
-from .pinn_demo import (
-    network,
-    second_derivative_by_jvp,
-    squared_residual,
-    squared_residual_of,
-    u_of,
 )
 
 POINTS = 1000
@@ -145,7 +145,7 @@ def _runner(tape: Any, x: Any, X: Any) -> Callable[[], object]:
 
 def _pinn_case(hidden: int) -> Case:
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         X = np.linspace(0.0, 1.0, POINTS).reshape(-1, 1)
         model = network(_core, hidden)
@@ -191,7 +191,7 @@ EAGER = "eager ops building the graph"
 
 
 def _graph_nodes(hidden: int) -> int:
-    from . import _core
+    from .. import _core
 
     return len(_core.Tape(u_of(network(_core, hidden), _core.Value(0.5))))
 
@@ -201,7 +201,7 @@ def _build_cost_case(hidden: int = 16) -> Case:
     beside building that graph itself with eager ops."""
 
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         model = network(_core, hidden)
         x = _core.Value(0.5)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ._bench_case import (
+from .case import (
     BENCH_SOURCES,
     JAX,
     Case,
@@ -203,7 +203,7 @@ def _cycling(calls: list[Callable[[], object]]) -> Callable[[], object]:
 
 def _trees_case() -> Case:
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         X = dataset()
         found = programs(X)

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from . import functional, nn, optim, reference
-from ._common import engine_for
-from .datasets import make_moons
+from .. import functional, nn, optim, reference
+from .._common import engine_for
+from ..datasets import make_moons
 
 _core: types.ModuleType
 try:
-    from . import _core
+    from .. import _core
 except ImportError:  # no C extension: the demo runs on the reference and says so
     _core = reference
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from . import nn, optim
-from .demo import ADAM_LR, per_sample_model, progress_bar, pyplot, sample_loss
+from .. import nn, optim
+from .moons import ADAM_LR, per_sample_model, progress_bar, pyplot, sample_loss
 
 CLASSES = 10
 INPUTS = 64  # 8x8 pixels
@@ -157,7 +157,7 @@ def train_full_batch(engine: types.ModuleType, data: Digits, *, steps: int, seed
     start = time.perf_counter()
     parallel = None
     if client is not None:
-        from .distributed import DataParallel
+        from ..distributed import DataParallel
 
         parallel = DataParallel(net.model, build, data.X_train, labels, shards=shards,
                                 client=client)  # fmt: skip

@@ -12,7 +12,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from ._bench_case import (
+from ..demos.moons import per_sample_model
+from .case import (
     BENCH_SOURCES,
     COMPILING,
     JAX,
@@ -26,7 +27,6 @@ from ._bench_case import (
     optional,
     torch_parameters,
 )
-from .demo import per_sample_model
 
 # ---- B7: the "fastest autograd" workload, recorded once and replayed ----
 
@@ -68,7 +68,7 @@ def compiled_handwritten() -> Callable[[], float] | None:
 
 def _fastest_autograd_case() -> Case:
     def build() -> Contenders:
-        from . import _core, reference
+        from .. import _core, reference
 
         root, leaves = fastest_autograd_graph(_core)
         tape, unfused = _core.Tape(root), _core.Tape(root, fuse=False)
@@ -114,7 +114,7 @@ def replay(tape: Any) -> Callable[[], object]:
 
 def _compile_case() -> Case:
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         root, _ = fastest_autograd_graph(_core)
         return {"fastgrad Tape(root)": lambda: _core.Tape(root),
@@ -162,7 +162,7 @@ def _mixed_graph_case() -> Case:
     nodes = MIXED_GRAPH_NODES
 
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         root = mixed_graph(_core)
         return {"fastgrad tape": replay(_core.Tape(root)),
@@ -244,7 +244,7 @@ def _dataset_case(id: str, title: str, rows: int, sizes: list[int], loss: str,
     runs = [f"fastgrad run, threads={n}" for n in threads] if len(threads) > 1 else ["fastgrad run"]
 
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         tape, model, inputs, targets = per_sample_model(_core, sizes, loss)
         X, Y = dataset(rows, sizes, loss)
@@ -275,7 +275,7 @@ def _minibatch_case(batch: int = 32) -> Case:
     names = ("fastgrad run, threads=2", "fastgrad run, threads=1")
 
     def build() -> Contenders:
-        from . import _core
+        from .. import _core
 
         tape, _model, inputs, targets = per_sample_model(_core, sizes, "cross_entropy")
         X, Y = dataset(rows, sizes, "cross_entropy")

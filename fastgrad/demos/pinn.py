@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import nn, optim
-from .demo import progress_bar, pyplot
-from .optim import lr_scheduler
+from .. import nn, optim
+from ..optim import lr_scheduler
+from .moons import progress_bar, pyplot
 
 HIDDEN = 16
 POINTS = 64  # collocation points on [0, 1]
@@ -66,7 +66,7 @@ def second_derivative(engine: types.ModuleType, model: nn.MLP, x: Any) -> tuple[
 def second_derivative_by_jvp(engine: types.ModuleType, model: nn.MLP, x: Any) -> Any:
     """u''(x) as nodes built by forward mode twice (jvp of jvp): a fifth smaller than the
     graph gradients builds twice, and as much faster to run."""
-    from .transforms import jvp
+    from ..transforms import jvp
 
     def slope(x: Any) -> Any:
         return jvp(lambda x: u_of(model, x), (x,), (1.0,), engine=engine)[1]
