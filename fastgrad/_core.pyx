@@ -413,6 +413,7 @@ cdef class Value:
 
     @property
     def data(self):
+        """The number this Value holds (a float); settable, as micrograd's attribute."""
         return _node_of(self).data
 
     @data.setter
@@ -425,6 +426,7 @@ cdef class Value:
 
     @property
     def grad(self):
+        """d root / d self after root.backward() (a float, 0.0 before); settable."""
         return _node_of(self).grad
 
     @grad.setter
@@ -437,6 +439,7 @@ cdef class Value:
 
     @property
     def label(self):
+        """A name for drawings (fastgrad.viz.draw_dot); "" unless set."""
         cdef fg_node *n = _node_of(self)
         if not (n.flags & FG_EXTRA):
             return ""
@@ -502,33 +505,48 @@ cdef class Value:
         return _unary(FG_NEG, self)
 
     def relu(self):
+        """max(0, x) as a new Value; its derivative is 1 where x > 0, else 0."""
         return _unary(FG_RELU, self)
 
     def tanh(self):
+        """tanh(x) as a new Value; derivative 1 - tanh(x)**2."""
         return _unary(FG_TANH, self)
 
     def exp(self):
+        """e**x as a new Value; derivative e**x."""
         return _unary(FG_EXP, self)
 
     def log(self):
+        """The natural log as a new Value; derivative 1 / x.
+
+        Raises:
+            ValueError: x <= 0 (math domain error, as math.log raises it)."""
         return _unary(FG_LOG, self)
 
     def sigmoid(self):
+        """1 / (1 + e**-x) as a new Value; derivative s * (1 - s)."""
         return _unary(FG_SIGMOID, self)
 
     def __abs__(self):  # abs(self)
         return _unary(FG_ABS, self)
 
     def sqrt(self):
+        """The square root as a new Value; derivative 1 / (2 sqrt(x)).
+
+        Raises:
+            ValueError: x < 0 (math domain error)."""
         return _unary(FG_SQRT, self)
 
     def sin(self):
+        """sin(x) as a new Value; derivative cos(x)."""
         return _unary(FG_SIN, self)
 
     def cos(self):
+        """cos(x) as a new Value; derivative -sin(x)."""
         return _unary(FG_COS, self)
 
     def softplus(self):
+        """log(1 + e**x), computed without overflow, as a new Value; derivative sigmoid(x)."""
         return _unary(FG_SOFTPLUS, self)
 
     # ---- comparisons: on .data, so max() and min() pick a Value; == stays identity ----
@@ -585,6 +603,16 @@ cdef class Value:
             _raise_backward(status, n)
 
     def backward(self):
+        """Backpropagates from this Value (its grad seeded with 1.0, as micrograd does): adds
+        d self / d node to the .grad of every node below it that requires grad, in one
+        iterative pass (no recursion limit). Grads accumulate; zero them between steps.
+
+        Raises:
+            RuntimeError: this Value requires no grad (made under no_grad(), or from leaves
+                that require none).
+            ZeroDivisionError, ValueError, OverflowError: a local derivative that fails, as
+                micrograd's Python arithmetic raises it; no grad changes then.
+        """
         cdef fg_node *failed = NULL
         _sync_all_tapes()
         if _node_of(self).flags & (FG_NO_GRAD | FG_CHOSEN) == FG_NO_GRAD:

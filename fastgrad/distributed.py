@@ -301,8 +301,8 @@ class DataParallel:
         Raises:
             TimeoutError: the shards did not all finish within `timeout` seconds.
             RuntimeError: a shard's worker died more often than Dask allows a task's.
-            Any error a row raises in Tape.run, as it raises it, naming the row of X.
-            No grad changes then.
+            Exception: whatever a failing row raises in Tape.run, as it raises it, naming the
+                row of X. No grad changes on any failure.
         """
         if self._futures is None:
             raise RuntimeError("this DataParallel is closed")

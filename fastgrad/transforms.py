@@ -189,7 +189,7 @@ def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
             engine: types.ModuleType | None = None) -> Callable[..., Any]:  # fmt: skip
     """A function returning the matrix of f's second derivatives at the given numbers: for an
     argument that is a number, a float; for a list (or array) of n numbers, n lists of n
-    floats (an n x n array); in general H[i][j] = d2f / dx_i dx_j with i and j each in the
+    floats (an n x n array); in general `H[i][j] = d2f / dx_i dx_j` with i and j each in the
     argument's shape (a tuple of blocks per pair of arguments when argnums is a tuple). The
     first derivatives are built as a graph, then each is differentiated again."""
 
