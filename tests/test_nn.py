@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import fastgrad._core
 import fastgrad.reference
-from fastgrad import datasets, demo, nn, optim
+from fastgrad import datasets, nn, optim
+from fastgrad.demos import moons as demo
 
 
 def twin_models(impl: types.ModuleType, nin: int, nouts: list[int], seed: int) -> tuple[Any, Any]:
