@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         "bench", help="time fastgrad beside float ops, micrograd, PyTorch, JAX and "
                       "hand-written C in one run, and print the ratios")
     bench.add_argument("--quick", action="store_true", help="shorter timings, rougher figures")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="also draw the ratios (fastgrad beside each baseline) to a PNG "
+                            "(needs matplotlib)")
     bench.add_argument("--cases", type=_case_ids, metavar="IDS",
                        help="only the cases of these ids, comma-separated (e.g. B8,B12)")
     run = commands.add_parser("run", help="run a micrograd script on fastgrad, unchanged")
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from .benchmarks import main as bench_main
 
-        bench_main(quick=args.quick, cases=args.cases)
+        bench_main(quick=args.quick, cases=args.cases, plot_path=args.plot)
     elif args.command == "run":
         from ._compat import run_script
 

@@ -81,6 +81,16 @@ def test_bench_prints_the_table() -> None:
     assert "SPEC" not in result.stdout  # users have no such document: the table says it all
 
 
+def test_bench_plots_its_ratios(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot draws with matplotlib")
+    picture = tmp_path / "ratios.png"
+    result = fastgrad("bench", "--quick", "--cases", "B1,B3", "--plot", str(picture))
+    assert result.returncode == 0, result.stderr
+    drawn = int(result.stdout.split(" ratios drawn to ")[0].split()[-1])
+    assert drawn >= 2  # B3 beside micrograd, and each B1 op's (micrograd: where installed)
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_help_cites_no_document_users_lack() -> None:
     for args in (["--help"], ["demo", "--help"], ["bench", "--help"]):
         result = fastgrad(*args)

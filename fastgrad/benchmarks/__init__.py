@@ -439,7 +439,8 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores; Tape.run's SIMD kernel: {simd()}"
 
 
-def main(quick: bool = False, cases: frozenset[str] | None = None) -> None:
+def main(quick: bool = False, cases: frozenset[str] | None = None,
+         plot_path: str | None = None) -> None:  # fmt: skip
     print(f"machine: {machine()}\n")
     rows = table(quick, cases)
     headers = ("case", "contender", "figure", "fastgrad against it")
@@ -455,3 +456,8 @@ def main(quick: bool = False, cases: frozenset[str] | None = None) -> None:
     print("\nEach figure is the best of several timings in this one process, a case's contenders")
     print("timed in turns; the ratios are what carries over between machines: each baseline ran")
     print("in the same process, on the same machine, at the same time as fastgrad did.")
+    if plot_path is not None:
+        from .plot import plot
+
+        drawn = plot(rows, plot_path, machine())
+        print(f"\n{drawn} ratios drawn to {plot_path}")
