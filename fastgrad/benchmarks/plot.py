@@ -36,18 +36,17 @@ def plot(rows: Sequence[tuple[str, str, str, str]], path: str, machine: str) -> 
     import matplotlib.pyplot as plt
 
     bars = ratios(rows)
-    fig, ax = plt.subplots(figsize=(10, 0.42 * len(bars) + 1.6))
-    labels = [textwrap.shorten(f"{case}  vs {who}", 95, placeholder="...")
-              for case, who, _ in bars]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(11, 0.5 * len(bars) + 1.6))
+    labels = [f"{_short(case)}\nvs {_short(who)}" for case, who, _ in bars]
     values = [r for _, _, r in bars]
     positions = list(range(len(bars)))[::-1]
     ax.barh(positions, values, color=["#2e7d32" if v >= 1 else "#c62828" for v in values])
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(positions)
-    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_yticklabels(labels, fontsize=6.5)
     for y, v in zip(positions, values):
-        ax.annotate(f"{v:.2g}x" if v >= 1 else f"1/{1 / v:.2g}x", (v, y), xytext=(3, 0),
+        ax.annotate(_times(v) if v >= 1 else "1/" + _times(1 / v), (v, y), xytext=(3, 0),
                     textcoords="offset points", va="center", fontsize=7)  # fmt: skip
     ax.set_xlabel("fastgrad's speed beside the baseline (right of 1: faster; log scale)")
     ax.set_title(textwrap.fill(f"python -m fastgrad bench: {machine}", 110), fontsize=9)
@@ -55,3 +54,11 @@ def plot(rows: Sequence[tuple[str, str, str, str]], path: str, machine: str) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return len(bars)
+
+
+def _times(factor: float) -> str:
+    return f"{factor:.2f}x" if factor < 10 else f"{factor:,.0f}x"
+
+
+def _short(text: str) -> str:
+    return textwrap.shorten(text, 52, placeholder="...")
