@@ -46,6 +46,7 @@ class Drawing:
         return cls(values, sorted(set(edges)))
 
     def record(self, i: int) -> str:
+        """The drawing's record for node i (its label, data and grad)."""
         v = self.values[i]
         return f"{{ {_escape(v.label)} | data {v.data:.4f} | grad {v.grad:.4f} }}"
 

@@ -26,11 +26,16 @@ __all__ = ["ACTIVATIONS", "MLP", "Layer", "Module", "Neuron"]
 
 
 class Module:
+    """What every model is (micrograd's nn.Module): parameters(), zero_grad(), and
+    PyTorch's named_parameters(), state_dict() and load_state_dict()."""
+
     def zero_grad(self) -> None:
+        """Sets every parameter's grad to 0.0."""
         for p in self.parameters():
             p.grad = 0.0
 
     def parameters(self) -> list[Value]:
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
         return []
 
     def named_parameters(self) -> list[tuple[str, Value]]:
@@ -104,14 +109,17 @@ class Neuron(Module):
         self.nonlin = self.activation != "linear"
 
     def __call__(self, x: Sequence[Input]) -> Value:
+        """The activation of w . x + b (one Value), built as one dot node."""
         act = self.engine.dot(self.w, x, self.b)  # micrograd: sum((wi*xi ...), self.b)
         out: Value = _activate(act, self.activation)
         return out
 
     def parameters(self) -> list[Value]:
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
         return self.w + [self.b]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
+        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them."""
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
     def __repr__(self) -> str:
@@ -123,6 +131,9 @@ class Neuron(Module):
 
 
 class Layer(Module):
+    """nout neurons over the same nin inputs (micrograd's Layer); keyword arguments go to
+    each Neuron (activation, engine)."""
+
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
@@ -139,9 +150,11 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def parameters(self) -> list[Value]:
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
         return [p for n in self.neurons for p in n.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
+        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them."""
         return [(f"neurons.{j}.{name}", p) for j, n in enumerate(self.neurons)
                 for name, p in n.named_parameters()]  # fmt: skip
 
@@ -169,9 +182,11 @@ class MLP(Module):
         return result
 
     def parameters(self) -> list[Value]:
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
+        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them."""
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.named_parameters()]  # fmt: skip
 

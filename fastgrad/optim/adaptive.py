@@ -129,6 +129,7 @@ class Adagrad(_TableRule):
                       "initial_accumulator_value")  # fmt: skip
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a group of parameters with its own hyperparameters (the defaults fill the rest)."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         self._state[-1]["sum"][:] = as_float(group["initial_accumulator_value"],

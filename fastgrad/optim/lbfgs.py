@@ -279,6 +279,7 @@ class LBFGS(Optimizer):
     # ---- state: the history, under parameter 0 as PyTorch keeps it ----
 
     def state_dict(self) -> dict[str, Any]:
+        """What resuming needs, as a dict (PyTorch's layout); load_state_dict() takes it."""
         self._see_edits()
         entry: dict[str, Any] = {}
         for key, value in self._history.items():
@@ -293,6 +294,7 @@ class LBFGS(Optimizer):
         return {"state": {0: entry}, "param_groups": [group]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores what state_dict() returned (PyTorch's layout)."""
         if not isinstance(state_dict, Mapping) or not isinstance(state_dict.get("state"),
                                                                  Mapping):  # fmt: skip
             raise ValueError("an optimizer state has 'state' and 'param_groups'")

@@ -149,6 +149,7 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         return [base_lr * f(self.last_epoch) for f, base_lr in zip(self.lr_lambdas, self.base_lrs)]
 
     def state_dict(self) -> dict[str, Any]:
@@ -160,6 +161,7 @@ class LambdaLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores what state_dict() returned (PyTorch's layout)."""
         state = dict(state_dict)
         lambdas = state.pop("lr_lambdas", None)
         if not isinstance(lambdas, list) or len(lambdas) != len(self.lr_lambdas):
@@ -174,6 +176,7 @@ class MultiplicativeLR(LambdaLR):
     """lr times lr_lambda(epoch) at every step, one function per group or one for all."""
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         if self._is_initial:
             return self._current()
         return [lr * f(self.last_epoch) for f, lr in zip(self.lr_lambdas, self._current())]
@@ -188,6 +191,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
@@ -206,6 +210,7 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         if self.last_epoch not in self.milestones:
             return self._current()
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._current()]
@@ -216,6 +221,7 @@ class MultiStepLR(LRScheduler):
                 for base in self.base_lrs]  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
+        """What resuming needs, as a dict (PyTorch's layout); load_state_dict() takes it."""
         return {**super().state_dict(), "milestones": dict(self.milestones)}
 
     def _decoded(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -231,6 +237,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         if self._is_initial:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
@@ -249,6 +256,7 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         e, t, low = self.last_epoch, self.T_max, self.eta_min
         if self._is_initial:
             return self._current()
@@ -283,6 +291,7 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         e, start, end = self.last_epoch, self.start_factor, self.end_factor
         if e == 0:
             return [lr * start for lr in self._current()]
@@ -308,6 +317,7 @@ class ConstantLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         if self.last_epoch == 0:
             return [lr * self.factor for lr in self._current()]
         if self.last_epoch != self.total_iters:
@@ -328,6 +338,7 @@ class PolynomialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         e, n = self.last_epoch, self.total_iters
         if self._is_initial or e > n:
             return self._current()
@@ -357,6 +368,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         low = self.eta_min
         return [low + (base - low) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
                 for base in self.base_lrs]  # fmt: skip
@@ -456,6 +468,7 @@ class CyclicLR(LRScheduler):
         self.base_lrs = base_lrs
 
     def scale_fn(self, x: float) -> float:
+        """The amplitude's scale at x (cycles or iterations, as scale_mode says)."""
         if self._scale_fn_custom is not None:
             return float(self._scale_fn_custom(x))
         if self.mode == "triangular":
@@ -465,6 +478,7 @@ class CyclicLR(LRScheduler):
         return float(self.gamma**x)
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         cycle = math.floor(1 + self.last_epoch / self.total_size)
         x = 1.0 + self.last_epoch / self.total_size - cycle
         if x <= self.step_ratio:
@@ -490,6 +504,7 @@ class CyclicLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores what state_dict() returned (PyTorch's layout)."""
         state = dict(state_dict)
         saved = state.pop("_scale_fn_custom", None)
         super().load_state_dict({**state, "_scale_fn_custom": self._scale_fn_custom})
@@ -521,11 +536,13 @@ class _Composite(LRScheduler):
     _schedulers: list[LRScheduler]
 
     def state_dict(self) -> dict[str, Any]:
+        """What resuming needs, as a dict (PyTorch's layout); load_state_dict() takes it."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restores what state_dict() returned (PyTorch's layout)."""
         if not isinstance(state_dict, Mapping) or set(state_dict) != set(self.state_dict()):
             held = sorted(state_dict) if isinstance(state_dict, Mapping) else state_dict
             raise ValueError(f"the state does not fit {type(self).__name__}: it holds {held!r}")
@@ -575,6 +592,7 @@ class SequentialLR(_Composite):
             scheduler.last_epoch -= 1
 
     def step(self) -> None:
+        """Advances the schedule one step and sets each group's lr."""
         self.last_epoch += 1
         idx = bisect.bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[idx]
@@ -599,6 +617,7 @@ class ChainedScheduler(_Composite):
         self._last_lr = self._current()
 
     def step(self) -> None:
+        """Advances the schedule one step and sets each group's lr."""
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = self._current()
@@ -667,6 +686,7 @@ class OneCycleLR(LRScheduler):
         return (end - start) * pct + start
 
     def get_lr(self) -> list[float]:
+        """The learning rate of each parameter group for the current step."""
         step = self.last_epoch
         if step > self.total_steps:
             raise ValueError(f"Tried to step {step} times. The specified number of total steps "
