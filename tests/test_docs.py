@@ -77,6 +77,19 @@ def test_the_readme_is_a_front_page() -> None:
         assert f"(docs/{page}.md)" in text
 
 
+@pytest.mark.source_tree
+def test_the_engine_pictures_are_drawn_from_the_engine(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the pictures are drawn with matplotlib")
+    import runpy
+
+    script = runpy.run_path(str(ROOT / "docs" / "make_engine_pictures.py"))
+    script["main"](tmp_path)
+    for name in script["PICTURES"]:
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG", name
+        assert (ROOT / "docs" / "images" / name).exists(), f"{name}: run the script"
+    assert len(script["op_rows"]()) >= 20  # every row of csrc/ops.def
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("mkdocs", reason="the site needs the docs extra: pip install -e '.[docs]'")
