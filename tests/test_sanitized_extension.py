@@ -27,7 +27,7 @@ pytestmark = [
 
 SUITES = ["test_value.py", "test_errors.py", "test_parity.py", "test_nary.py", "test_tape.py",
           "test_files.py", "test_nn.py", "test_run.py", "test_gradients.py", "test_optim.py",
-          "test_free_threading.py", "test_roots.py"]
+          "test_free_threading.py", "test_roots.py", "test_shards.py"]
 
 
 def runtime(name: str) -> str:
