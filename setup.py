@@ -7,6 +7,8 @@ engine is built optimised whatever the interpreter was (-O3 vectorises run()'s l
 
 import os
 import sysconfig
+from collections.abc import Callable
+from typing import Any
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -40,7 +42,24 @@ class StrictFloatBuildExt(build_ext):
                 # uses (on glibc, 2.29's, without the legacy errno wrapper): the same bits;
                 # POSIX threads for run()'s workers (csrc/threads.c; Win32 threads on Windows)
                 extension.libraries = [*extension.libraries, "m", "pthread"]
+        if compiler != "msvc":
+            self.compiler.compile = _on_every_core(self.compiler.compile)
         super().build_extensions()
+
+
+def _on_every_core(compile_sources: Callable[..., list[str]]) -> Callable[..., list[str]]:
+    """The compiler's compile(), one source file per process on every core: the extension is
+    one Cython file and sixteen C files, four of them vector kernels that take a while each."""
+
+    def compile_each(sources: list[str], *args: Any, **kwargs: Any) -> list[str]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            objects = pool.map(lambda source: compile_sources([source], *args, **kwargs),
+                               sources)  # fmt: skip
+            return [obj for made in objects for obj in made]
+
+    return compile_each
 
 
 extensions = [
