@@ -69,7 +69,8 @@ cdef class Tape:
     cdef list _roots
     cdef list _seeds                # several roots: the DOT's seed leaves, else None
     cdef list _seed_numbers         # their leaf numbers
-    cdef bint busy
+    cdef bint busy                  # replaying: a second replay at once is refused
+    cdef bint syncing               # another thread writes what the last replay left waiting
     cdef tuple _fed                 # the leaves the last run fed, inputs then targets
     cdef Py_ssize_t _fed_inputs     # how many of them are inputs
     cdef size_t *_fed_numbers       # their leaf numbers (run's job points at them)
@@ -127,14 +128,15 @@ cdef class Tape:
             return 0
         if not claimed:
             with cython.critical_section(self):
-                if self.busy:
+                if self.busy or self.syncing:
                     return 0
-                self.busy = True
+                self.syncing = True
         try:
             status = fg_tape_sync(self.tape)
         finally:
             if not claimed:
-                self.busy = False
+                with cython.critical_section(self):
+                    self.syncing = False
         _unsynced_tapes.pop(id(self), None)
         if status != FG_OK:
             _raise(status, "sync", ())
@@ -143,12 +145,17 @@ cdef class Tape:
     cdef fg_tape *_claim(self) except NULL:
         """The tape, marked busy for one replay: two threads replaying one tape at once
         would share its state."""
+        cdef bint claimed = False
         if self.tape is NULL:
             raise ValueError(never_initialised("Tape"))
-        with cython.critical_section(self):  # one test-and-set, also without the GIL
-            if self.busy:
-                raise RuntimeError(_TAPE_IS_BUSY)
-            self.busy = True
+        while not claimed:
+            with cython.critical_section(self):  # one test-and-set, also without the GIL
+                if self.busy:
+                    raise RuntimeError(_TAPE_IS_BUSY)
+                if not self.syncing:
+                    self.busy = claimed = True
+            if not claimed:  # another thread, reading a Value this tape recorded, is writing
+                _time().sleep(0)  # what the tape's last replay left waiting: a moment
         return self.tape
 
     cdef fg_tape *_recorded(self) except NULL:
@@ -423,6 +430,15 @@ cdef class Tape:
 
 
 cdef object _numpy = None
+cdef object _time_module = None
+
+
+cdef object _time():
+    global _time_module
+    if _time_module is None:
+        import time
+        _time_module = time
+    return _time_module
 
 
 cdef object _np():
