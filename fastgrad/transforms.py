@@ -161,7 +161,21 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     numbers reach f as constant Values) and returns (f's value, its gradient): a float and,
     per argument, a float or a list of floats in the argument's shape (a tuple of them when
     argnums is a tuple). Called inside another grad, or with Values, it returns Values
-    instead, a graph the outer call differentiates: grad(grad(f)) is f''."""
+    instead, a graph the outer call differentiates: grad(grad(f)) is f''.
+
+    Args:
+        f: a function of numbers (and lists or arrays of them) returning one Value.
+        argnums: which positional arguments to differentiate: an index, or a tuple of them.
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        A function with f's arguments returning (value, gradient).
+
+    Raises:
+        TypeError: f does not return a Value.
+        Errors of backward(): where a local derivative fails, as eager code raises them.
+    """
 
     @functools.wraps(f)
     def evaluate(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
@@ -175,7 +189,18 @@ def value_and_grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
 
 def grad(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
          engine: types.ModuleType | None = None) -> Callable[..., Any]:  # fmt: skip
-    """A function returning the gradient of f at the given numbers (see value_and_grad)."""
+    """A function returning the gradient of f at the given numbers (see value_and_grad).
+
+    Args:
+        f: a function of numbers (and lists or arrays of them) returning one Value.
+        argnums: which positional arguments to differentiate: an index, or a tuple of them.
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        A function with f's arguments returning the gradient, as value_and_grad's second
+        item.
+    """
     evaluate = value_and_grad(f, argnums, engine=engine)
 
     @functools.wraps(f)
@@ -191,7 +216,17 @@ def hessian(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *,
     argument that is a number, a float; for a list (or array) of n numbers, n lists of n
     floats (an n x n array); in general `H[i][j] = d2f / dx_i dx_j` with i and j each in the
     argument's shape (a tuple of blocks per pair of arguments when argnums is a tuple). The
-    first derivatives are built as a graph, then each is differentiated again."""
+    first derivatives are built as a graph, then each is differentiated again.
+
+    Args:
+        f: a function of numbers (and lists or arrays of them) returning one Value.
+        argnums: which positional arguments to differentiate: an index, or a tuple of them.
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        A function with f's arguments returning the second derivatives.
+    """
 
     @functools.wraps(f)
     def evaluate(*args: Any, **kwargs: Any) -> Any:
@@ -251,7 +286,22 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
     floats; with create_graph=True, inside another transform, or given Values, they are
     Values, a graph: jvp of jvp gives a second derivative that a Tape records and replays.
     Raises what backward() raises where a derivative fails, ValueError where a tangent's
-    shape is not its primal's."""
+    shape is not its primal's.
+
+    Args:
+        f: the function, of the primals' number of arguments.
+        primals: f's arguments, a tuple.
+        tangents: one per primal, in its shape.
+        create_graph: return Values (a graph) rather than floats.
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        (f's outputs, their tangents).
+
+    Raises:
+        ValueError: a tangent's shape is not its primal's.
+    """
     args = _primals(primals, "jvp")
     call = _Call(f, tuple(range(len(args))), engine, args, {}, outputs=True)
     seeds = _tangents(call, tuple(tangents), "jvp")
@@ -266,7 +316,18 @@ def vjp(f: Callable[..., Any], *primals: Any, engine: types.ModuleType | None = 
     """Reverse mode, as torch.func.vjp and jax.vjp: f at the primals (its arguments) and a
     function of cotangents (shaped as f's outputs) that returns their vector-Jacobian
     product, one result per primal in its shape: sum over outputs of cotangent * d output /
-    d primal. A cotangent of 1.0 for one output gives grad's bits."""
+    d primal. A cotangent of 1.0 for one output gives grad's bits.
+
+    Args:
+        f: the function.
+        *primals: f's arguments.
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        (f's outputs, a function of cotangents returning one vector-Jacobian product per
+        primal).
+    """
     args = _primals(primals, "vjp")
     call = _Call(f, tuple(range(len(args))), engine, args, {}, outputs=True)
 
@@ -294,7 +355,22 @@ def jacobian(f: Callable[..., Any], argnums: int | Sequence[int] = 0, *, mode: s
     (mode="rev": a reverse pass per output, grad's bits) and jacfwd (mode="fwd": a forward
     pass per input number, jvp's bits): shaped as f's output, each entry shaped as the
     argument (a tuple per argument when argnums is a tuple). For f of one number returning
-    one Value, a float."""
+    one Value, a float.
+
+    Args:
+        f: a function of numbers (and lists or arrays of them) returning Values.
+        argnums: which positional arguments to differentiate: an index, or a tuple of them.
+        mode: "rev" (reverse passes, one per output) or "fwd" (forward passes, one per input
+            number).
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        A function with f's arguments returning the Jacobian.
+
+    Raises:
+        ValueError: mode is neither "rev" nor "fwd".
+    """
     if mode not in ("rev", "fwd"):
         raise ValueError(f"jacobian mode must be 'rev' or 'fwd', not {mode!r}")
 
@@ -324,7 +400,18 @@ def hvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any], 
     """The Hessian of f (returning one Value) times the tangents, as
     torch.autograd.functional.hvp: forward mode over f's gradient graph, no Hessian formed.
     primals is a tuple of f's arguments, tangents one per primal in its shape; returns (f's
-    value, the product: a tuple, one per primal, in its shape)."""
+    value, the product: a tuple, one per primal, in its shape).
+
+    Args:
+        f: a function returning one Value.
+        primals: f's arguments, a tuple.
+        tangents: one per primal, in its shape.
+        engine: the implementation to build with (fastgrad._core or fastgrad.reference);
+            by default the one the arguments' Values belong to, else fastgrad's.
+
+    Returns:
+        (f's value, the Hessian-vector product: a tuple, one per primal, in its shape).
+    """
     args = _primals(primals, "hvp")
     positions = tuple(range(len(args)))
     value_and_gradient = value_and_grad(f, positions, engine=engine)
