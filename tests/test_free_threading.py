@@ -186,6 +186,28 @@ def test_one_tape_refuses_a_second_thread(impl: types.ModuleType) -> None:
     assert all(o == expected for o in outcomes if o != "refused")
 
 
+def test_reading_a_recorded_value_never_refuses_its_tapes_replay(impl: types.ModuleType) -> None:
+    """A thread that reads a Value a tape recorded writes what the tape's last replay left
+    waiting; the thread replaying that tape meanwhile waits for it, and is never refused as
+    if a second replay ran. Every replay and every read gives the eager bits."""
+    x = [impl.Value(0.25 * i) for i in range(4)]
+    inner = build(impl, 11, x * 5, [])
+    root = (inner * 0.5).tanh()
+    expected = (bits(inner.data), bits(root.data))
+    tape = impl.Tape(root)
+    reads: list[bytes] = []
+
+    def worker(t: int) -> None:
+        for _ in range(400):
+            if t == 0:
+                assert bits(tape.forward()) == expected[1]
+            else:
+                reads.append(bits(inner.data))  # (brings the tape's writes up to date)
+
+    run_threads(worker)  # (raises the first thread's error)
+    assert set(reads) == {expected[0]}
+
+
 def test_handles_asked_for_while_dropped(c_impl: types.ModuleType) -> None:
     """_prev hands out the Value of a node that another thread may be dropping at that
     moment: the same object while it lives, a new one after, never a freed one."""
