@@ -292,16 +292,18 @@ def check_threads(threads: object) -> int:
     return min(threads, CORES)
 
 
-def rows_of(np: Any, array: Any, columns: int, name: str) -> Any:
-    """array as a float64 matrix of `columns` columns (a vector is one column); refuses
-    anything that does not hold real numbers."""
+def rows_of(np: Any, array: Any, columns: int | None, name: str) -> Any:
+    """array as a float64 matrix of `columns` columns (any number where None; a vector is one
+    column); refuses anything that does not hold real numbers."""
     matrix = np.asarray(array)
     if matrix.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers; its dtype is {matrix.dtype}")
     matrix = matrix.astype(np.float64, copy=False)
-    if matrix.ndim == 1 and columns == 1:
+    if matrix.ndim == 1 and columns in (1, None):
         matrix = matrix.reshape(-1, 1)
-    if matrix.ndim != 2 or matrix.shape[1] != columns:
+    if columns is None and matrix.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of rows, not of shape {matrix.shape}")
+    if columns is not None and (matrix.ndim != 2 or matrix.shape[1] != columns):
         raise ValueError(f"{name} must have {columns} column(s), one per leaf; its shape is "
                          f"{matrix.shape}")  # fmt: skip
     return matrix

@@ -153,36 +153,8 @@ cdef class _Parameters:
     def read_grads(self, double[::1] out):
         """The parameters' grads into out, in order."""
         cdef Py_ssize_t i
-        self._fits(out.shape[0], "grads")
+        if out.shape[0] != self.count:
+            raise ValueError(f"{out.shape[0]} places for {self.count} grads")
         with cython.critical_section(self):
             for i in range(self.count):
                 out[i] = self.nodes[i].grad
-
-    def write_grads(self, const double[::1] values):
-        """Each parameter's grad to values' entry, in order."""
-        cdef Py_ssize_t i
-        self._fits(values.shape[0], "grads")
-        with cython.critical_section(self):
-            for i in range(self.count):
-                self.nodes[i].grad = values[i]
-
-    def read_data(self, double[::1] out):
-        """The parameters' data into out, in order."""
-        cdef Py_ssize_t i
-        self._fits(out.shape[0], "data")
-        with cython.critical_section(self):
-            for i in range(self.count):
-                out[i] = self.nodes[i].data
-
-    def write_data(self, const double[::1] values):
-        """Each parameter's data to values' entry, in order."""
-        cdef Py_ssize_t i
-        self._fits(values.shape[0], "data")
-        with cython.critical_section(self):
-            for i in range(self.count):
-                self.nodes[i].data = values[i]
-
-    cdef int _fits(self, Py_ssize_t length, str what) except -1:
-        if length != self.count:
-            raise ValueError(f"{length} numbers for the {what} of {self.count} parameters")
-        return 0

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._common import rows_later, rows_of
+from .nn.utils import grads_to_vector, vector_to_grads
 
 
 def check_shards(shards: Any) -> int:
@@ -45,10 +46,10 @@ def sharded_run(tape: Any, inputs: Iterable[Any], X: Any, targets: Iterable[Any]
     if Y is not None and len(Y) != len(X):
         raise ValueError(f"X has {len(X)} rows and y {len(Y)}")
     engine = sys.modules[type(tape).__module__]
-    added = engine._Parameters([v for v in tape.leaves if v.requires_grad])
-    before, shard = np.empty(len(added)), np.empty(len(added))
-    added.read_grads(before)
-    total = before.copy()
+    leaves = [v for v in tape.leaves if v.requires_grad]
+    added = engine._Parameters(leaves)
+    before = grads_to_vector(leaves)
+    total, shard = before.copy(), np.empty(len(leaves))
     outputs = []
     start = 0
     try:
@@ -62,15 +63,15 @@ def sharded_run(tape: Any, inputs: Iterable[Any], X: Any, targets: Iterable[Any]
             added.read_grads(shard)
             total += shard  # (one IEEE addition per leaf, as the scalar sum)
     except Exception as error:
-        added.write_grads(before)
+        vector_to_grads(before, leaves)
         named = rows_later(error, start)
         if named is error:
             raise
         raise named from None
     except BaseException:
-        added.write_grads(before)
+        vector_to_grads(before, leaves)
         raise
-    added.write_grads(total)
+    vector_to_grads(total, leaves)
     if not outputs:
         return tape.run(inputs, X, targets, Y, backward=False)
     return np.concatenate(outputs)

@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from ._common import engine_for, rows_later
+from ._common import engine_for, rows_later, rows_of
 from ._shards import check_shards, shard_bounds
+from .nn.utils import grads_to_vector, parameters_to_vector, vector_to_grads, vector_to_parameters
 
 __all__ = ["DataParallel", "local_client"]
 
@@ -131,10 +132,9 @@ class _Shard:
                              "targets")  # fmt: skip
         if y is None and self.targets:
             raise ValueError(f"build gives {len(self.targets)} targets and y is None")
-        params = list(model.parameters())
-        engine = engine_for(params)
+        self.params = list(model.parameters())
+        engine = engine_for(self.params)
         self.tape = engine.Tape(roots)
-        self.params = engine._Parameters(params)
         self.added = engine._Parameters([v for v in self.tape.leaves if v.requires_grad])
 
     def run(self, weights: Any, grads_before: Any, backward: bool, root_grad: Any,
@@ -144,32 +144,16 @@ class _Shard:
         parameters at `weights`; ("error", the exception, None) for a failure of the run
         itself, which is the caller's to raise (an exception from the call is the worker's)."""
         try:
-            self.params.write_data(weights)
+            vector_to_parameters(weights, self.params)
             if backward:
                 self.added.fill_grads(-0.0)
                 if grads_before is not None:
-                    self.params.write_grads(grads_before)
+                    vector_to_grads(grads_before, self.params)
             out = self.tape.run(self.inputs, self.X, self.targets, self.y, threads=threads,
                                 backward=backward, root_grad=root_grad)  # fmt: skip
-            grads = None
-            if backward:
-                grads = np.empty(len(self.params))
-                self.params.read_grads(grads)
-            return "ok", out, grads
+            return "ok", out, grads_to_vector(self.params) if backward else None
         except Exception as error:  # named by its row in the whole of X
             return "error", rows_later(error, self.first_row), None
-
-
-def _rows(array: Any, name: str) -> Any:
-    matrix = np.asarray(array)
-    if matrix.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers; its dtype is {matrix.dtype}")
-    matrix = matrix.astype(np.float64, copy=False)
-    if matrix.ndim == 1:
-        matrix = matrix.reshape(-1, 1)
-    if matrix.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of rows, not of shape {matrix.shape}")
-    return np.ascontiguousarray(matrix)
 
 
 class DataParallel:
@@ -208,9 +192,10 @@ class DataParallel:
                             f"{type(model).__name__!r} has none")  # fmt: skip
         self._threads, self._timeout = threads, float(timeout)
         self.model = model
-        self._params = engine_for(model.parameters())._Parameters(model.parameters())
-        X = _rows(X, "X")
-        Y = None if y is None else _rows(y, "y")
+        self._params = list(model.parameters())
+        parameters_to_vector(self._params)  # (Values of one engine, or a TypeError now)
+        X = np.ascontiguousarray(rows_of(np, X, None, "X"))
+        Y = None if y is None else np.ascontiguousarray(rows_of(np, y, None, "y"))
         if Y is not None and len(Y) != len(X):
             raise ValueError(f"X has {len(X)} rows and y {len(Y)}")
         self.rows = len(X)
@@ -306,10 +291,7 @@ class DataParallel:
         """
         if self._futures is None:
             raise RuntimeError("this DataParallel is closed")
-        weights = np.empty(len(self._params))
-        self._params.read_data(weights)
-        total = np.empty(len(self._params))
-        self._params.read_grads(total)
+        weights, total = parameters_to_vector(self._params), grads_to_vector(self._params)
         # one shard adds its rows onto the grads before, as Tape.run does; several add their
         # sums from zero onto them here
         one_sum = total if self._shards == 1 else None
@@ -339,11 +321,11 @@ class DataParallel:
             if status == "error":  # the first failing row's, as Tape.run raises it
                 raise failure
         if backward and one_sum is not None and results:
-            self._params.write_grads(results[0][2])
+            vector_to_grads(results[0][2], self._params)
         elif backward:
             for _, _, grads in results:
                 total += grads  # (one IEEE addition per parameter, in shard order)
-            self._params.write_grads(total)
+            vector_to_grads(total, self._params)
         if not results:
             return np.empty((0,))
         return np.concatenate([out for _, out, _ in results])

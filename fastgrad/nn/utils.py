@@ -82,16 +82,18 @@ def clip_grad_value_(parameters: Value | Iterable[Value], clip_value: float) -> 
         p.grad = g if math.isnan(g) else min(max(g, -c), c)
 
 
-def _one_pass(parameters: Value | Iterable[Value], array: Any, grads: bool,
-              write: bool) -> None:  # fmt: skip
-    """The engine's one-pass loop (C for the C engine's Values) reading the parameters' data
-    or grads into array, or writing them from it; every item is checked before any write."""
+def _one_pass(parameters: Value | Iterable[Value], vec: Any, grads: bool) -> np.ndarray:
+    """The engine's one-pass loop (C for the C engine's Values): the parameters' data or grads
+    into a new array (vec None), or written from vec (every item checked before any write);
+    returns the array read or written."""
     params = _params_listed(parameters)  # (a list already: as it is)
     engine = engine_of(params[0]) if params else None
     module = engine_for(params)
-    loop = module._write_parameters if write else module._read_parameters
+    array = np.empty(len(params)) if vec is None else _vector(vec, len(params))
+    loop = module._read_parameters if vec is None else module._write_parameters
     try:
         loop(params, array, grads)
+        return array
     except TypeError:  # name the culprit: not a Value, or another engine's
         for i, p in enumerate(params):
             if engine_of(p) != engine:
@@ -126,10 +128,7 @@ def parameters_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
     Raises:
         TypeError: an item is not a Value, or the Values mix the C and pure-Python engines.
     """
-    params = _params_listed(parameters)
-    out = np.empty(len(params))
-    _one_pass(params, out, grads=False, write=False)
-    return out
+    return _one_pass(parameters, None, grads=False)
 
 
 def vector_to_parameters(vec: Any, parameters: Value | Iterable[Value]) -> None:
@@ -144,8 +143,7 @@ def vector_to_parameters(vec: Any, parameters: Value | Iterable[Value]) -> None:
         ValueError: vec is not 1-D or its length is not the number of parameters; nothing
             is written then.
     """
-    params = _params_listed(parameters)
-    _one_pass(params, _vector(vec, len(params)), grads=False, write=True)
+    _one_pass(parameters, vec, grads=False)
 
 
 def grads_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
@@ -160,10 +158,7 @@ def grads_to_vector(parameters: Value | Iterable[Value]) -> np.ndarray:
     Raises:
         TypeError: an item is not a Value, or the Values mix the C and pure-Python engines.
     """
-    params = _params_listed(parameters)
-    out = np.empty(len(params))
-    _one_pass(params, out, grads=True, write=False)
-    return out
+    return _one_pass(parameters, None, grads=True)
 
 
 def vector_to_grads(vec: Any, parameters: Value | Iterable[Value]) -> None:
@@ -178,5 +173,4 @@ def vector_to_grads(vec: Any, parameters: Value | Iterable[Value]) -> None:
         ValueError: vec is not 1-D or its length is not the number of parameters; nothing
             is written then.
     """
-    params = _params_listed(parameters)
-    _one_pass(params, _vector(vec, len(params)), grads=True, write=True)
+    _one_pass(parameters, vec, grads=True)

@@ -134,29 +134,10 @@ class _Parameters:
             p._grad = value
 
     def read_grads(self, out: Any) -> None:
-        self._fits_numbers(out, "grads")
+        if len(out) != len(self.params):
+            raise ValueError(f"{len(out)} places for {len(self.params)} grads")
         for i, p in enumerate(self.params):
             out[i] = p._grad
-
-    def write_grads(self, values: Any) -> None:
-        self._fits_numbers(values, "grads")
-        for p, g in zip(self.params, values.tolist()):
-            p._grad = g
-
-    def read_data(self, out: Any) -> None:
-        self._fits_numbers(out, "data")
-        for i, p in enumerate(self.params):
-            out[i] = p._data
-
-    def write_data(self, values: Any) -> None:
-        self._fits_numbers(values, "data")
-        for p, d in zip(self.params, values.tolist()):
-            p._data = d
-
-    def _fits_numbers(self, array: Any, what: str) -> None:
-        if len(array) != len(self.params):
-            raise ValueError(f"{len(array)} numbers for the {what} of {len(self.params)} "
-                             "parameters")
 
 
 def _sqrt(x: float) -> float:
