@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 import fastgrad
-from fastgrad.demos.moons import sample_loss
+from fastgrad.demos.digits import build  # noqa: F401  (one sample's cross-entropy)
 
 
 def classifier(engine: types.ModuleType, seed: int = 3) -> fastgrad.nn.MLP:
@@ -23,11 +23,6 @@ def classifier(engine: types.ModuleType, seed: int = 3) -> fastgrad.nn.MLP:
 def data(rows: int, seed: int = 1) -> tuple[Any, Any]:
     rng = np.random.default_rng(seed)
     return rng.normal(size=(rows, 6)) * 2.0, np.eye(3)[rng.integers(0, 3, size=rows)]
-
-
-def build(model: Any) -> tuple[Any, ...]:
-    """One sample's softmax cross-entropy of a classifier."""
-    return sample_loss(model, "cross_entropy")
 
 
 class Chain:

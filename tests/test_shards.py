@@ -57,14 +57,19 @@ def expected_grads(tape: Any, model: Any, inputs: list[Any], targets: list[Any],
     return [bits(t) for t in totals]
 
 
-@pytest.mark.parametrize("shards", [2, 3, 7, 23, 30])
-def test_shards_add_up_in_shard_order(impl: types.ModuleType, shards: int) -> None:
-    tape, model, inputs, targets, X, Y = classifier(impl)
+def assert_sharded_run(impl: types.ModuleType, X: Any, shards: int) -> None:
+    """tape.run(shards=shards)'s grads are expected_grads', its outputs the unsharded run's."""
+    tape, model, inputs, targets, X, Y = classifier(impl, X=X)
     expected = expected_grads(tape, model, inputs, targets, X, Y, shards)
     unsharded = tape.run(inputs, X, targets, Y, backward=False)
     out = tape.run(inputs, X, targets, Y, shards=shards)
     assert [bits(p.grad) for p in model.parameters()] == expected
     assert [bits(v) for v in out.tolist()] == [bits(v) for v in unsharded.tolist()]
+
+
+@pytest.mark.parametrize("shards", [2, 3, 7, 23, 30])
+def test_shards_add_up_in_shard_order(impl: types.ModuleType, shards: int) -> None:
+    assert_sharded_run(impl, None, shards)
 
 
 def test_one_shard_is_the_one_sum(impl: types.ModuleType) -> None:
@@ -115,13 +120,7 @@ number = st.one_of(st.floats(-50, 50), edge)
        shards=st.integers(1, 15))  # fmt: skip
 def test_random_rows_and_shards(impl: types.ModuleType, rows: list[list[float]],
                                 shards: int) -> None:  # fmt: skip
-    X = np.array(rows, dtype=np.float64).reshape(len(rows), 4)
-    tape, model, inputs, targets, X, Y = classifier(impl, X=X)
-    expected = expected_grads(tape, model, inputs, targets, X, Y, shards)
-    unsharded = tape.run(inputs, X, targets, Y, backward=False)
-    out = tape.run(inputs, X, targets, Y, shards=shards)
-    assert [bits(p.grad) for p in model.parameters()] == expected
-    assert [bits(v) for v in out.tolist()] == [bits(v) for v in unsharded.tolist()]
+    assert_sharded_run(impl, np.array(rows, dtype=np.float64).reshape(len(rows), 4), shards)
 
 
 def test_a_failing_row_names_its_row_and_changes_no_grad(impl: types.ModuleType) -> None:

@@ -75,15 +75,10 @@ def build_margin(model: Any) -> tuple[Any, ...]:
     return sample_loss(model, "margin")
 
 
-def build_cross_entropy(model: Any) -> tuple[Any, ...]:
-    """DataParallel's build for a classifier: one sample's softmax cross-entropy."""
-    from ..demos.moons import sample_loss
-
-    return sample_loss(model, "cross_entropy")
-
-
 def _build_for(loss: str) -> Any:
-    return build_margin if loss == "margin" else build_cross_entropy
+    from ..demos import digits
+
+    return build_margin if loss == "margin" else digits.build  # (one sample's cross-entropy)
 
 
 DISTRIBUTED_CASES = [
