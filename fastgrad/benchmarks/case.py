@@ -129,9 +129,10 @@ def jax_x64_one_thread() -> ModuleType | None:
     XLA has no setting that keeps its CPU runtime to one thread: it sizes its thread pool by
     the cores the process may use, and its threads inherit that set. So JAX starts while the
     calling thread may use one core only, which is given back afterwards (fastgrad's own
-    threads and PyTorch's one are not confined)."""
+    threads and PyTorch's one are not confined). When something else imported JAX first,
+    its thread pool is already sized, but float64 is still switched on."""
     if "jax" in sys.modules:
-        return optional("jax")
+        return _jax_configured()
     if not hasattr(os, "sched_setaffinity"):
         return _jax_configured()
     allowed = os.sched_getaffinity(0)
