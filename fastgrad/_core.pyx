@@ -357,7 +357,25 @@ cdef Value _unary(fg_op op, Value v, double exponent=0.0):
 
 @cython.freelist(1024)
 cdef class Value:
-    """stores a single scalar value and its gradient"""
+    """Stores a single scalar value and its gradient: micrograd's Value, a node of a C arena.
+
+    Arithmetic (+ - * / **, and the reflected forms with plain numbers), relu(), tanh(),
+    exp(), log() and the rest build new Values; backward() fills every .grad below.
+
+    Args:
+        data (float): the number, a real number (an int, a float, a numpy scalar, anything
+            with __float__).
+        _children (Iterable[Value]): micrograd's internal argument: the Values this one was made from; a
+            Value made this way is opaque to backward (its children get no gradient).
+        _op (str): micrograd's internal argument: the op's name, for drawings.
+        label (str): a name, shown by drawings and repr.
+        requires_grad (bool): False makes a constant: backward() gives it no gradient and skips
+            the nodes made from constants alone.
+
+    Raises:
+        TypeError: data is not a real number, a child is not a Value, or _op, label or
+            requires_grad has the wrong type.
+    """
 
     __array_priority__ = _NUMPY_SCALAR_DEFERS  # np.float64(2) * v calls v.__rmul__ directly
 

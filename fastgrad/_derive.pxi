@@ -9,7 +9,23 @@ def gradients(output, inputs, *, create_graph=False):
     bit, without touching any .grad. With create_graph=True, Values holding those numbers,
     built as ordinary nodes from each op's derivative formula, so that they can be combined,
     backpropagated and differentiated again. An input the output does not reach gets 0.0.
-    A derivative that fails raises what backward() raises, and builds nothing."""
+    torch.autograd.grad's counterpart.
+
+    Args:
+        output: the Value to differentiate.
+        inputs: a Value, or a list of Values, to differentiate with respect to.
+        create_graph: True returns Values that are nodes of a graph (differentiable again)
+            instead of floats.
+
+    Returns:
+        A float per input (a Value with create_graph=True), a list when inputs is a list.
+
+    Raises:
+        TypeError: output is not a Value, or inputs are not Values.
+        RuntimeError: an input requires no grad.
+        ZeroDivisionError, ValueError, OverflowError: a derivative that fails, as
+            backward() raises it; nothing is built then.
+    """
     cdef fg_node **nodes
     cdef fg_node **made
     cdef double *values

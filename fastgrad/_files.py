@@ -116,7 +116,20 @@ def _digest(document: dict[str, Any]) -> str:
 def save(module: nn.Module, path: str | os.PathLike[str], *, optimizer: Any = None,
          scheduler: Any = None) -> None:
     """Writes module's architecture and parameters to path (JSON), atomically; with
-    optimizer and scheduler, their state too (a checkpoint to resume training from)."""
+    optimizer and scheduler, their state too (a checkpoint to resume training from).
+
+    The file holds a SHA-256 of its content, so load() refuses a damaged or edited one.
+
+    Args:
+        module: an nn.Module (Neuron, Layer, MLP) of either engine.
+        path: the file to write; it is replaced whole or not at all.
+        optimizer: an optimizer whose state_dict() is saved beside the parameters.
+        scheduler: a learning-rate scheduler whose state_dict() is saved too.
+
+    Raises:
+        ValueError: a state that cannot be written as JSON.
+        OSError: the file cannot be written (the old file, if any, is left as it was).
+    """
     document: dict[str, Any] = {"format": FORMAT, "version": VERSION,
                                 "module": _describe(module), "state": module.state_dict()}
     for name, part in (("optimizer", optimizer), ("scheduler", scheduler)):
@@ -208,8 +221,26 @@ def load(path: str | os.PathLike[str], module: nn.Module | None = None,
     """The module saved in path: built anew (on `engine`, by default fastgrad's), or, given
     `module`, loaded into it, which must then have the saved architecture. Given optimizer and
     scheduler (built over that module as for the saved run), their saved state is loaded too.
-    A file that is not a fastgrad module file, is damaged or edited, or does not fit raises
-    ValueError (KeyError for parameter names that do not fit) and changes nothing."""
+    A file that does not fit changes nothing.
+
+    Args:
+        path: the file save() wrote.
+        module: the module to load into (with the saved architecture); None builds one.
+        engine: the implementation a built module's Values belong to (fastgrad._core or
+            fastgrad.reference); fastgrad's chosen one by default.
+        optimizer: an optimizer over the module whose saved state is loaded into it.
+        scheduler: a scheduler over that optimizer whose saved state is loaded into it.
+
+    Returns:
+        The module: the one given, or a new one.
+
+    Raises:
+        ValueError: a file that is not a fastgrad module file, is damaged or edited, is
+            larger than MAX_BYTES, holds another architecture, or lacks or mismatches the
+            optimizer's or scheduler's state.
+        KeyError: parameter names that do not fit the module.
+        OSError: the file cannot be read.
+    """
     document = _read(path)
     description, state = document.get("module"), document.get("state")
     if not isinstance(description, dict) or not isinstance(state, dict):

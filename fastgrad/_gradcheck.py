@@ -13,6 +13,17 @@ __all__ = ["GradcheckError", "GradcheckReport", "gradcheck"]
 
 @dataclass(frozen=True)
 class InputCheck:
+    """One input's check.
+
+    Attributes:
+        index: the input's position in gradcheck's inputs.
+        label: the input Value's label ("" when it has none).
+        analytic: the gradient backward() gives.
+        numeric: the central difference (f(x + eps) - f(x - eps)) / 2 eps.
+        error: |analytic - numeric|.
+        allowed: atol + rtol * |numeric|.
+    """
+
     index: int
     label: str
     analytic: float  # from backward()
@@ -22,15 +33,23 @@ class InputCheck:
 
     @property
     def passed(self) -> bool:
+        """Whether error <= allowed (False when either is nan)."""
         return self.error <= self.allowed  # False for nan, as it should be
 
 
 @dataclass(frozen=True)
 class GradcheckReport:
+    """What gradcheck found: true when every input passed; str() says which input is worst.
+
+    Args:
+        inputs: one InputCheck per input, in the inputs' order.
+    """
+
     inputs: list[InputCheck]
 
     @property
     def passed(self) -> bool:
+        """Whether every input is within its allowance."""
         return all(check.passed for check in self.inputs)
 
     @property
@@ -56,6 +75,12 @@ class GradcheckReport:
 
 
 class GradcheckError(AssertionError):
+    """Raised by gradcheck when an input's gradient is off; its message is str(report).
+
+    Args:
+        report: the GradcheckReport, kept as .report.
+    """
+
     def __init__(self, report: GradcheckReport) -> None:
         super().__init__(str(report))
         self.report = report
@@ -65,11 +90,26 @@ def gradcheck(f: Callable[..., Any], inputs: Sequence[Any], eps: float = 1e-6,
               rtol: float = 1e-5, atol: float = 1e-8,
               raise_exception: bool = True) -> GradcheckReport:  # fmt: skip
     """Compares the gradient backward() gives f(*inputs) with central differences
-    (f(x + eps) - f(x - eps)) / 2 eps for every input. Returns the report (true when every
-    input is within atol + rtol * |numeric|); raises GradcheckError with it when one is not,
-    unless raise_exception is False. The inputs are Values, whose data and grads are left as
-    they were, or numbers, which become leaf Values (of the engine of the Values among them,
-    else fastgrad's)."""
+    (f(x + eps) - f(x - eps)) / 2 eps for every input, as torch.autograd.gradcheck.
+
+    Args:
+        f: a function of len(inputs) Values that returns a Value.
+        inputs: Values, whose data and grads are left as they were, or numbers, which become
+            leaf Values (of the engine of the Values among them, else fastgrad's).
+        eps: the step of the central differences.
+        rtol: the relative tolerance: an input passes when |analytic - numeric| <= atol +
+            rtol * |numeric|.
+        atol: the absolute tolerance.
+        raise_exception: False returns a failing report instead of raising.
+
+    Returns:
+        The GradcheckReport, true when every input passed.
+
+    Raises:
+        GradcheckError: an input is out of tolerance (unless raise_exception is False).
+        ValueError: no inputs.
+        TypeError: an input that is not a Value or a real number.
+    """
     if not inputs:
         raise ValueError("gradcheck needs at least one input")
     values, _ = _values(inputs, "gradcheck")

@@ -62,7 +62,22 @@ def mse_loss(input: list[Any], target: Any, reduction: Literal["none"]) -> list[
 @overload
 def mse_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Value: ...
 def mse_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
-    """(input - target) ** 2, averaged (or summed, or each) over the elements."""
+    """(input - target) ** 2, averaged (or summed, or each) over the elements, as torch's.
+
+    Args:
+        input: a Value or a number, or a list of them.
+        target: a number or a Value, or a list of them as long as input.
+        reduction: "mean" averages the elements' losses, "sum" adds them, "none" returns
+            each (a list when input is a list).
+
+    Returns:
+        The loss, a Value of the graph (a list of Values with reduction="none" and a list).
+
+    Raises:
+        ValueError: a list input with a target that is not a list of its length, an empty
+            input, or an unknown reduction.
+        TypeError: an element that is not a Value or a real number.
+    """
     return _elementwise("mse_loss", lambda x, t: (x - t) ** 2, input, target, reduction)
 
 
@@ -71,7 +86,22 @@ def l1_loss(input: list[Any], target: Any, reduction: Literal["none"]) -> list[V
 @overload
 def l1_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Value: ...
 def l1_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
-    """|input - target|, averaged (or summed, or each) over the elements."""
+    """|input - target|, averaged (or summed, or each) over the elements, as torch's.
+
+    Args:
+        input: a Value or a number, or a list of them.
+        target: a number or a Value, or a list of them as long as input.
+        reduction: "mean" averages the elements' losses, "sum" adds them, "none" returns
+            each (a list when input is a list).
+
+    Returns:
+        The loss, a Value of the graph (a list of Values with reduction="none" and a list).
+
+    Raises:
+        ValueError: a list input with a target that is not a list of its length, an empty
+            input, or an unknown reduction.
+        TypeError: an element that is not a Value or a real number.
+    """
     return _elementwise("l1_loss", lambda x, t: abs(x - t), input, target, reduction)
 
 
@@ -99,7 +129,25 @@ def _positive(x: Any, what: str, name: str, zero: bool = False) -> float:
 def huber_loss(input: Any, target: Any, reduction: Reduction = "mean",
                delta: float = 1.0) -> Any:  # fmt: skip
     """0.5 (input - target)^2 where |input - target| < delta, else delta (|input - target|
-    - delta / 2), as torch's huber_loss: averaged (or summed, or each) over the elements."""
+    - delta / 2), as torch's huber_loss: averaged (or summed, or each) over the elements.
+
+    The piece is chosen by a node (a maximum), so a Tape's replay chooses again at every row.
+
+    Args:
+        input: a Value or a number, or a list of them.
+        target: a number or a Value, or a list of them as long as input.
+        reduction: "mean" averages the elements' losses, "sum" adds them, "none" returns
+            each (a list when input is a list).
+        delta: where the quadratic piece turns linear, positive.
+
+    Returns:
+        The loss, a Value of the graph (a list of Values with reduction="none" and a list).
+
+    Raises:
+        ValueError: a list input with a target that is not a list of its length, an empty
+            input, an unknown reduction, or delta <= 0.
+        TypeError: an element that is not a Value or a real number.
+    """
     d = _positive(delta, "huber_loss", "delta")
     xs, ts, listed, engine = _pairs(input, target, "huber_loss")
     return _reduce([_huber(x, t, d, engine) for x, t in zip(xs, ts)], reduction, listed, engine,
@@ -109,7 +157,23 @@ def huber_loss(input: Any, target: Any, reduction: Reduction = "mean",
 def smooth_l1_loss(input: Any, target: Any, reduction: Reduction = "mean",
                    beta: float = 1.0) -> Any:  # fmt: skip
     """0.5 (input - target)^2 / beta where |input - target| < beta, else |input - target| -
-    beta / 2, as torch's smooth_l1_loss (beta = 0: l1_loss): averaged (or summed, or each)."""
+    beta / 2, as torch's smooth_l1_loss (beta = 0: l1_loss): averaged (or summed, or each).
+
+    Args:
+        input: a Value or a number, or a list of them.
+        target: a number or a Value, or a list of them as long as input.
+        reduction: "mean" averages the elements' losses, "sum" adds them, "none" returns
+            each (a list when input is a list).
+        beta: where the quadratic piece turns linear, at least 0.
+
+    Returns:
+        The loss, a Value of the graph (a list of Values with reduction="none" and a list).
+
+    Raises:
+        ValueError: a list input with a target that is not a list of its length, an empty
+            input, an unknown reduction, or beta < 0.
+        TypeError: an element that is not a Value or a real number.
+    """
     b = _positive(beta, "smooth_l1_loss", "beta", zero=True)
     xs, ts, listed, engine = _pairs(input, target, "smooth_l1_loss")
     if b == 0.0:
@@ -125,9 +189,23 @@ def smooth_l1_loss(input: Any, target: Any, reduction: Reduction = "mean",
 
 def nll_loss(input: Any, target: Any, reduction: Reduction = "mean") -> Any:
     """-input[target]: the negative log-likelihood of log-probabilities (log_softmax's) at a
-    class index, as torch's nll_loss. One sample: a list of C Values and an index (an int,
-    or a Value holding it, as cross_entropy takes); a batch: N such lists and N indices,
-    averaged (or summed, or each)."""
+    class index, as torch's nll_loss.
+
+    Args:
+        input: one sample, a list of C Values (log-probabilities); or a batch, N such lists.
+        target: the class index (an int, or a Value holding it, as cross_entropy takes); N
+            of them for a batch.
+        reduction: for a batch, "mean" averages the samples' losses, "sum" adds them, "none"
+            returns each.
+
+    Returns:
+        The loss, a Value (a list of Values for a batch with reduction="none").
+
+    Raises:
+        ValueError: a batch with a different number of targets, or an unknown reduction.
+        IndexError: a target that is not a class of its sample (for a Value target, when
+            a replay's row holds such a label).
+    """
     from .functional import _picked, _values
 
     rows = list(input)
@@ -155,7 +233,26 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Any = None
                                      reduction: Reduction = "mean",
                                      pos_weight: Any = None) -> Any:  # fmt: skip
     """The cross entropy of sigmoid(input) against targets in [0, 1], computed without
-    overflow: (1 - t) * x + (1 + (pos_weight - 1) * t) * softplus(-x), times weight."""
+    overflow: (1 - t) * x + (1 + (pos_weight - 1) * t) * softplus(-x), times weight, as
+    torch's binary_cross_entropy_with_logits.
+
+    Args:
+        input: a Value or a number, or a list of them.
+        target: a number in [0, 1] or a Value, or a list of them as long as input.
+        reduction: "mean" averages the elements' losses, "sum" adds them, "none" returns
+            each (a list when input is a list).
+        weight: a number or Value multiplying every element's loss, or one per element.
+        pos_weight: the positive class's weight, a number or Value, or one per element.
+
+    Returns:
+        The loss, a Value of the graph (a list of Values with reduction="none" and a list).
+
+    Raises:
+        ValueError: a list input with a target that is not a list of its length, an empty
+            input, an unknown reduction, or a weight list of
+            another length.
+        TypeError: an element that is not a Value or a real number.
+    """
     what = "binary_cross_entropy_with_logits"
     xs, ts, listed, engine = _pairs(input, target, what)
     weights = _broadcast(weight, len(xs), what, "weight")

@@ -77,12 +77,36 @@ cdef object _nary(fg_op op, object first, object second, object start, str what)
 
 
 def sum(values, start=0.0):
-    """((start + v0) + v1) + ... as one node, bit for bit the chain of + it replaces."""
+    """((start + v0) + v1) + ... as one node, bit for bit the chain of + it replaces.
+
+    Args:
+        values: the terms, Values or numbers.
+        start: the number the sum starts from.
+
+    Returns:
+        The sum, a Value (one node, however many terms).
+
+    Raises:
+        TypeError: a term is not a Value or a real number.
+    """
     return _nary(FG_SUM, values, None, start, "sum() term")
 
 
 def dot(ws, xs, start=0.0):
-    """start + w0*x0 + w1*x1 + ... as one node, bit for bit the chain it replaces."""
+    """start + w0*x0 + w1*x1 + ... as one node, bit for bit the chain it replaces.
+
+    Args:
+        ws: the weights, Values or numbers.
+        xs: the inputs, Values or numbers, as many as ws.
+        start: the number the sum starts from (a neuron's bias goes here as a Value).
+
+    Returns:
+        The dot product, a Value (one node).
+
+    Raises:
+        TypeError: an operand is not a Value or a real number.
+        ValueError: ws and xs of different lengths.
+    """
     return _nary(FG_DOT, ws, xs, start, "dot() operand")
 
 
@@ -91,7 +115,18 @@ no_grad = no_grad  # the one context manager of both engines (fastgrad._common)
 
 def maximum(a, b):
     """The larger of a and b as one node (a on a tie, nan if either is nan), evaluated again
-    by every replay; its grad goes to the one it picked. Either may be a number."""
+    by every replay; its grad goes to the one it picked.
+
+    Args:
+        a: a Value or a number.
+        b: a Value or a number (one of a and b is a Value).
+
+    Returns:
+        The larger, a Value.
+
+    Raises:
+        TypeError: neither is a Value, or one is not a number.
+    """
     result = _binary(FG_MAX, a, b)
     if result is NotImplemented:
         raise TypeError(f"maximum() takes Values or numbers, one a Value, not "

@@ -62,7 +62,18 @@ cdef class Tape:
     Tape([r0, r1, ...]) records several roots (a classifier's scores): forward() returns
     their values, run() a column per root, and backward(seeds) starts from one seed per root,
     as torch.autograd.backward(roots, seeds) does; its bits are those of
-    fastgrad.dot([Value(s) for s in seeds], roots).backward()."""
+    fastgrad.dot([Value(s) for s in seeds], roots).backward().
+
+    Args:
+        roots (Value | list[Value]): the Value to record the graph below, or a list of
+            Values (several roots).
+        fuse (bool): False keeps one step per node (the same bits, to measure what fusing buys).
+
+    Raises:
+        TypeError: a root is not a Value of this engine.
+        ValueError: an empty list of roots, or a graph that cannot be recorded.
+        RuntimeError: __init__ called on a Tape that already recorded.
+    """
 
     cdef fg_tape *tape
     cdef Value _top                 # what the program starts from: the root, or the DOT
@@ -232,8 +243,19 @@ cdef class Tape:
         return self._root_values()
 
     def backward(self, seeds=None):
-        """Backward over the last forward, from the root's grad 1.0, or from `seeds`: a
-        number, or for several roots one number per root (1.0 each by default)."""
+        """Backward over the last forward, as Value.backward() on the graph rebuilt.
+
+        Args:
+            seeds: the root's grad to start from (1.0 by default); for several roots one
+                number per root (1.0 each by default).
+
+        Raises:
+            RuntimeError: nothing was recorded, the root requires no grad, or another
+                replay of this tape is running.
+            ValueError: seeds of the wrong length.
+            ZeroDivisionError, ValueError, OverflowError: a local derivative that fails, as
+                eager backward() raises it; no grad changes then.
+        """
         self._recorded()
         self._check_differentiable("Tape.backward()")
         cdef list values = root_seeds(1.0 if seeds is None else seeds, len(self._roots),
@@ -292,8 +314,9 @@ cdef class Tape:
     def run(self, inputs, X, targets=(), y=None, *, threads=1, backward=True, root_grad=1.0,
             per_row=False, wrt=None, shards=1):
         """Replays the tape once per row of X (and y), the input leaves taking the row's
-        values (the target leaves y's), and returns the root's value per row (an array of
-        shape (rows, len(roots)) for several roots). Each row's forward and backward are
+        values (the target leaves y's).
+
+        Each row's forward and backward are
         those of forward(); backward(root_grad) at that row, its leaf gradients computed from
         zero; each leaf's grad becomes its grad before the call plus the rows' gradients,
         added one row at a time in row order: their sum (root_grad=1 / len(X) gives the
@@ -312,7 +335,35 @@ cdef class Tape:
         order, and makes each leaf's grad its grad before plus shard 0, shard 1, ... in
         shard order: the bits fastgrad.distributed.DataParallel gives on any number of
         workers. shards=1 is the one sum above; the values per row and per_row's results
-        never depend on K."""
+        never depend on K.
+
+        Args:
+            inputs: the leaves that take each row of X, in X's column order.
+            X: the rows: a 2-D array-like of floats, one column per input (1-D with one
+                input).
+            targets: the leaves that take each row of y.
+            y: the targets' rows (1-D with one target); needed when targets are given.
+            threads: the most threads that share the rows, the calling one included.
+            backward: False runs forward only and touches no grad.
+            root_grad: the root's grad each row's backward starts from (one per root for
+                several roots); 1 / len(X) gives the mean's gradient.
+            per_row: True returns each row's gradient instead of adding their sum.
+            wrt: with per_row, the leaves whose gradients are returned, in that order.
+            shards: K, the number of contiguous shards whose sums are added in order.
+
+        Returns:
+            The root's value per row, a float64 array of shape (rows,), or (rows, roots) for
+            several roots; with per_row=True the pair (values, gradients), gradients of
+            shape (rows, leaves).
+
+        Raises:
+            ValueError: X or y of the wrong shape, a leaf that is not an input of this tape,
+                wrt without per_row, or shards that is not a positive int.
+            TypeError: X or y that is not numbers.
+            RuntimeError: nothing was recorded, or another replay of this tape is running.
+            ZeroDivisionError, ValueError, OverflowError: a row whose forward or backward
+                fails as eager code would, naming the row; no grad or data changes then.
+        """
         if shards != 1 or type(shards) is not int:
             from ._shards import check_shards, sharded_run
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+__all__ = ["make_moons"]
+
 
 def make_moons(
     n_samples: int = 100,
@@ -13,10 +15,20 @@ def make_moons(
     *,
     shuffle: bool = True,
 ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
-    """Two interleaving half circles: X of shape (n_samples, 2) and labels y in {0, 1}.
+    """Two interleaving half circles, scikit-learn's make_moons without scikit-learn.
 
-    The same numbers as scikit-learn's make_moons for the same arguments: random_state is a
-    seed, a numpy RandomState, or None for numpy's global random state."""
+    The same numbers as scikit-learn's make_moons for the same arguments.
+
+    Args:
+        n_samples: how many points, half on each moon (the outer one gets the smaller half).
+        noise: the standard deviation of Gaussian noise added to every coordinate; None adds
+            none.
+        random_state: a seed, a numpy RandomState, or None for numpy's global random state.
+        shuffle: whether the points are shuffled (else the outer moon comes first).
+
+    Returns:
+        X of shape (n_samples, 2) and the labels y in {0, 1} of shape (n_samples,).
+    """
     if isinstance(random_state, np.random.RandomState):
         rng = random_state
     elif random_state is None:

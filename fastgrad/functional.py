@@ -74,7 +74,18 @@ def _shift(values: list[Any], engine: types.ModuleType) -> Any:
 
 def softmax(values: Iterable[Value | SupportsFloat]) -> list[Value]:
     """exp(v - m) / sum of them, m the largest value (0 if it is infinite), a node of the
-    graph, so that every replay shifts by its own row's: one Value per input, summing to 1."""
+    graph, so that every replay shifts by its own row's.
+
+    Args:
+        values: the scores, Values or numbers.
+
+    Returns:
+        One Value per input, summing to 1.
+
+    Raises:
+        ValueError: no values.
+        TypeError: an item that is not a Value or a real number.
+    """
     vs, engine = _values(values, "softmax")
     m = _shift(vs, engine)
     exps = [(v - m).exp() for v in vs]
@@ -84,7 +95,18 @@ def softmax(values: Iterable[Value | SupportsFloat]) -> list[Value]:
 
 def logsumexp(values: Iterable[Value | SupportsFloat]) -> Value:
     """log(sum(exp(v))) as m + log(sum(exp(v - m))), m the largest value (0 if it is
-    infinite), a node of the graph, so that every replay shifts by its own row's."""
+    infinite), a node of the graph, so that every replay shifts by its own row's.
+
+    Args:
+        values: Values or numbers.
+
+    Returns:
+        log(sum(exp(v))), a Value.
+
+    Raises:
+        ValueError: no values.
+        TypeError: an item that is not a Value or a real number.
+    """
     vs, engine = _values(values, "logsumexp")
     m = _shift(vs, engine)
     total: Value = engine.sum([(v - m).exp() for v in vs])
@@ -94,7 +116,18 @@ def logsumexp(values: Iterable[Value | SupportsFloat]) -> Value:
 
 def log_softmax(values: Iterable[Value | SupportsFloat]) -> list[Value]:
     """v - logsumexp(values) for each v, as torch's log_softmax: the log-probabilities that
-    nll_loss takes, without the overflow of log(softmax)."""
+    nll_loss takes, without the overflow of log(softmax).
+
+    Args:
+        values: the scores, Values or numbers.
+
+    Returns:
+        One Value per input: its log-probability.
+
+    Raises:
+        ValueError: no values.
+        TypeError: an item that is not a Value or a real number.
+    """
     vs, _ = _values(values, "log_softmax")
     total = logsumexp(vs)
     return [v - total for v in vs]
@@ -108,7 +141,20 @@ def cross_entropy(logits: Iterable[Value | SupportsFloat], target_index: int | V
     feeds from a vector of labels, ``targets=[t], y=labels``): then the score is picked by
     nodes that every replay evaluates at its own row, with the bits the int gives, and a
     row whose label is not a class raises IndexError. An index has no gradient: a target
-    Value that requires grad gets 0.0 added."""
+    Value that requires grad gets 0.0 added.
+
+    Args:
+        logits: the unnormalised scores of one sample, Values or numbers.
+        target_index: the true class: an int, or a Value holding it.
+
+    Returns:
+        The loss, a Value.
+
+    Raises:
+        IndexError: an index that is not a class of these logits.
+        ValueError: no logits.
+        TypeError: a logit that is not a Value or a real number.
+    """
     vs, engine = _values(logits, "cross_entropy")
     if engine_of(target_index) is not None:
         picked = _picked(vs, target_index, engine)

@@ -19,14 +19,30 @@ __all__ = ["MAX_VALUES", "Drawing", "draw_dot", "to_dot"]
 
 @dataclass
 class Drawing:
-    """The graph below a root, ready to draw: nodes numbered in the order they are found."""
+    """The graph below a root, ready to draw: nodes numbered in the order they are found.
+
+    Args:
+        values: the Values, the root first.
+        edges: (operand, result) pairs of numbers into values, sorted.
+    """
 
     values: list[Any]
     edges: list[tuple[int, int]]  # (operand, result) by number
 
     @classmethod
     def of(cls, root: Any, max_values: int = MAX_VALUES) -> Drawing:
-        """Walks the graph without recursion; refuses graphs of more than max_values."""
+        """The drawing of the graph below root, walked without recursion.
+
+        Args:
+            root: the Value whose graph is drawn.
+            max_values: the most Values drawn.
+
+        Returns:
+            The Drawing.
+
+        Raises:
+            ValueError: the graph has more than max_values Values.
+        """
         number = {id(root): 0}
         values, edges, stack = [root], [], [root]  # holding every Value keeps ids stable
         while stack:
@@ -46,7 +62,14 @@ class Drawing:
         return cls(values, sorted(set(edges)))
 
     def record(self, i: int) -> str:
-        """The drawing's record for node i (its label, data and grad)."""
+        """The drawing's record for one node.
+
+        Args:
+            i: the node's number.
+
+        Returns:
+            Graphviz record text: "{ label | data 1.0000 | grad 0.0000 }".
+        """
         v = self.values[i]
         return f"{{ {_escape(v.label)} | data {v.data:.4f} | grad {v.grad:.4f} }}"
 
@@ -69,7 +92,19 @@ def _quote(text: str) -> str:
 
 
 def to_dot(root: Any, rankdir: str = "LR", max_values: int = MAX_VALUES) -> str:
-    """The graph below root as Graphviz DOT text."""
+    """The graph below root as Graphviz DOT text, needing nothing installed.
+
+    Args:
+        root: the Value whose graph is drawn.
+        rankdir: Graphviz's direction: "LR" (left to right) or "TB" (top to bottom).
+        max_values: the most Values drawn.
+
+    Returns:
+        The DOT text, which `dot -Tsvg` renders.
+
+    Raises:
+        ValueError: the graph has more than max_values Values.
+    """
     drawing = Drawing.of(root, max_values)
     lines = ["digraph {", f"  rankdir={_quote(rankdir)};"]
     for i, v in enumerate(drawing.values):
@@ -85,7 +120,21 @@ def to_dot(root: Any, rankdir: str = "LR", max_values: int = MAX_VALUES) -> str:
 
 def draw_dot(root: Any, format: str = "svg", rankdir: str = "LR",
              max_values: int = MAX_VALUES) -> Any:  # fmt: skip
-    """The graph below root as a graphviz.Digraph, as in the micrograd lecture."""
+    """The graph below root as a graphviz.Digraph, as in the micrograd lecture.
+
+    Args:
+        root: the Value whose graph is drawn.
+        format: the format render() writes ("svg", "png", ...).
+        rankdir: Graphviz's direction: "LR" (left to right) or "TB" (top to bottom).
+        max_values: the most Values drawn.
+
+    Returns:
+        A graphviz.Digraph: notebooks display it, .render() draws it with Graphviz's dot.
+
+    Raises:
+        ImportError: the graphviz package is not installed.
+        ValueError: the graph has more than max_values Values.
+    """
     try:
         from graphviz import Digraph
     except ImportError as error:

@@ -35,20 +35,40 @@ class Module:
             p.grad = 0.0
 
     def parameters(self) -> list[Value]:
-        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it).
+
+        Returns:
+            A new list of the Values (none for a bare Module).
+        """
         return []
 
     def named_parameters(self) -> list[tuple[str, Value]]:
-        """The parameters with the names state_dict uses, in parameters() order."""
+        """The parameters with the names state_dict uses, in parameters() order.
+
+        Returns:
+            (name, Value) pairs; a bare Module names them "0", "1", ...
+        """
         return [(str(i), p) for i, p in enumerate(self.parameters())]
 
     def state_dict(self) -> dict[str, float]:
-        """Every parameter's data by name: "layers.0.neurons.3.w.1" and the like."""
+        """Every parameter's data by name, as PyTorch's state_dict.
+
+        Returns:
+            A new dict from names ("layers.0.neurons.3.w.1" and the like) to floats.
+        """
         return {name: p.data for name, p in self.named_parameters()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Sets every parameter's data from state, which must name exactly this module's
-        parameters with real numbers; checks all of it before it changes anything."""
+        """Sets every parameter's data from state; checks all of it before it changes anything.
+
+        Args:
+            state: a mapping that names exactly this module's parameters (state_dict's
+                names) with real numbers.
+
+        Raises:
+            KeyError: state misses a parameter's name or has one this module lacks.
+            TypeError: a value that is not a real number.
+        """
         params = dict(self.named_parameters())
         missing = [name for name in params if name not in state]
         unexpected = [name for name in state if name not in params]
@@ -97,8 +117,19 @@ def _activate(act: Any, activation: str) -> Any:
 
 class Neuron(Module):
     """One unit: activation(w . x + b). nonlin=False is micrograd's linear neuron; activation
-    names the nonlinearity otherwise: "relu" (micrograd's), "tanh", "sigmoid", "softplus" or
-    "linear" (smooth ones for networks whose second derivatives matter)."""
+    names the nonlinearity otherwise.
+
+    Args:
+        nin: the number of inputs; each weight starts uniform in [-1, 1], the bias at 0.
+        nonlin: False makes micrograd's linear neuron, whatever activation says.
+        activation: "relu" (micrograd's), "tanh", "sigmoid", "softplus" or "linear" (the
+            smooth ones for networks whose second derivatives matter).
+        engine: the implementation whose Values it holds (fastgrad._core or
+            fastgrad.reference); fastgrad's chosen one by default.
+
+    Raises:
+        ValueError: an activation not in ACTIVATIONS.
+    """
 
     def __init__(self, nin: int, nonlin: bool = True, *, activation: str = "relu",
                  engine: types.ModuleType | None = None) -> None:  # fmt: skip
@@ -109,17 +140,32 @@ class Neuron(Module):
         self.nonlin = self.activation != "linear"
 
     def __call__(self, x: Sequence[Input]) -> Value:
-        """The activation of w . x + b (one Value), built as one dot node."""
+        """The activation of w . x + b, built as one dot node.
+
+        Args:
+            x: the inputs, Values or numbers, nin of them.
+
+        Returns:
+            The neuron's output, a Value.
+        """
         act = self.engine.dot(self.w, x, self.b)  # micrograd: sum((wi*xi ...), self.b)
         out: Value = _activate(act, self.activation)
         return out
 
     def parameters(self) -> list[Value]:
-        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it).
+
+        Returns:
+            A new list: the weights, then the bias.
+        """
         return self.w + [self.b]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
-        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them."""
+        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them.
+
+        Returns:
+            ("w.0", w0), ("w.1", w1), ..., ("b", b).
+        """
         return [(f"w.{i}", w) for i, w in enumerate(self.w)] + [("b", self.b)]
 
     def __repr__(self) -> str:
@@ -131,14 +177,29 @@ class Neuron(Module):
 
 
 class Layer(Module):
-    """nout neurons over the same nin inputs (micrograd's Layer); keyword arguments go to
-    each Neuron (activation, engine)."""
+    """nout neurons over the same nin inputs (micrograd's Layer).
+
+    Args:
+        nin: the number of inputs.
+        nout: the number of neurons.
+        **kwargs: passed to each Neuron: nonlin, activation, engine.
+
+    Raises:
+        ValueError: an activation not in ACTIVATIONS.
+    """
 
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
     def __call__(self, x: Sequence[Input]) -> Value | list[Value]:
-        """The neurons' outputs: a list, or the one Value of a layer of one neuron."""
+        """The neurons' outputs.
+
+        Args:
+            x: the inputs, Values or numbers, nin of them.
+
+        Returns:
+            A list of Values, one per neuron; the Value itself for a layer of one neuron.
+        """
         out: list[Value] = []
         for n in self.neurons:
             if type(n) is Neuron:  # Neuron.__call__ inlined: its frame is a fifth of the layer
@@ -150,11 +211,19 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def parameters(self) -> list[Value]:
-        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it).
+
+        Returns:
+            A new list: each neuron's parameters in turn.
+        """
         return [p for n in self.neurons for p in n.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
-        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them."""
+        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them.
+
+        Returns:
+            ("neurons.0.w.0", ...), one pair per parameter.
+        """
         return [(f"neurons.{j}.{name}", p) for j, n in enumerate(self.neurons)
                 for name, p in n.named_parameters()]  # fmt: skip
 
@@ -164,7 +233,17 @@ class Layer(Module):
 
 class MLP(Module):
     """Layers of nouts[i] neurons: activation after every layer but the last, which is
-    linear (micrograd's MLP, with "relu")."""
+    linear (micrograd's MLP, with "relu").
+
+    Args:
+        nin: the number of inputs.
+        nouts: each layer's number of neurons, the last layer's being the outputs.
+        activation: the hidden layers' nonlinearity, one of ACTIVATIONS.
+        engine: the implementation whose Values it holds; fastgrad's chosen one by default.
+
+    Raises:
+        ValueError: an activation not in ACTIVATIONS.
+    """
 
     def __init__(self, nin: int, nouts: list[int], *, activation: str = "relu",
                  engine: types.ModuleType | None = None) -> None:  # fmt: skip
@@ -174,7 +253,14 @@ class MLP(Module):
                        for i in range(len(nouts))]  # fmt: skip
 
     def __call__(self, x: Sequence[Input]) -> Value | list[Value]:
-        """The last layer's outputs: a list, or one Value where it has one neuron."""
+        """The network's outputs.
+
+        Args:
+            x: the inputs, Values or numbers, nin of them.
+
+        Returns:
+            The last layer's outputs: a list of Values, or one Value where it has one neuron.
+        """
         out: Any = x
         for layer in self.layers:
             out = layer(out)
@@ -182,11 +268,19 @@ class MLP(Module):
         return result
 
     def parameters(self) -> list[Value]:
-        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it)."""
+        """The trainable Values, in a fixed order (model.parameters() as micrograd gives it).
+
+        Returns:
+            A new list: each layer's parameters in turn.
+        """
         return [p for layer in self.layers for p in layer.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Value]]:
-        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them."""
+        """(name, Value) for every parameter, in parameters()' order, as PyTorch names them.
+
+        Returns:
+            ("layers.0.neurons.0.w.0", ...), one pair per parameter.
+        """
         return [(f"layers.{i}.{name}", p) for i, layer in enumerate(self.layers)
                 for name, p in layer.named_parameters()]  # fmt: skip
 

@@ -42,8 +42,23 @@ def _params(parameters: Value | Iterable[Value]) -> list[Any]:
 def clip_grad_norm_(parameters: Value | Iterable[Value], max_norm: float,
                     norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:  # fmt: skip
     """Scales every grad by max_norm / (total + 1e-6) where that is below 1, total being the
-    norm_type-norm of all the grads together (inf: the largest |grad|); returns total, the
-    norm before clipping."""
+    norm_type-norm of all the grads together, as torch.nn.utils.clip_grad_norm_.
+
+    Args:
+        parameters: a Value or an iterable of Values whose grads are clipped.
+        max_norm: the largest total norm left.
+        norm_type: p of the p-norm; inf takes the largest |grad|, -inf the smallest, 0 counts
+            the non-zero grads.
+        error_if_nonfinite: True raises when the total norm is nan or infinite.
+
+    Returns:
+        The total norm before clipping, a float.
+
+    Raises:
+        RuntimeError: error_if_nonfinite and a total norm that is nan or infinite (no grad
+            changes then).
+        TypeError: an item that is not a Value, or a norm that is not a real number.
+    """
     params = _params(parameters)
     max_norm = as_float(max_norm, "max_norm")
     p_norm = as_float(norm_type, "norm_type")
@@ -74,7 +89,15 @@ def clip_grad_norm_(parameters: Value | Iterable[Value], max_norm: float,
 
 
 def clip_grad_value_(parameters: Value | Iterable[Value], clip_value: float) -> None:
-    """Clamps every grad into [-clip_value, clip_value] (nan stays nan)."""
+    """Clamps every grad into [-clip_value, clip_value] (nan stays nan).
+
+    Args:
+        parameters: a Value or an iterable of Values whose grads are clamped.
+        clip_value: the largest |grad| left.
+
+    Raises:
+        TypeError: an item that is not a Value, or clip_value is not a real number.
+    """
     params = _params(parameters)
     c = as_float(clip_value, "clip_value")
     for p in params:

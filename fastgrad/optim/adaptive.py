@@ -52,7 +52,25 @@ class _TableRule(Optimizer):
 class NAdam(_TableRule):
     """NAdam (Dozat), PyTorch's rule: Adam's moments with Nesterov momentum, whose factor
     mu_t = beta1 (1 - 0.96 ** (t momentum_decay) / 2) is kept as a running product;
-    decoupled_weight_decay scales the data as AdamW does."""
+    decoupled_weight_decay scales the data as AdamW does.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        betas: beta1 and beta2, the decay rates of the moments, each in [0, 1).
+        eps: added to the denominator.
+        weight_decay: the L2 penalty (the decoupled decay's rate with
+            decoupled_weight_decay).
+        momentum_decay: psi, how fast the Nesterov factor mu_t moves to beta1.
+        decoupled_weight_decay: AdamW's decay: scale data by 1 - lr * weight_decay.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups or not a leaf, or a
+            hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, or an unknown hyperparameter in a group.
+    """
 
     RULE = "nadam"
     HYPER = ("lr", "betas", "eps", "weight_decay", "momentum_decay",
@@ -86,7 +104,24 @@ class NAdam(_TableRule):
 class RAdam(_TableRule):
     """RAdam (Liu et al.), PyTorch's rule: Adam whose adaptive step is rectified by the
     variance of its moment estimate, plain momentum SGD while that is undefined (the first
-    steps); decoupled_weight_decay scales the data as AdamW does."""
+    steps); decoupled_weight_decay scales the data as AdamW does.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        betas: beta1 and beta2, the decay rates of the moments, each in [0, 1).
+        eps: added to the denominator.
+        weight_decay: the L2 penalty (the decoupled decay's rate with
+            decoupled_weight_decay).
+        decoupled_weight_decay: AdamW's decay: scale data by 1 - lr * weight_decay.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups or not a leaf, or a
+            hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, or an unknown hyperparameter in a group.
+    """
 
     RULE = "radam"
     HYPER = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize")
@@ -106,7 +141,23 @@ class RAdam(_TableRule):
 
 class Adagrad(_TableRule):
     """Adagrad (Duchi et al.), PyTorch's rule: data += -lr / (1 + (t - 1) lr_decay) g /
-    (sqrt(sum of g^2 so far) + eps), the sum starting at initial_accumulator_value."""
+    (sqrt(sum of g^2 so far) + eps), the sum starting at initial_accumulator_value.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        lr_decay: how fast the learning rate decays with the step count.
+        weight_decay: L2 penalty: weight_decay * data added to the gradient.
+        initial_accumulator_value: where each sum of squares starts.
+        eps: added to the denominator.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups or not a leaf, or a
+            hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, or an unknown hyperparameter in a group.
+    """
 
     RULE = "adagrad"
     HYPER = ("lr", "lr_decay", "weight_decay", "eps", "maximize")
@@ -129,7 +180,12 @@ class Adagrad(_TableRule):
                       "initial_accumulator_value")  # fmt: skip
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Adds a group of parameters with its own hyperparameters (the defaults fill the rest)."""
+        """Adds a group of parameters with its own hyperparameters (the defaults fill the rest).
+
+        Args:
+            param_group: a dict with "params" and any of Adagrad's hyperparameters; its sums
+                start at its initial_accumulator_value.
+        """
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         self._state[-1]["sum"][:] = as_float(group["initial_accumulator_value"],
@@ -141,7 +197,22 @@ class Adagrad(_TableRule):
 
 class Adamax(_TableRule):
     """Adamax (Kingma and Ba), PyTorch's rule: Adam with the infinity norm, u = max(beta2 u,
-    |g| + eps), data += -(lr / (1 - beta1 ** t)) m / u."""
+    |g| + eps), data += -(lr / (1 - beta1 ** t)) m / u.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        betas: beta1 and beta2, the decay rates of the moments, each in [0, 1).
+        eps: added to the denominator.
+        weight_decay: L2 penalty: weight_decay * data added to the gradient.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups or not a leaf, or a
+            hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, or an unknown hyperparameter in a group.
+    """
 
     RULE = "adamax"
     HYPER = ("lr", "betas", "eps", "weight_decay", "maximize")
@@ -159,7 +230,22 @@ class Adamax(_TableRule):
 
 class Adadelta(_TableRule):
     """Adadelta (Zeiler), PyTorch's rule: running averages of g^2 and of the updates'
-    squares, rho each, the update sqrt(acc_delta + eps) / sqrt(square_avg + eps) g times lr."""
+    squares, rho each, the update sqrt(acc_delta + eps) / sqrt(square_avg + eps) g times lr.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        rho: the running averages' decay, in [0, 1].
+        eps: added inside both square roots.
+        weight_decay: L2 penalty: weight_decay * data added to the gradient.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups or not a leaf, or a
+            hyperparameter PyTorch refuses, or rho outside [0, 1].
+        TypeError: a parameter that is not a Value, or an unknown hyperparameter in a group.
+    """
 
     RULE = "adadelta"
     HYPER = ("lr", "rho", "eps", "weight_decay", "maximize")

@@ -127,7 +127,23 @@ class LBFGS(Optimizer):
     with step lr, or with line_search_fn="strong_wolfe" a line search; it stops where the
     gradient's largest entry is at most tolerance_grad, or a step or the loss changes by
     less than tolerance_change, or after max_eval evaluations (default max_iter * 5 / 4).
-    One parameter group; step requires the closure."""
+    One parameter group; step requires the closure.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()).
+        lr: the step length (the line search's first trial step with "strong_wolfe").
+        max_iter: the most iterations per step().
+        max_eval: the most loss evaluations per step() (max_iter * 5 // 4 by default).
+        tolerance_grad: stop when the gradient's largest |entry| is at most this.
+        tolerance_change: stop when a step's or the loss's change is below this.
+        history_size: how many gradient differences the quasi-Newton update keeps.
+        line_search_fn: None (fixed steps of lr) or "strong_wolfe".
+
+    Raises:
+        ValueError: an unknown line_search_fn, parameter groups (LBFGS takes one), a count
+            that is not a whole number >= 1, or a hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value.
+    """
 
     def __init__(self, params: Params, lr: float = 1, max_iter: int = 20,
                  max_eval: int | None = None, tolerance_grad: float = 1e-7,
@@ -177,8 +193,18 @@ class LBFGS(Optimizer):
         return loss, flat_grad
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Up to max_iter iterations; closure() clears the grads, computes the loss,
-        backpropagates and returns the loss. Returns the loss of the first call."""
+        """Up to max_iter iterations of L-BFGS.
+
+        Args:
+            closure: a function that clears the grads, computes the loss, backpropagates
+                and returns the loss.
+
+        Returns:
+            The loss of closure's first call.
+
+        Raises:
+            TypeError: no closure.
+        """
         if closure is None:
             raise TypeError("LBFGS.step needs a closure that recomputes the loss and its grads")
         self._see_edits()
@@ -279,7 +305,12 @@ class LBFGS(Optimizer):
     # ---- state: the history, under parameter 0 as PyTorch keeps it ----
 
     def state_dict(self) -> dict[str, Any]:
-        """What resuming needs, as a dict (PyTorch's layout); load_state_dict() takes it."""
+        """What resuming needs, in PyTorch's layout.
+
+        Returns:
+            {"state": {0: the history, directions and counters}, "param_groups": [the
+            hyperparameters and "params"]}; load_state_dict() takes it.
+        """
         self._see_edits()
         entry: dict[str, Any] = {}
         for key, value in self._history.items():
@@ -294,7 +325,14 @@ class LBFGS(Optimizer):
         return {"state": {0: entry}, "param_groups": [group]}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores what state_dict() returned (PyTorch's layout)."""
+        """Restores what state_dict() returned; checks all of it before it changes anything.
+
+        Args:
+            state_dict: what state_dict() returned for the same parameters.
+
+        Raises:
+            ValueError: a state that does not fit these parameters or is not LBFGS's.
+        """
         if not isinstance(state_dict, Mapping) or not isinstance(state_dict.get("state"),
                                                                  Mapping):  # fmt: skip
             raise ValueError("an optimizer state has 'state' and 'param_groups'")

@@ -61,7 +61,17 @@ def _per_group(name: str, optimizer: Optimizer, value: Any) -> list[Any]:
 
 
 class LRScheduler:
-    """A schedule of each parameter group's lr, one step() per optimizer step (or epoch)."""
+    """A schedule of each parameter group's lr, one step() per optimizer step (or epoch)
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        KeyError: last_epoch >= 0 and a group without "initial_lr".
+        TypeError: optimizer is not an optimizer.
+    """
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         self.optimizer = _optimizer(optimizer)
@@ -87,11 +97,22 @@ class LRScheduler:
             self._is_initial = False
 
     def get_lr(self) -> list[float]:
-        """The lr of each group at last_epoch, from the groups' current lrs."""
+        """The lr of each group at last_epoch, from the groups' current lrs; step() calls it.
+
+        Returns:
+            One learning rate per parameter group.
+
+        Raises:
+            NotImplementedError: a schedule that does not define it (LRScheduler itself).
+        """
         raise NotImplementedError
 
     def get_last_lr(self) -> list[float]:
-        """The lrs the last step() set."""
+        """The lrs the last step() set.
+
+        Returns:
+            One learning rate per parameter group.
+        """
         return self._last_lr
 
     def step(self) -> None:
@@ -116,12 +137,22 @@ class LRScheduler:
         return [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the schedule holds but the optimizer."""
+        """Everything the schedule holds but the optimizer, for checkpoints.
+
+        Returns:
+            A dict of the schedule's attributes (PyTorch's layout); load_state_dict() takes it.
+        """
         return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Resumes from what state_dict() gave (the optimizer's own state is loaded apart);
-        a state of another schedule raises ValueError and changes nothing."""
+        """Resumes from what state_dict() gave (the optimizer's own state is loaded apart).
+
+        Args:
+            state_dict: what state_dict() returned for a schedule of this kind.
+
+        Raises:
+            ValueError: a state of another schedule; nothing changes then.
+        """
         if not isinstance(state_dict, Mapping) or set(state_dict) != set(self.state_dict()):
             held = sorted(state_dict) if isinstance(state_dict, Mapping) else state_dict
             raise ValueError(f"the state does not fit {type(self).__name__}: it holds {held!r}")
@@ -133,7 +164,17 @@ class LRScheduler:
 
 
 class LambdaLR(LRScheduler):
-    """lr = initial lr * lr_lambda(epoch), one function per group or one for all."""
+    """lr = initial lr * lr_lambda(epoch), one function per group or one for all
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        lr_lambda: a function of the step count giving the factor, or one per group.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: a list of lr_lambda of another length than the groups.
+    """
 
     def __init__(self, optimizer: Optimizer,
                  lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
@@ -149,19 +190,21 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         return [base_lr * f(self.last_epoch) for f, base_lr in zip(self.lr_lambdas, self.base_lrs)]
 
     def state_dict(self) -> dict[str, Any]:
         """As PyTorch's: a function's own attributes where it is a callable object, else None
-        (functions are not state)."""
+        (functions are not state).
+
+        Returns:
+            The schedule's attributes, lr_lambdas as described.
+        """
         state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
         state["lr_lambdas"] = [None if isinstance(f, types.FunctionType) else dict(f.__dict__)
                                for f in self.lr_lambdas]  # fmt: skip
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores what state_dict() returned (PyTorch's layout)."""
         state = dict(state_dict)
         lambdas = state.pop("lr_lambdas", None)
         if not isinstance(lambdas, list) or len(lambdas) != len(self.lr_lambdas):
@@ -173,17 +216,34 @@ class LambdaLR(LRScheduler):
 
 
 class MultiplicativeLR(LambdaLR):
-    """lr times lr_lambda(epoch) at every step, one function per group or one for all."""
+    """lr times lr_lambda(epoch) at every step, one function per group or one for all
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        lr_lambda: a function of the step count giving the factor, or one per group.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: a list of lr_lambda of another length than the groups.
+    """
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         if self._is_initial:
             return self._current()
         return [lr * f(self.last_epoch) for f, lr in zip(self.lr_lambdas, self._current())]
 
 
 class StepLR(LRScheduler):
-    """lr times gamma every step_size steps."""
+    """lr times gamma every step_size steps
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        step_size: the steps between decays.
+        gamma: the factor of each decay.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+    """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1,
                  last_epoch: int = -1) -> None:  # fmt: skip
@@ -191,7 +251,6 @@ class StepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
@@ -201,7 +260,15 @@ class StepLR(LRScheduler):
 
 
 class MultiStepLR(LRScheduler):
-    """lr times gamma at each milestone (times gamma**k at a milestone named k times)."""
+    """lr times gamma at each milestone (times gamma**k at a milestone named k times)
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        milestones: the step counts at which lr decays.
+        gamma: the factor of each decay.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+    """
 
     def __init__(self, optimizer: Optimizer, milestones: Iterable[int], gamma: float = 0.1,
                  last_epoch: int = -1) -> None:  # fmt: skip
@@ -210,7 +277,6 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         if self.last_epoch not in self.milestones:
             return self._current()
         return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._current()]
@@ -221,7 +287,6 @@ class MultiStepLR(LRScheduler):
                 for base in self.base_lrs]  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
-        """What resuming needs, as a dict (PyTorch's layout); load_state_dict() takes it."""
         return {**super().state_dict(), "milestones": dict(self.milestones)}
 
     def _decoded(self, state: dict[str, Any]) -> dict[str, Any]:
@@ -230,14 +295,20 @@ class MultiStepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """lr times gamma every step."""
+    """lr times gamma every step
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        gamma: the factor of each step.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+    """
 
     def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         if self._is_initial:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
@@ -248,7 +319,15 @@ class ExponentialLR(LRScheduler):
 
 class CosineAnnealingLR(LRScheduler):
     """lr from its initial value down to eta_min along half a cosine over T_max steps (and
-    back up over the next T_max, as PyTorch's recursive form does)."""
+    back up over the next T_max, as PyTorch's recursive form does)
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        T_max: the steps of half a period.
+        eta_min: the lowest lr.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+    """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:  # fmt: skip
@@ -256,7 +335,6 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         e, t, low = self.last_epoch, self.T_max, self.eta_min
         if self._is_initial:
             return self._current()
@@ -276,7 +354,19 @@ class CosineAnnealingLR(LRScheduler):
 
 
 class LinearLR(LRScheduler):
-    """lr times a factor going linearly from start_factor to end_factor over total_iters."""
+    """lr times a factor going linearly from start_factor to end_factor over total_iters
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        start_factor: the first step's factor, in (0, 1].
+        end_factor: the factor from total_iters on, in [0, 1].
+        total_iters: the steps the factor takes to reach end_factor.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: a factor out of its range.
+    """
 
     def __init__(self, optimizer: Optimizer, start_factor: float = 1.0 / 3,
                  end_factor: float = 1.0, total_iters: int = 5,
@@ -291,7 +381,6 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         e, start, end = self.last_epoch, self.start_factor, self.end_factor
         if e == 0:
             return [lr * start for lr in self._current()]
@@ -307,7 +396,18 @@ class LinearLR(LRScheduler):
 
 
 class ConstantLR(LRScheduler):
-    """lr times factor for the first total_iters steps, then lr."""
+    """lr times factor for the first total_iters steps, then lr
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        factor: the factor of the first steps, in [0, 1].
+        total_iters: how many steps it applies.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: a factor out of [0, 1].
+    """
 
     def __init__(self, optimizer: Optimizer, factor: float = 1.0 / 3, total_iters: int = 5,
                  last_epoch: int = -1) -> None:  # fmt: skip
@@ -317,7 +417,6 @@ class ConstantLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         if self.last_epoch == 0:
             return [lr * self.factor for lr in self._current()]
         if self.last_epoch != self.total_iters:
@@ -330,7 +429,15 @@ class ConstantLR(LRScheduler):
 
 
 class PolynomialLR(LRScheduler):
-    """lr decaying as (1 - step / total_iters) ** power to 0 over total_iters steps."""
+    """lr decaying as (1 - step / total_iters) ** power to 0 over total_iters steps
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        total_iters: the steps until lr reaches 0.
+        power: the polynomial's power.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+    """
 
     def __init__(self, optimizer: Optimizer, total_iters: int = 5, power: float = 1.0,
                  last_epoch: int = -1) -> None:  # fmt: skip
@@ -338,7 +445,6 @@ class PolynomialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         e, n = self.last_epoch, self.total_iters
         if self._is_initial or e > n:
             return self._current()
@@ -353,7 +459,19 @@ class PolynomialLR(LRScheduler):
 class CosineAnnealingWarmRestarts(LRScheduler):
     """lr from its initial value down to eta_min along half a cosine over T_0 steps, then
     restarting, each period T_mult times the last (SGDR). step(epoch) takes a fractional
-    epoch, for a schedule per batch."""
+    epoch, for a schedule per batch
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        T_0: the steps of the first period, a positive int.
+        T_mult: each period's length over the last's, an int >= 1.
+        eta_min: the lowest lr.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: T_0, T_mult or eta_min of the wrong kind.
+    """
 
     def __init__(self, optimizer: Optimizer, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
                  last_epoch: int = -1) -> None:  # fmt: skip
@@ -368,13 +486,19 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         low = self.eta_min
         return [low + (base - low) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
                 for base in self.base_lrs]  # fmt: skip
 
     def step(self, epoch: float | None = None) -> None:
-        """The next step, or the schedule at `epoch` (fractional: a step per batch)."""
+        """The next step, or the schedule at a given epoch.
+
+        Args:
+            epoch: None for the next step, or the (fractional: a step per batch) epoch.
+
+        Raises:
+            ValueError: a negative epoch.
+        """
         self._step_count += 1
         if epoch is None and self.last_epoch < 0:
             epoch = 0
@@ -434,7 +558,28 @@ class CyclicLR(LRScheduler):
     """lr cycling between base_lr and max_lr (Smith's cyclical learning rates):
     step_size_up steps up, step_size_down (default: the same) down, the amplitude scaled by
     mode ("triangular": 1, "triangular2": halved each cycle, "exp_range": gamma ** step) or by
-    scale_fn; momentum (or Adam's beta1) the other way between base_ and max_momentum."""
+    scale_fn; momentum (or Adam's beta1) the other way between base_ and max_momentum
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        base_lr: the lowest lr, one for all groups or one per group.
+        max_lr: the highest lr, one for all groups or one per group.
+        step_size_up: the steps of the rising half of a cycle.
+        step_size_down: the steps of the falling half (step_size_up by default).
+        mode: "triangular", "triangular2" or "exp_range" (ignored with scale_fn).
+        gamma: exp_range's factor per step.
+        scale_fn: a function of the cycle (or step) count giving the amplitude's scale.
+        scale_mode: what scale_fn takes: "cycle" or "iterations".
+        cycle_momentum: whether momentum (or Adam's beta1) cycles the other way.
+        base_momentum: the lowest momentum, one or one per group.
+        max_momentum: the highest momentum, one or one per group.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: an unknown mode without scale_fn, a list of the wrong length, or
+            cycle_momentum with an optimizer that has no momentum.
+    """
 
     def __init__(self, optimizer: Optimizer, base_lr: float | list[float],
                  max_lr: float | list[float], step_size_up: int = 2000,
@@ -468,7 +613,14 @@ class CyclicLR(LRScheduler):
         self.base_lrs = base_lrs
 
     def scale_fn(self, x: float) -> float:
-        """The amplitude's scale at x (cycles or iterations, as scale_mode says)."""
+        """The amplitude's scale.
+
+        Args:
+            x: the cycle count or the step count, as scale_mode says.
+
+        Returns:
+            The factor the cycle's amplitude is multiplied by.
+        """
         if self._scale_fn_custom is not None:
             return float(self._scale_fn_custom(x))
         if self.mode == "triangular":
@@ -478,7 +630,6 @@ class CyclicLR(LRScheduler):
         return float(self.gamma**x)
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         cycle = math.floor(1 + self.last_epoch / self.total_size)
         x = 1.0 + self.last_epoch / self.total_size - cycle
         if x <= self.step_ratio:
@@ -496,7 +647,11 @@ class CyclicLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         """As PyTorch's: a custom scale_fn's own attributes where it is a callable object,
-        else None (functions are not state)."""
+        else None (functions are not state).
+
+        Returns:
+            The schedule's attributes, the scale function as described.
+        """
         state = super().state_dict()
         fn = state.pop("_scale_fn_custom")
         state["_scale_fn_custom"] = (None if fn is None or isinstance(fn, types.FunctionType)
@@ -504,7 +659,6 @@ class CyclicLR(LRScheduler):
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores what state_dict() returned (PyTorch's layout)."""
         state = dict(state_dict)
         saved = state.pop("_scale_fn_custom", None)
         super().load_state_dict({**state, "_scale_fn_custom": self._scale_fn_custom})
@@ -536,13 +690,11 @@ class _Composite(LRScheduler):
     _schedulers: list[LRScheduler]
 
     def state_dict(self) -> dict[str, Any]:
-        """What resuming needs, as a dict (PyTorch's layout); load_state_dict() takes it."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "_schedulers")}
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restores what state_dict() returned (PyTorch's layout)."""
         if not isinstance(state_dict, Mapping) or set(state_dict) != set(self.state_dict()):
             held = sorted(state_dict) if isinstance(state_dict, Mapping) else state_dict
             raise ValueError(f"the state does not fit {type(self).__name__}: it holds {held!r}")
@@ -563,7 +715,21 @@ class _Composite(LRScheduler):
 
 class SequentialLR(_Composite):
     """schedulers one after another: schedulers[i + 1] takes over at milestones[i] (from
-    its closed form at epoch 0, as PyTorch's does)."""
+    its closed form at epoch 0, as PyTorch's does)
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        schedulers: the schedules, all of this optimizer.
+        milestones: the step counts at which the next schedule takes over, one fewer than
+            schedulers.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: milestones of the wrong length, no schedulers, a ReduceLROnPlateau,
+            or a schedule of another optimizer.
+        TypeError: an item that is not a schedule.
+    """
 
     def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler],
                  milestones: Sequence[int], last_epoch: int = -1) -> None:  # fmt: skip
@@ -604,7 +770,16 @@ class SequentialLR(_Composite):
 
 
 class ChainedScheduler(_Composite):
-    """Every schedule's step at each step, in order (their factors compound)."""
+    """Every schedule's step at each step, in order (their factors compound)
+
+    Args:
+        schedulers: the schedules, all of one optimizer.
+        optimizer: that optimizer (the first schedule's by default).
+
+    Raises:
+        ValueError: no schedulers, a ReduceLROnPlateau, or a schedule of another optimizer.
+        TypeError: an item that is not a schedule.
+    """
 
     def __init__(self, schedulers: Sequence[LRScheduler],
                  optimizer: Optimizer | None = None) -> None:  # fmt: skip
@@ -626,7 +801,29 @@ class ChainedScheduler(_Composite):
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith and Topin): lr from max_lr / div_factor up to max_lr over
     pct_start of total_steps, then down to that over final_div_factor; momentum (or Adam's
-    beta1) the other way between max_momentum and base_momentum."""
+    beta1) the other way between max_momentum and base_momentum
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        max_lr: the peak lr, one for all groups or one per group.
+        total_steps: the steps of the whole cycle; or give epochs and steps_per_epoch.
+        epochs: the epochs of the cycle, with steps_per_epoch.
+        steps_per_epoch: the steps per epoch, with epochs.
+        pct_start: the share of the cycle spent rising, in [0, 1].
+        anneal_strategy: "cos" or "linear".
+        cycle_momentum: whether momentum (or Adam's beta1) cycles the other way.
+        base_momentum: the lowest momentum, one or one per group.
+        max_momentum: the highest momentum, one or one per group.
+        div_factor: the first lr is max_lr / div_factor.
+        final_div_factor: the last lr is the first / final_div_factor.
+        three_phase: a third phase that anneals to the last lr after coming back down.
+        last_epoch: the index of the last step taken, to resume (-1: a new schedule; the
+            groups then need "initial_lr", which a loaded optimizer state holds).
+
+    Raises:
+        ValueError: no total_steps (nor epochs and steps_per_epoch), a count that is
+            not a positive int, pct_start out of [0, 1], or an unknown anneal_strategy.
+    """
 
     def __init__(self, optimizer: Optimizer, max_lr: float | list[float],
                  total_steps: int | None = None, epochs: int | None = None,
@@ -686,7 +883,6 @@ class OneCycleLR(LRScheduler):
         return (end - start) * pct + start
 
     def get_lr(self) -> list[float]:
-        """The learning rate of each parameter group for the current step."""
         step = self.last_epoch
         if step > self.total_steps:
             raise ValueError(f"Tried to step {step} times. The specified number of total steps "
@@ -707,7 +903,22 @@ class OneCycleLR(LRScheduler):
 
 class ReduceLROnPlateau(LRScheduler):
     """lr times factor when the metric passed to step() has not improved (by threshold) for
-    more than patience steps, then cooldown steps of rest; never below min_lr."""
+    more than patience steps, then cooldown steps of rest; never below min_lr
+
+    Args:
+        optimizer: the optimizer whose param_groups' lr it sets.
+        mode: "min" (the metric should fall, a loss) or "max".
+        factor: the factor lr is multiplied by, below 1.
+        patience: the steps without improvement tolerated.
+        threshold: the least change that counts as an improvement.
+        threshold_mode: "rel" (threshold relative to the best) or "abs".
+        cooldown: the steps of rest after a reduction.
+        min_lr: the lowest lr, one for all groups or one per group.
+        eps: a reduction smaller than this is skipped.
+
+    Raises:
+        ValueError: factor >= 1, an unknown mode or threshold_mode.
+    """
 
     def __init__(self, optimizer: Optimizer, mode: Literal["min", "max"] = "min",
                  factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
@@ -730,8 +941,15 @@ class ReduceLROnPlateau(LRScheduler):
         self.best, self.cooldown_counter, self.num_bad_epochs = self.mode_worse, 0, 0
 
     def step(self, metrics: float | Value) -> None:  # type: ignore[override]
-        """One step with the metric's new value (a loss with mode "min"): a number, or the
-        loss's Value itself, whose .data it reads."""
+        """One step with the metric's new value.
+
+        Args:
+            metrics: the metric (a loss with mode "min"): a number, or the loss's Value
+                itself, whose .data it reads.
+
+        Raises:
+            TypeError: a metric that is not a number or a Value.
+        """
         if engine_of(metrics) is not None:
             current = metrics.data  # type: ignore[union-attr]
         else:

@@ -108,7 +108,22 @@ def _non_negative(value: Any, name: str, label: str) -> float:
 
 
 class Optimizer:
-    """What every optimizer shares: parameter groups, zero_grad, step, state_dict."""
+    """What every optimizer shares: parameter groups, zero_grad, step, state_dict.
+
+    A subclass says what its per-parameter state holds (STATE, FLAGS) and how it updates
+    (_update); hyperparameters live in param_groups, as PyTorch's.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        defaults: each hyperparameter's value for the groups that do not set it.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups, a parameter that is not a
+            leaf, or a hyperparameter PyTorch refuses (a negative lr).
+        TypeError: a parameter that is not a Value, Values of both engines, or an unknown
+            hyperparameter in a group.
+    """
 
     # per-parameter state arrays, float64 but for the flags, and the ones state_dict shows
     STATE: ClassVar[tuple[str, ...]] = ()
@@ -134,7 +149,17 @@ class Optimizer:
             self.add_param_group(group)  # type: ignore[arg-type]
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Adds a group of parameters with hyperparameters of its own (the rest default)."""
+        """Adds a group of parameters with hyperparameters of its own (the rest default).
+
+        Args:
+            param_group: a dict with "params" (a Value or an iterable of Values) and any of
+                this optimizer's hyperparameters.
+
+        Raises:
+            TypeError: param_group is not a dict, or names an unknown hyperparameter.
+            ValueError: a parameter already in a group, one that is not a leaf, or a
+                hyperparameter PyTorch refuses.
+        """
         if not isinstance(param_group, dict):
             raise TypeError(f"a parameter group must be a dict, not {type(param_group).__name__!r}")
         params = _params_of(param_group.get("params"))
@@ -210,8 +235,12 @@ class Optimizer:
                 _flag(group[name], name)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Sets every parameter's grad to 0.0 (a Value's grad is always a number, so
-        set_to_none, PyTorch's default, zeroes too)."""
+        """Sets every parameter's grad to 0.0.
+
+        Args:
+            set_to_none: accepted for PyTorch's signature; a Value's grad is always a number,
+                so it zeroes too.
+        """
         self._see_edits()
         for kernel in self._kernels:
             if kernel is not None:
@@ -222,8 +251,17 @@ class Optimizer:
     @overload
     def step(self, closure: Callable[[], T]) -> T: ...
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One update of every parameter from its .grad; with closure, calls it first (it
-        recomputes the loss and its grads) and returns what it returns."""
+        """One update of every parameter from its .grad.
+
+        Args:
+            closure: a function that recomputes the loss and its grads, called first.
+
+        Returns:
+            What closure returned (None without one).
+
+        Raises:
+            ValueError: a hyperparameter changed in param_groups to one PyTorch refuses.
+        """
         loss = closure() if closure is not None else None
         self._see_edits()
         for group, kernel, state in zip(self.param_groups, self._kernels, self._state):
@@ -245,8 +283,12 @@ class Optimizer:
         return self.STATE
 
     def state_dict(self) -> dict[str, Any]:
-        """{"state": {number: {name: float}}, "param_groups": [{hyperparameters, "params":
-        [numbers]}]}, parameters numbered across the groups in order, as PyTorch's."""
+        """The optimizer's state in PyTorch's layout, for checkpoints.
+
+        Returns:
+            {"state": {number: {name: float}}, "param_groups": [{hyperparameters, "params":
+            [numbers]}]}, the parameters numbered across the groups in order.
+        """
         self._see_edits()
         states: dict[int, dict[str, Any]] = {}
         groups, number = [], 0
@@ -264,8 +306,16 @@ class Optimizer:
         return float(state[name][i])
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Loads what state_dict() gave, for the same parameters in the same groups; checks
-        all of it before it changes anything (ValueError for a state that does not fit)."""
+        """Loads what state_dict() gave; checks all of it before it changes anything.
+
+        Args:
+            state_dict: what state_dict() returned, for the same parameters in the same
+                groups.
+
+        Raises:
+            ValueError: a state that does not fit this optimizer's groups, or holds entries
+                that are not numbers of the right kind.
+        """
         if not isinstance(state_dict, Mapping):
             raise ValueError("an optimizer state must be a dict")
         self._see_edits()
@@ -362,7 +412,25 @@ class SGD(Optimizer):
     weight_decay adds weight_decay * data to it; with momentum a buffer starts as the first
     gradient and becomes momentum * buffer + (1 - dampening) * gradient (nesterov then steps
     along gradient + momentum * buffer); data becomes data - lr * step. Without momentum or
-    weight decay, micrograd's p.data -= lr * p.grad, bit for bit."""
+    weight decay, micrograd's p.data -= lr * p.grad, bit for bit.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        momentum: the momentum factor (0 keeps no buffer).
+        dampening: the dampening of the momentum's new gradient.
+        weight_decay: L2 penalty: weight_decay * data added to the gradient.
+        nesterov: Nesterov momentum (needs momentum > 0 and dampening 0).
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups, a parameter that is not a
+            leaf, or a hyperparameter PyTorch refuses, or nesterov without
+            momentum or with dampening.
+        TypeError: a parameter that is not a Value, Values of both engines, or an unknown
+            hyperparameter in a group.
+    """
 
     STATE = ("momentum_buffer",)
     FLAGS = ("has_buffer",)
@@ -425,7 +493,26 @@ class Adam(Optimizer):
     v = beta2 * v + (1 - beta2) * g * g, data += -(lr / (1 - beta1**t)) * m /
     (sqrt(v) / sqrt(1 - beta2**t) + eps); weight_decay adds to the gradient (L2), or, with
     decoupled_weight_decay (AdamW), scales the data by 1 - lr * weight_decay first; amsgrad
-    divides by the largest v so far."""
+    divides by the largest v so far.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        betas: beta1 and beta2, the decay rates of the moments, each in [0, 1).
+        eps: added to the denominator.
+        weight_decay: the L2 penalty (the decoupled decay's rate with
+            decoupled_weight_decay).
+        amsgrad: AMSGrad: divide by the largest v so far.
+        maximize: True ascends the gradient.
+        decoupled_weight_decay: AdamW's decay: scale data by 1 - lr * weight_decay.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups, a parameter that is not a
+            leaf, or a hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, Values of both engines, or an unknown
+            hyperparameter in a group.
+    """
 
     STATE = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     DECOUPLED: ClassVar[bool] = False
@@ -466,7 +553,24 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov and Hutter): data is scaled by
-    1 - lr * weight_decay before each step; weight_decay defaults to 0.01, as PyTorch's."""
+    1 - lr * weight_decay before each step; weight_decay defaults to 0.01, as PyTorch's.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        betas: beta1 and beta2, the decay rates of the moments, each in [0, 1).
+        eps: added to the denominator.
+        weight_decay: the decoupled decay's rate.
+        amsgrad: AMSGrad: divide by the largest v so far.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups, a parameter that is not a
+            leaf, or a hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, Values of both engines, or an unknown
+            hyperparameter in a group.
+    """
 
     DECOUPLED = True
 
@@ -481,7 +585,25 @@ class AdamW(Adam):
 class RMSprop(Optimizer):
     """RMSprop, PyTorch's rule: v = alpha * v + (1 - alpha) * g * g; centered subtracts the
     square of the gradient's running mean; data += -lr * g / (sqrt(v) + eps), through a
-    momentum buffer when momentum > 0."""
+    momentum buffer when momentum > 0.
+
+    Args:
+        params: the leaf Values to optimise (model.parameters()), or a list of parameter
+            groups: dicts with "params" and any hyperparameters of their own.
+        lr: the learning rate.
+        alpha: the smoothing constant of the running average of squares.
+        eps: added to the denominator.
+        weight_decay: L2 penalty: weight_decay * data added to the gradient.
+        momentum: the momentum factor (0 keeps no buffer).
+        centered: normalise by the gradient's estimated variance.
+        maximize: True ascends the gradient.
+
+    Raises:
+        ValueError: an empty params, a parameter in two groups, a parameter that is not a
+            leaf, or a hyperparameter PyTorch refuses.
+        TypeError: a parameter that is not a Value, Values of both engines, or an unknown
+            hyperparameter in a group.
+    """
 
     STATE = ("step", "square_avg", "grad_avg", "momentum_buffer")
 
