@@ -190,6 +190,8 @@ cdef class Tape:
 
     @property
     def leaves(self):
+        """The Values the graph starts from (parameters, inputs, constants), in the order
+        the tape numbers them: run's per_row gradients come in this order."""
         cdef fg_tape *tape = self._recorded()
         leaves = [_handle(fg_tape_leaf(tape, i)) for i in range(fg_tape_leaf_count(tape))]
         if self._seeds is None:

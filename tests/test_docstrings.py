@@ -99,7 +99,7 @@ def _own_raises(function: Any) -> bool:
 
 
 def _problems(name: str, obj: Any, class_doc: str = "") -> list[str]:
-    if isinstance(obj, property):
+    if isinstance(obj, property) or inspect.isgetsetdescriptor(obj):
         return [] if obj.__doc__ else [f"{name}: no docstring"]
     function = obj.__func__ if isinstance(obj, (staticmethod, classmethod)) else obj
     doc = inspect.getdoc(function) or ""
