@@ -686,7 +686,8 @@ static void block_backward(const run_context *ctx, block *blk)
 {
     const fg_program *P = ctx->P;
     const double *D = blk->deriv + P->derivs * ctx->n;
-    const double *member_D[MAX_LAYER];  /* the open layer group's members' tail derivatives */
+    const double *member_D[MAX_OPEN][MAX_LAYER];  /* open layer groups' members' tail
+                                                   * derivatives, by colour */
     size_t n = ctx->n, r, i, j;
     fg_status unchecked = FG_OK, *st = &unchecked;    /* forward checked every derivative */
     memset(blk->grad, 0, ctx->plan->lanes * n * sizeof(double));
@@ -709,9 +710,10 @@ static void block_backward(const run_context *ctx, block *blk)
              * group's backward waits for its first member, where every consumer of every
              * member has added into their grads */
             size_t q = ctx->plan->in_layer[i] - 1, g = ctx->plan->layer[i];
+            const double **tails = member_D[ctx->plan->layer_color[i]];
             const double *heads[MAX_LAYER];
             D -= (size_t)s->tail * n;
-            member_D[q] = D;
+            tails[q] = D;
             if (q > 0)
                 continue;
             for (q = g; q-- > 0;) {
@@ -719,7 +721,7 @@ static void block_backward(const run_context *ctx, block *blk)
                 const fg_step *member = &P->steps[step];
                 const double *GM = ROW(blk, grad, member->out);
                 if (member->tail > 0)
-                    GM = tail_backward(ctx, member_D[q], member->tail, GM, blk->scratch + (3 + q) * n);
+                    GM = tail_backward(ctx, tails[q], member->tail, GM, blk->scratch + (3 + q) * n);
                 if (ctx->plan->head_of[step] != NONE)
                     memcpy(HEAD(blk, ctx->plan->head_of[step], 0), GM, n * sizeof(double));
                 heads[q] = GM;

@@ -50,6 +50,8 @@ static void plan_free(fg_plan *p)
     free(p->layer);
     free(p->in_layer);
     free(p->layer_member);
+    free(p->layer_at);
+    free(p->layer_color);
     memset(p, 0, sizeof *p);
 }
 
@@ -191,85 +193,137 @@ static int joins_layer(const fg_program *P, size_t first, size_t j)
     return j != first || inputs_distinct(aa, a->terms);
 }
 
-/* Whether step s reads slot x. */
-static int step_reads(const fg_program *P, const fg_step *s, uint32_t x)
+/* The slots step s reads, as a list (pair holds a unary or binary step's); how many. */
+static size_t step_reads(const fg_program *P, const fg_step *s, const uint32_t **list,
+                         uint32_t pair[2])
 {
-    const uint32_t *args = P->args + (FG_STEP_KIND(s) == FG_STEP_DIVS ? s->terms : s->a);
-    uint32_t k, count;
     switch (FG_STEP_KIND(s)) {
     case FG_STEP_UNARY:
-        return s->a == x;
+        pair[0] = s->a;
+        *list = pair;
+        return 1;
     case FG_STEP_BINARY:
-        return s->a == x || s->b == x;
+        pair[0] = s->a;
+        pair[1] = s->b;
+        *list = pair;
+        return 2;
     case FG_STEP_DIVS:
-        if (s->b == x)
-            return 1;
-        count = s->count;
-        break;
+        *list = P->args + s->terms;
+        return s->count;    /* and the denominator b, which the callers take apart */
     default:
-        count = 1 + fg_stride((fg_op)s->code) * s->terms;
-        break;
+        *list = P->args + s->a;
+        return 1 + fg_stride((fg_op)s->code) * s->terms;
     }
+}
+
+/* Whether step s reads a slot marked in `marks`. */
+static int reads_marked(const fg_program *P, const fg_step *s, const uint8_t *marks)
+{
+    const uint32_t *list;
+    uint32_t pair[2];
+    size_t k, count = step_reads(P, s, &list, pair);
+    if (FG_STEP_KIND(s) == FG_STEP_DIVS && marks[s->b])
+        return 1;
     for (k = 0; k < count; k++)
-        if (args[k] == x)
+        if (marks[list[k]])
             return 1;
     return 0;
 }
 
-/* Whether step s reads an operand of fast DOT step m: its start, a weight or an input. */
-static int reads_operands_of(const fg_program *P, const fg_step *s, const fg_step *m)
+/* Marks slot x, noting it in touched (to be cleared after). */
+static void mark(uint8_t *marks, uint32_t x, uint32_t *touched, size_t *count)
 {
-    const uint32_t *args = P->args + m->a;
-    uint32_t k;
-    for (k = 0; k < 1 + 2 * m->terms; k++)
-        if (step_reads(P, s, args[k]))
-            return 1;
-    return 0;
+    if (!marks[x]) {
+        marks[x] = 1;
+        touched[(*count)++] = x;
+    }
 }
 
-/* The most steps between a layer group's members (a last layer's neurons each followed by a
- * step that reads its score, as a softmax's are). */
-#define MAX_BETWEEN 16
+/* The most steps between a layer group's first and last member that are not members (a
+ * forward-mode graph's other dots and unit rules, neuron after neuron). */
+#define MAX_BETWEEN 96
 
-/* Layer groups: up to MAX_LAYER fast DOT steps that join the first. Steps may lie between
- * them, none a fast DOT and none reading a member's operands: the group's backward runs at
- * its first member, after theirs, and the members' grads reach no operand of theirs. */
-static void find_layers(const fg_program *P, fg_plan *p)
+/* Layer groups: up to MAX_LAYER fast DOT steps that join the first. Other steps may lie
+ * between them, other groups' members among them, none reading a member's operand that has
+ * lanes (its inputs, a start with lanes): the group's backward runs at its first member,
+ * after theirs, and adds into those operands' grads alone, so each grad still takes its
+ * additions in the plain program's order (a weight's are phase 2's, in backward's order
+ * whatever the order here). Groups whose members interleave take different colours, their
+ * members' tail derivatives kept apart while backward walks between them. */
+static fg_status find_layers(const fg_program *P, fg_plan *p, size_t values)
 {
-    size_t i, j, q, b;
+    size_t i, j, q, open_until[MAX_OPEN] = {0}, marked = 0;
+    uint8_t *member_operand = (uint8_t *)calloc(values + 1, 1);
+    uint8_t *read_between = (uint8_t *)calloc(values + 1, 1);
+    uint32_t *touched = (uint32_t *)malloc((values + 1) * sizeof(uint32_t));
+    int opened[MAX_OPEN] = {0};
+    if (member_operand == NULL || read_between == NULL || touched == NULL) {
+        free(member_operand);
+        free(read_between);
+        free(touched);
+        return FG_NO_MEMORY;
+    }
     for (i = 0; i < P->length; i++) {
-        size_t members[MAX_LAYER], between[MAX_BETWEEN], g = 1;
+        size_t members[MAX_LAYER], g = 1, b = 0, colour;
+        const fg_step *first = &P->steps[i];
+        const uint32_t *args = P->args + first->a;
         if (p->in_layer[i] > 0 || p->on_lanes[i] != NARY_DOT_PARAMS_LANES || !joins_layer(P, i, i))
             continue;
+        for (colour = 0; colour < MAX_OPEN && opened[colour] && open_until[colour] > i; colour++)
+            ;
+        if (colour == MAX_OPEN)
+            continue;
         members[0] = i;
-        for (j = i + 1, b = 0; j < P->length && g < MAX_LAYER; j++) {
+        for (q = 0; q < first->terms; q++)
+            if (p->lane[args[2 + 2 * q]] != NONE)
+                mark(member_operand, args[2 + 2 * q], touched, &marked);
+        if (p->lane[args[0]] != NONE)
+            mark(member_operand, args[0], touched, &marked);
+        for (j = i + 1; j < P->length && g < MAX_LAYER; j++) {
             const fg_step *s = &P->steps[j];
-            if (p->on_lanes[j] == NARY_DOT_PARAMS_LANES) {
-                if (!joins_layer(P, i, j))
-                    break;
-                for (q = 0; q < b && !reads_operands_of(P, &P->steps[between[q]], s); q++)
-                    ;
-                if (q < b)
+            if (p->in_layer[j] == 0 && p->on_lanes[j] == NARY_DOT_PARAMS_LANES
+                && joins_layer(P, i, j)) {
+                uint32_t start = P->args[s->a];
+                if (p->lane[start] != NONE && read_between[start])
                     break;
                 members[g++] = j;
+                if (p->lane[start] != NONE)
+                    mark(member_operand, start, touched, &marked);
             } else {
-                if (b == MAX_BETWEEN)
+                const uint32_t *list;
+                uint32_t pair[2];
+                size_t k, count;
+                if (b == MAX_BETWEEN || reads_marked(P, s, member_operand))
                     break;
-                for (q = 0; q < g && !reads_operands_of(P, s, &P->steps[members[q]]); q++)
-                    ;
-                if (q < g)
-                    break;
-                between[b++] = j;
+                b++;
+                count = step_reads(P, s, &list, pair);
+                for (k = 0; k < count; k++)
+                    mark(read_between, list[k], touched, &marked);
+                if (FG_STEP_KIND(s) == FG_STEP_DIVS)
+                    mark(read_between, s->b, touched, &marked);
             }
+        }
+        while (marked > 0) {
+            marked--;
+            member_operand[touched[marked]] = 0;
+            read_between[touched[marked]] = 0;
         }
         if (g > 1) {
             p->layer[i] = (uint8_t)g;
+            p->layer_at[i] = (uint32_t)p->layer_members;
             for (q = 0; q < g; q++) {
                 p->in_layer[members[q]] = (uint8_t)(q + 1);
-                p->layer_member[i + q] = (uint32_t)members[q];
+                p->layer_color[members[q]] = (uint8_t)colour;
+                p->layer_member[p->layer_members++] = (uint32_t)members[q];
             }
+            opened[colour] = 1;
+            open_until[colour] = members[g - 1];
         }
     }
+    free(member_operand);
+    free(read_between);
+    free(touched);
+    return FG_OK;
 }
 
 /* The uses of the shared parameters, each one's in backward's order: steps last first, an
@@ -337,13 +391,15 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
     p->layer = (uint8_t *)calloc(P->length + 1, 1);
     p->in_layer = (uint8_t *)calloc(P->length + 1, 1);
     p->layer_member = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
+    p->layer_at = (uint32_t *)malloc((P->length + 1) * sizeof(uint32_t));
+    p->layer_color = (uint8_t *)calloc(P->length + 1, 1);
     reads_in_steps = (uint32_t *)calloc(values, sizeof(uint32_t));
     shared_of = (uint32_t *)malloc(values * sizeof(uint32_t));
     p->shared = (shared_param *)malloc((T->leaf_count + 1) * sizeof(shared_param));
     fed = (uint8_t *)calloc(T->leaf_count + 1, 1);
     if (!p->fed || !p->lane || !p->summed || !p->on_lanes || !p->lead || !p->head_of
         || !p->quiet_x || !p->layer
-        || !p->in_layer || !p->layer_member || !reads_in_steps || !shared_of || !p->shared || !fed)
+        || !p->in_layer || !p->layer_member || !p->layer_at || !p->layer_color || !reads_in_steps || !shared_of || !p->shared || !fed)
         goto done;
     for (i = 0; i < job->input_count; i++)
         p->fed[i] = job->inputs[i];
@@ -471,8 +527,9 @@ static fg_status make_plan(const fg_tape *T, const fg_run *job, fg_plan *p)
             p->deferred_count++;
         }
     }
-    find_layers(P, p);
-    st = list_shared_uses(P, p, shared_of);
+    st = find_layers(P, p, values);
+    if (st == FG_OK)
+        st = list_shared_uses(P, p, shared_of);
 done:
     free(reads_in_steps);
     free(shared_of);

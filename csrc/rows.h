@@ -78,8 +78,13 @@ typedef struct fg_plan {
     uint32_t *lead;                 /* step -> NARY_DOT_LED: the terms before the fast ones */
     uint8_t *layer;                 /* step -> a layer group's size at its first step, else 0 */
     uint8_t *in_layer;              /* step -> its place in a layer group, from 1; 0 if none */
-    uint32_t *layer_member;         /* a layer group's first step i -> its members' steps, at
-                                     * i, i + 1, ... (MEMBER); members need not be consecutive */
+    uint32_t *layer_at;             /* a layer group's first step -> where its members' steps
+                                     * start in layer_member (MEMBER) */
+    uint32_t *layer_member;         /* the groups' members' steps, each group's together;
+                                     * members need not be consecutive steps */
+    size_t layer_members;
+    uint8_t *layer_color;           /* step -> its layer group's colour: groups whose members
+                                     * interleave have different ones (< MAX_OPEN) */
     uint32_t *head_of;              /* step -> its head row, or NONE */
     uint8_t *quiet_x;               /* step -> 1 for a fast DOT whose lane operands are all
                                      * leaves that require no grad (a dataset's inputs): no
@@ -91,8 +96,12 @@ typedef struct fg_plan {
  * and its grads gather their contributions in registers. */
 #define MAX_LAYER 8
 
+/* Layer groups whose members interleave (a forward-mode graph's value, first and second
+ * derivative dots, neuron after neuron), this many at most. */
+#define MAX_OPEN 4
+
 /* Member q of the layer group that starts at step `first`. */
-#define MEMBER(first, q) (ctx->plan->layer_member[(first) + (q)])
+#define MEMBER(first, q) (ctx->plan->layer_member[ctx->plan->layer_at[first] + (q)])
 
 /* How an n-ary step's operands lie, for its fast loops. NARY_DOT_LED: a dot whose terms are
  * (parameter or constant, lanes) from plan->lead[step] on, after up to MAX_LEAD terms of any

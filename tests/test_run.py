@@ -704,6 +704,55 @@ def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, betwee
             assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
 
 
+@pytest.mark.parametrize("between", ["other layers' dots", "another layer's input",
+                                     "another layer's score as start", "a weight"])
+def test_layers_whose_neurons_interleave(impl: types.ModuleType, between: str) -> None:
+    """Six layers over six input vectors, recorded neuron by neuron, each neuron's dot of
+    every layer in turn (as a forward-mode graph records value, first and second derivative
+    dots), more layers than run keeps open at once: run still gives each row's bits, also
+    where a step between a layer's neurons reads another layer's input or a later neuron's
+    weight, or a neuron starts from another layer's score."""
+    rng = random.Random(7)
+    layers, neurons, width = 6, 9, 4
+    W = [[[impl.Value(rng.uniform(-1, 1) * 10.0 ** rng.randint(-6, 6)) for _ in range(width)]
+          for _ in range(neurons)] for _ in range(layers)]  # fmt: skip
+    for ws in W[1]:     # the weights of h[1][0], which a step between its neurons reads
+        ws[0].data = rng.uniform(-1, 1)
+    b = [impl.Value(rng.uniform(-1, 1)) for _ in range(layers)]
+    params = [w for layer in W for ws in layer for w in ws] + b
+
+    def loss(xs: list[Any]) -> Any:
+        # each layer's inputs from inputs of its own, so that every grad reaches X's grads
+        h = [[(x * 0.7 + 0.1).tanh() for x in xs[f * width:(f + 1) * width]]
+             for f in range(layers)]  # fmt: skip
+        out: list[Any] = []
+        for j in range(neurons):
+            for f in range(layers):
+                start = b[f]
+                if between == "another layer's score as start" and out and f % 2:
+                    start = out[-1]
+                z = impl.dot(W[f][j], h[f], start)
+                if between == "another layer's input" and f == 0 and j == 4:
+                    z = z * h[1][0]     # a grad of h[1][0]'s size among the dots' own
+                elif between == "a weight" and f == 0:   # (a sum reads it: no row of its own)
+                    z = impl.sum([z, W[1][(j + 1) % neurons][0]])
+                out.append((z * 1e-6).sin())
+        return impl.sum(out)
+
+    X = np.random.default_rng(3).normal(size=(37, layers * width))
+    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
+    xs = [impl.Value(0.0) for _ in range(layers * width)]
+    tape = impl.Tape(loss(xs))
+    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
+        for rows in [slice(0, 1), slice(3, 12), slice(0, 37)]:
+            for v in params + xs:
+                v.grad = 0.0
+            out = tape.run(xs, X[rows], threads=threads)
+            totals = added_in_row_order(row_grads[rows])
+            assert [bits(v) for v in out.tolist()] == expected_out[rows]
+            assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
+
+
 def test_calls_on_one_tape_feed_the_leaves_and_arrays_of_that_call(impl: types.ModuleType) -> None:
     """run remembers the leaves its last call fed, to check them once: a later call with other
     leaves, the same list changed in place, or a bad leaf is still taken as given; X and y in
