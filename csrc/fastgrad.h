@@ -285,6 +285,24 @@ fg_status fg_tape_compute_run(fg_tape *T, const fg_run *job);
  * the leaves' data as read, not a row's, and their grads 0.0 */
 void fg_tape_store_run(fg_tape *T, const fg_run *job);
 
+/* How the last run laid out one step of the program (fg_tape_run_plan), for drawings and
+ * tests of the plan: which loop runs it and which steps run together. */
+typedef struct fg_plan_step {
+    int kind;                       /* 0 unary, 1 binary, 2 n-ary, 3 divisions by one value */
+    int op;                         /* its head's op (fg_op); FG_DIV for divisions */
+    int tail;                       /* single-use unary ops fused after it */
+    int loop;                       /* an n-ary step's loop: 0 term by term, 1 (parameter, row)
+                                     * dot, 2 sum of rows, 3 dot led by a few other terms */
+    long layer;                     /* the first step of the layer group it belongs to, or -1 */
+    int colour;                     /* that group's colour (interleaved groups differ) */
+} fg_plan_step;
+
+/* The plan of the last run's rows (the leaves it fed): fg_tape_steps(T) entries into steps,
+ * the slots that hold a row of values (*lanes) and the rows a block takes (*rows_per_block).
+ * FG_BAD_ARGUMENT if the tape has not run rows. */
+fg_status fg_tape_run_plan(const fg_tape *T, fg_plan_step *steps, size_t *lanes,
+                           size_t *rows_per_block);
+
 /* The node-rows of work below which run() gives a thread no share (fewer threads than asked
  * where the rows are few, or where other programs keep the cores busy; the bits are the
  * same). Sets it, returns the one before; tests set 0 so that every thread they ask for

@@ -793,6 +793,34 @@ static fg_status name_failed_row(fg_tape *T, const run_context *ctx)
     return st == FG_OK ? FG_BAD_ARGUMENT : st;  /* (none failing would be a bug) */
 }
 
+fg_status fg_tape_run_plan(const fg_tape *T, fg_plan_step *steps, size_t *lanes,
+                           size_t *rows_per_block)
+{
+    const fg_program *P = &T->program;
+    const fg_rows_cache *cache = T->rows;
+    const fg_plan *p;
+    size_t i, q;
+    if (cache == NULL || !cache->has_kept)
+        return FG_BAD_ARGUMENT;
+    p = &cache->plan;
+    for (i = 0; i < P->length; i++) {
+        const fg_step *s = &P->steps[i];
+        fg_plan_step *out = &steps[i];
+        out->kind = (int)FG_STEP_KIND(s);
+        out->op = (int)FG_STEP_OP(s);
+        out->tail = (int)s->tail;
+        out->loop = FG_STEP_KIND(s) == FG_STEP_NARY ? (int)p->on_lanes[i] : 0;
+        out->layer = -1;
+        out->colour = p->layer_color[i];
+    }
+    for (i = 0; i < P->length; i++)
+        for (q = 0; q < p->layer[i]; q++)
+            steps[p->layer_member[p->layer_at[i] + q]].layer = (long)i;
+    *lanes = p->lanes;
+    *rows_per_block = cache->kept.n;
+    return FG_OK;
+}
+
 void fg_tape_load_run(fg_tape *T)
 {
     fg_tape_load_data(T);

@@ -1,7 +1,7 @@
 """Draws the pictures of "How the engine works" from the engine itself:
 python docs/make_engine_pictures.py (needs matplotlib). The arena and backward pictures show a
 real graph's nodes as fastgrad._core holds them; the op table is read from csrc/ops.def; the
-run plan draws how Tape.run cuts rows into blocks for the vector kernel this machine uses."""
+run plan is the one Tape.run made for two real tapes (Tape._run_plan)."""
 
 from __future__ import annotations
 
@@ -143,30 +143,63 @@ def draw_op_table(path: Path) -> None:
     plt.close(fig)
 
 
+def planned_tapes() -> list[tuple[str, dict]]:
+    """Two tapes run over rows, and the plan run made for each (Tape._run_plan): the moons
+    demo's classifier, and the PINN's loss with u'' carried forward by hand, whose value,
+    d/dx and d2/dx2 dots of one layer interleave neuron by neuron."""
+    import numpy as np
+
+    from fastgrad.benchmarks.derivatives import forward_mode_loss
+    from fastgrad.demos.moons import per_sample_model
+    from fastgrad.demos.pinn import network
+
+    tape, _, xs, targets = per_sample_model(_core, [2, 16, 16, 1], "margin", 0)
+    tape.run(xs, np.random.default_rng(0).normal(size=(100, 2)), targets,
+             np.ones((100, len(targets))))  # fmt: skip
+    x = _core.Value(0.5)
+    pinn = _core.Tape(forward_mode_loss(_core, network(_core, 8), x))
+    pinn.run([x], np.linspace(0.0, 1.0, 1000).reshape(-1, 1))
+    return [("moons classifier, MLP 2-16-16-1, 100 rows", tape._run_plan()),
+            ("PINN loss, u'' carried forward, MLP 1-8-8-1, 1,000 rows", pinn._run_plan())]
+
+
+LOOK = {"unary": "#ffe0b2", "binary": "#ffcc80", "terms": "#cfd8dc", "sum": "#b0bec5",
+        "led dot": "#90caf9", "dot": "#64b5f6"}  # fmt: skip
+GROUP_COLOURS = ["#2e7d32", "#c62828", "#6a1b9a", "#ef6c00"]
+
+
 def draw_run_plan(path: Path) -> None:
-    rows, lanes, threads = 64, 8, 2
-    steps = ["dot (layer 1)", "relu", "dot (layer 2)", "logsumexp - dot", "backward"]
-    fig, ax = plt.subplots(figsize=(10, 3.8))
-    colours = ["#bbdefb", "#c8e6c9"]
-    for block in range(rows // lanes):
-        thread = block % threads
-        for s in range(len(steps)):
-            ax.add_patch(Rectangle((s * 1.9, -block * 0.42), 1.8, 0.36, facecolor=colours[thread],
-                                   edgecolor="#607d8b", linewidth=0.5))  # fmt: skip
-        ax.text(-0.15, -block * 0.42 + 0.18, f"rows {block * lanes}-{block * lanes + lanes - 1}",
-                ha="right", va="center", fontsize=7)  # fmt: skip
-    for s, name in enumerate(steps):
-        ax.text(s * 1.9 + 0.9, 0.55, name, ha="center", fontsize=8)
-    ax.text(len(steps) * 1.9 + 0.2, -1.4,
-            "then each leaf's grad +=\nthe rows' gradients,\none row at a time, in row\n"
-            "order (the bits never\ndepend on threads)", fontsize=8, va="center")  # fmt: skip
-    ax.set_xlim(-2.2, len(steps) * 1.9 + 3.2)
-    ax.set_ylim(-(rows // lanes) * 0.42 - 0.2, 1.0)
-    ax.axis("off")
-    ax.set_title(f"Tape.run's plan: the tape's fused steps run over blocks of rows, one vector "
-                 f"loop per step ({fastgrad.simd()} here: lanes are rows);\nweights and constants "
-                 f"are scalars; blue and green: the blocks of two threads", fontsize=9)
-    fig.tight_layout()
+    tapes = planned_tapes()
+    fig, axes = plt.subplots(len(tapes), 1, figsize=(11, 4.2))
+    for ax, (title, plan) in zip(axes, tapes):
+        steps = plan["steps"]
+        for i, step in enumerate(steps):
+            look = LOOK[step["loop"] or step["kind"]] if step["kind"] != "divisions" else "#fff59d"
+            ax.add_patch(Rectangle((i, 0), 0.9, 1.0, facecolor=look, edgecolor="none"))
+            if step["tail"]:
+                ax.add_patch(Rectangle((i, 1.0), 0.9, 0.25 * step["tail"], facecolor="#ffe0b2",
+                                       edgecolor="none"))  # fmt: skip
+            if step["layer"] is not None:
+                colour = GROUP_COLOURS[step["colour"] % len(GROUP_COLOURS)]
+                ax.add_patch(Rectangle((i, -0.45), 0.9, 0.3, facecolor=colour, edgecolor="none"))
+        groups = len({s["layer"] for s in steps if s["layer"] is not None})
+        ax.set_xlim(-1, len(steps) + 1)
+        ax.set_ylim(-0.7, 2.2)
+        ax.axis("off")
+        ax.set_title(f"{title}: {len(steps)} steps, {groups} layer groups, "
+                     f"{plan['lanes']} values per row, {plan['rows_per_block']} rows a block",
+                     fontsize=9, loc="left")  # fmt: skip
+    handles = [Rectangle((0, 0), 1, 1, facecolor=c) for c in LOOK.values()]
+    labels = ["unary step", "binary step", "n-ary, term by term", "sum of rows",
+              "dot led by other terms", "dot of (weight, row) terms"]  # fmt: skip
+    handles.append(Rectangle((0, 0), 1, 1, facecolor=GROUP_COLOURS[0]))
+    labels.append("below: a layer group's member (a colour per open group)")
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"Tape.run's plan, read from the engine (Tape._run_plan): each step one vector "
+                 f"loop over a block's rows ({fastgrad.simd()} here: lanes are rows);\na layer "
+                 f"group's dots run together at its first member; above a step, the unary ops "
+                 f"fused after it", fontsize=9)
+    fig.tight_layout(rect=(0, 0.1, 1, 0.92))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

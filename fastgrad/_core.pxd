@@ -107,6 +107,15 @@ cdef extern from "fastgrad.h" nogil:
     int fg_simd_select(const char *name)
     const char *fg_simd_selected()
     size_t fg_run_min_work(size_t node_rows)
+    ctypedef struct fg_plan_step:
+        int kind
+        int op
+        int tail
+        int loop
+        long layer
+        int colour
+    fg_status fg_tape_run_plan(const fg_tape *T, fg_plan_step *steps, size_t *lanes,
+                               size_t *rows_per_block)
 
     ctypedef struct fg_sgd_options:
         double lr, momentum, dampening, weight_decay

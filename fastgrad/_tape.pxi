@@ -209,6 +209,33 @@ cdef class Tape:
         """How many steps its program runs (nodes fused into one step count once)."""
         return fg_tape_steps(self._recorded())
 
+    def _run_plan(self):
+        """How the last run laid out the program over rows, for drawings and tests: "lanes"
+        (the slots that hold a row of values), "rows_per_block", and "steps", one dict per
+        step: its kind ("unary", "binary", "n-ary", "divisions"), op, how many unary ops are
+        fused after it ("tail"), an n-ary step's loop ("terms", "dot", "sum", "led dot"),
+        the first step of its layer group (or None) and that group's colour. ValueError
+        before the tape has run rows."""
+        cdef fg_tape *tape = self._recorded()
+        cdef size_t i, count = fg_tape_steps(tape), lanes = 0, rows = 0
+        cdef fg_plan_step *steps = <fg_plan_step *>PyMem_Malloc((count + 1) * sizeof(fg_plan_step))
+        if steps is NULL:
+            raise MemoryError()
+        try:
+            if fg_tape_run_plan(tape, steps, &lanes, &rows) != FG_OK:
+                raise ValueError("this tape has not run rows yet: its plan is made by run()")
+            kinds = ("unary", "binary", "n-ary", "divisions")
+            loops = ("terms", "dot", "sum", "led dot")
+            listed = [{"kind": kinds[steps[i].kind], "op": _symbols[steps[i].op],
+                       "tail": steps[i].tail,
+                       "loop": loops[steps[i].loop] if steps[i].kind == 2 else None,
+                       "layer": steps[i].layer if steps[i].layer >= 0 else None,
+                       "colour": steps[i].colour if steps[i].layer >= 0 else None}
+                      for i in range(count)]
+        finally:
+            PyMem_Free(steps)
+        return {"lanes": lanes, "rows_per_block": rows, "steps": listed}
+
     def __repr__(self):
         cdef fg_tape *tape = self._recorded()
         leaves = fg_tape_leaf_count(tape) - (0 if self._seeds is None else len(self._seeds))

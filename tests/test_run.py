@@ -751,6 +751,48 @@ def test_layers_whose_neurons_interleave(impl: types.ModuleType, between: str) -
             totals = added_in_row_order(row_grads[rows])
             assert [bits(v) for v in out.tolist()] == expected_out[rows]
             assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
+    if impl is fastgrad._core:  # the layers did run together, their neurons interleaved
+        groups = interleaved_layer_groups(tape)
+        assert len(groups) >= 4 and len({colour for colour, _ in groups.values()}) >= 2
+
+
+def interleaved_layer_groups(tape: Any) -> dict[int, tuple[int, list[int]]]:
+    """The C engine's layer groups in the last run's plan, by first step: (colour, members);
+    asserts that groups whose members interleave have different colours."""
+    groups: dict[int, tuple[int, list[int]]] = {}
+    for i, step in enumerate(tape._run_plan()["steps"]):
+        if step["layer"] is not None:
+            groups.setdefault(step["layer"], (step["colour"], []))[1].append(i)
+    spans = [(members[0], members[-1], colour) for colour, members in groups.values()]
+    for a in spans:
+        for b in spans:
+            if a != b and a[0] < b[0] <= a[1]:
+                assert a[2] != b[2], "interleaved layer groups share a colour"
+    return groups
+
+
+def test_the_run_plan_says_how_run_lays_out_the_program(impl: types.ModuleType) -> None:
+    """Tape._run_plan: nothing before a run has taken rows; then a step per step of the
+    program; the C engine groups a layer's neurons (at most 8 a group), here those of an
+    MLP's hidden layer of 20, and gives each n-ary step its loop."""
+    tape, _, xs, onehot = per_sample_classifier(impl, 6, 20, 3)
+    with pytest.raises(ValueError, match="not run rows"):
+        tape._run_plan()
+    X, y = classifier_data(10, 6, 3)
+    tape.run(xs, X[:0], onehot, y[:0])
+    with pytest.raises(ValueError, match="not run rows"):
+        tape._run_plan()
+    tape.run(xs, X, onehot, y)
+    plan = tape._run_plan()
+    assert len(plan["steps"]) == tape.steps and plan["rows_per_block"] >= 1
+    assert {s["kind"] for s in plan["steps"]} <= {"unary", "binary", "n-ary", "divisions"}
+    assert all((s["loop"] is None) == (s["kind"] != "n-ary") for s in plan["steps"])
+    groups = interleaved_layer_groups(tape)
+    if impl is fastgrad._core:
+        assert sorted(len(members) for _, members in groups.values())[-3:] == [4, 8, 8]
+        assert plan["rows_per_block"] % 8 == 0 and plan["lanes"] > 6
+    else:
+        assert groups == {} and plan["rows_per_block"] == 1
 
 
 def test_calls_on_one_tape_feed_the_leaves_and_arrays_of_that_call(impl: types.ModuleType) -> None:

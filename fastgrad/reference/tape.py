@@ -100,6 +100,7 @@ class Tape:
         # the last forward's values, for backward; None where none could be computed at the
         # leaves a run or the recording left the graph at (_failed_leaves): backward raises
         self._value: list[float] | None = None
+        self._ran_rows = False  # whether run() has taken rows: _run_plan describes its plan
         self._failed_leaves = [self._nodes[i]._data for i in self._leaves]
         try:  # a backward before any forward is over the leaves' data as they are now
             self._value = self._forward_values()
@@ -120,6 +121,8 @@ class Tape:
 
     @property
     def leaves(self) -> list[Value]:
+        """The Values the graph starts from (parameters, inputs, constants), in the order
+        the tape numbers them: run's per_row gradients come in this order."""
         hidden = set(self._seed_slots)
         return [self._nodes[i] for i in self._leaves if i not in hidden]
 
@@ -129,6 +132,23 @@ class Tape:
         once per run of terms the program reaches together (the C engine's unfused count)."""
         code = self._code
         return sum(1 for i, entry in enumerate(code) if i == 0 or code[i - 1][1] != entry[1])
+
+    def _run_plan(self) -> dict[str, Any]:
+        """How run() lays out the program over rows, as the C engine's _run_plan says it:
+        here a row at a time, every node a step of its own (an n-ary node's runs of terms
+        each a step), no layer groups. ValueError before the tape has run rows."""
+        if not self._ran_rows:
+            raise ValueError("this tape has not run rows yet: its plan is made by run()")
+        code = self._code
+        steps = []
+        for i, (rule, _, children, _, _) in enumerate(code):
+            if i > 0 and code[i - 1][1] == code[i][1]:
+                continue
+            kind = "n-ary" if rule in NARY else "unary" if len(children) == 1 else "binary"
+            steps.append({"kind": kind, "op": rule, "tail": 0,
+                          "loop": "terms" if kind == "n-ary" else None, "layer": None,
+                          "colour": None})  # fmt: skip
+        return {"lanes": len(self._nodes), "rows_per_block": 1, "steps": steps}
 
     def __len__(self) -> int:
         """The nodes below the roots (a Tape of several roots adds none of its own)."""
@@ -354,6 +374,7 @@ class Tape:
         fed = leaves + target_leaves
         if len(set(fed)) != len(fed):
             raise ValueError("a leaf is fed twice: inputs and targets must be different leaves")
+        self._ran_rows = self._ran_rows or len(X_rows) > 0
         seeds_before = [self._nodes[i]._data for i in self._seed_slots]
         if len(X_rows):  # each row's seeds, as the seed leaves hold them
             for i, s in zip(self._seed_slots, seeds):
