@@ -19,7 +19,7 @@ import textwrap
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -611,26 +611,36 @@ def added_in_row_order(row_grads: list[list[float]]) -> list[float]:
                             [0.0] * len(row_grads[0]))  # fmt: skip
 
 
+def run_follows_definition(impl: types.ModuleType, loss: Any, params: list[Any], X: np.ndarray,
+                           row_sets: Sequence[slice] = (slice(None),)) -> Any:  # fmt: skip
+    """Records loss over new input leaves and runs its tape on each set of X's rows (threads
+    1, 2 and 3 on the C engine), asserting each time the root's bits per row and every grad's,
+    params then inputs, as rows_by_definition's rows give them added in row order. Returns
+    the tape."""
+    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
+    xs = [impl.Value(0.0) for _ in range(X.shape[1])]
+    tape = impl.Tape(loss(xs))
+    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
+        for rows in row_sets:
+            for v in params + xs:
+                v.grad = 0.0
+            out = tape.run(xs, X[rows], threads=threads)
+            totals = added_in_row_order(row_grads[rows])
+            assert [bits(v) for v in out.tolist()] == expected_out[rows]
+            assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
+    return tape
+
+
 def test_weights_read_by_a_dot_and_a_sum_follow_the_definition(impl: types.ModuleType) -> None:
     """Parameters that a dot and a sum both read (and nothing else): each row's gradient
     collects both uses in backward's order. (The sum's operand list is not a dot's pairs: the
     sanitizer build of the extension runs this test.)"""
     w = [impl.Value(0.5 + i) for i in range(3)]
-    x = [impl.Value(0.0) for _ in range(3)]
 
     def loss(xs: list[Any]) -> Any:
         return (impl.dot(w, xs) * impl.sum(w[::-1])).tanh()
 
-    X = np.random.default_rng(4).normal(size=(21, 3))
-    expected_out, row_grads = rows_by_definition(impl, loss, w, X)
-    totals = added_in_row_order(row_grads)
-    tape = impl.Tape(loss(x))
-    for threads in [1, 2] if impl is fastgrad._core else [1]:
-        for v in w + x:
-            v.grad = 0.0
-        out = tape.run(x, X, threads=threads)
-        assert [bits(v) for v in out.tolist()] == expected_out
-        assert [bits(v.grad) for v in w + x] == [bits(t) for t in totals]
+    run_follows_definition(impl, loss, w, np.random.default_rng(4).normal(size=(21, 3)))
 
 
 def test_dots_whose_first_terms_are_products_of_rows(impl: types.ModuleType) -> None:
@@ -642,7 +652,6 @@ def test_dots_whose_first_terms_are_products_of_rows(impl: types.ModuleType) -> 
     w = [impl.Value(rng.uniform(-1, 1) * 10.0 ** rng.randint(-5, 5)) for _ in range(7)]
     u, b = impl.Value(0.375), impl.Value(-1.25)
     params = w + [u, b]
-    x = [impl.Value(0.0) for _ in range(4)]
 
     def loss(xs: list[Any]) -> Any:
         h = [(v * 0.7 + 0.1).tanh() for v in xs]
@@ -651,16 +660,7 @@ def test_dots_whose_first_terms_are_products_of_rows(impl: types.ModuleType) -> 
         long_lead = impl.dot(h * 3 + [w[6]], h[::-1] * 3 + [h[0]])
         return led * started + long_lead     # no saturating op: every term reaches the root
 
-    X = np.random.default_rng(6).normal(size=(37, 4))
-    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
-    totals = added_in_row_order(row_grads)
-    tape = impl.Tape(loss(x))
-    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
-        for v in params + x:
-            v.grad = 0.0
-        out = tape.run(x, X, threads=threads)
-        assert [bits(v) for v in out.tolist()] == expected_out
-        assert [bits(v.grad) for v in params + x] == [bits(t) for t in totals]
+    run_follows_definition(impl, loss, params, np.random.default_rng(6).normal(size=(37, 4)))
 
 
 @pytest.mark.parametrize("between", ["its score", "an input", "a later weight", "the next start"])
@@ -690,18 +690,8 @@ def test_a_layers_neurons_with_steps_between_them(impl: types.ModuleType, betwee
                 after.append((z * 1e-6).sin())
         return impl.sum(after)
 
-    X = np.random.default_rng(11).normal(size=(45, 5))
-    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
-    xs = [impl.Value(0.0) for _ in range(5)]
-    tape = impl.Tape(loss(xs))
-    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
-        for rows in [slice(i, i + 1) for i in range(5)] + [slice(0, 45)]:
-            for v in params + xs:
-                v.grad = 0.0
-            out = tape.run(xs, X[rows], threads=threads)
-            totals = added_in_row_order(row_grads[rows])
-            assert [bits(v) for v in out.tolist()] == expected_out[rows]
-            assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
+    run_follows_definition(impl, loss, params, np.random.default_rng(11).normal(size=(45, 5)),
+                           [slice(i, i + 1) for i in range(5)] + [slice(0, 45)])  # fmt: skip
 
 
 @pytest.mark.parametrize("between", ["other layers' dots", "another layer's input",
@@ -740,17 +730,8 @@ def test_layers_whose_neurons_interleave(impl: types.ModuleType, between: str) -
         return impl.sum(out)
 
     X = np.random.default_rng(3).normal(size=(37, layers * width))
-    expected_out, row_grads = rows_by_definition(impl, loss, params, X)
-    xs = [impl.Value(0.0) for _ in range(layers * width)]
-    tape = impl.Tape(loss(xs))
-    for threads in [1, 2, 3] if impl is fastgrad._core else [1]:
-        for rows in [slice(0, 1), slice(3, 12), slice(0, 37)]:
-            for v in params + xs:
-                v.grad = 0.0
-            out = tape.run(xs, X[rows], threads=threads)
-            totals = added_in_row_order(row_grads[rows])
-            assert [bits(v) for v in out.tolist()] == expected_out[rows]
-            assert [bits(v.grad) for v in params + xs] == [bits(t) for t in totals]
+    tape = run_follows_definition(impl, loss, params, X,
+                                  [slice(0, 1), slice(3, 12), slice(0, 37)])  # fmt: skip
     if impl is fastgrad._core:  # the layers did run together, their neurons interleaved
         groups = interleaved_layer_groups(tape)
         assert len(groups) >= 4 and len({colour for colour, _ in groups.values()}) >= 2
