@@ -252,11 +252,11 @@ static void mark(uint8_t *marks, uint32_t x, uint32_t *touched, size_t *count)
  * members' tail derivatives kept apart while backward walks between them. */
 static fg_status find_layers(const fg_program *P, fg_plan *p, size_t values)
 {
-    size_t i, j, q, open_until[MAX_OPEN] = {0}, marked = 0;
+    size_t i, j, q, marked = 0;
+    size_t open_until[MAX_OPEN] = {0};    /* each colour's group's last member (0: none) */
     uint8_t *member_operand = (uint8_t *)calloc(values + 1, 1);
     uint8_t *read_between = (uint8_t *)calloc(values + 1, 1);
     uint32_t *touched = (uint32_t *)malloc((values + 1) * sizeof(uint32_t));
-    int opened[MAX_OPEN] = {0};
     if (member_operand == NULL || read_between == NULL || touched == NULL) {
         free(member_operand);
         free(read_between);
@@ -269,7 +269,7 @@ static fg_status find_layers(const fg_program *P, fg_plan *p, size_t values)
         const uint32_t *args = P->args + first->a;
         if (p->in_layer[i] > 0 || p->on_lanes[i] != NARY_DOT_PARAMS_LANES || !joins_layer(P, i, i))
             continue;
-        for (colour = 0; colour < MAX_OPEN && opened[colour] && open_until[colour] > i; colour++)
+        for (colour = 0; colour < MAX_OPEN && open_until[colour] > i; colour++)
             ;
         if (colour == MAX_OPEN)
             continue;
@@ -316,7 +316,6 @@ static fg_status find_layers(const fg_program *P, fg_plan *p, size_t values)
                 p->layer_color[members[q]] = (uint8_t)colour;
                 p->layer_member[p->layer_members++] = (uint32_t)members[q];
             }
-            opened[colour] = 1;
             open_until[colour] = members[g - 1];
         }
     }

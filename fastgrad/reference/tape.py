@@ -130,8 +130,13 @@ class Tape:
     def steps(self) -> int:
         """How many steps its program runs: here one per interior node, an n-ary node's
         once per run of terms the program reaches together (the C engine's unfused count)."""
+        return len(self._step_heads())
+
+    def _step_heads(self) -> list[tuple[Any, ...]]:
+        """The program's entries that begin a step: each node's, an n-ary node's first of
+        each run of terms."""
         code = self._code
-        return sum(1 for i, entry in enumerate(code) if i == 0 or code[i - 1][1] != entry[1])
+        return [entry for i, entry in enumerate(code) if i == 0 or code[i - 1][1] != entry[1]]
 
     def _run_plan(self) -> dict[str, Any]:
         """How run() lays out the program over rows, as the C engine's _run_plan says it:
@@ -139,11 +144,8 @@ class Tape:
         each a step), no layer groups. ValueError before the tape has run rows."""
         if not self._ran_rows:
             raise ValueError("this tape has not run rows yet: its plan is made by run()")
-        code = self._code
         steps = []
-        for i, (rule, _, children, _, _) in enumerate(code):
-            if i > 0 and code[i - 1][1] == code[i][1]:
-                continue
+        for rule, _, children, _, _ in self._step_heads():
             kind = "n-ary" if rule in NARY else "unary" if len(children) == 1 else "binary"
             steps.append({"kind": kind, "op": rule, "tail": 0,
                           "loop": "terms" if kind == "n-ary" else None, "layer": None,
