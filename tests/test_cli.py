@@ -65,17 +65,12 @@ def test_demo_plot(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_bench_prints_the_table() -> None:
-    result = fastgrad("bench", "--quick", "--cases", "B1,B2,B3,B4,B6,B10")  # (all: minutes)
+    # a case of each kind of figure: best of repeats (B1-B3), a mean with the collector's
+    # pauses (B4), retained memory (B6); bench/test_engine.py builds and runs every case
+    result = fastgrad("bench", "--quick", "--cases", "B1,B2,B3,B4,B6")  # (all: minutes)
     assert result.returncode == 0, result.stderr
-    for line in (
-        "B1 `a + b`",
-        "B2 `2.0 + a`",
-        "B3 backward",
-        "B4 a training step",
-        "B6 retained",
-        "B10 PINN pass, MLP 1-16-16-1",
-        "B10 building du/dx",
-    ):
+    for line in ("B1 `a + b`", "B2 `2.0 + a`", "B3 backward", "B4 a training step",
+                 "B6 retained"):
         assert line in result.stdout
     assert "x the float op" in result.stdout and "faster" in result.stdout
     assert "SPEC" not in result.stdout  # users have no such document: the table says it all

