@@ -933,11 +933,19 @@ static void fast_dot_sums(double *FG_RESTRICT totals, const double *FG_RESTRICT 
     }
 }
 
+/* A fast dot's deferred start (its term after the dot's own), or NULL: the fast loop sums it. */
+static const deferred_term *fast_start(const run_context *ctx, const deferred_step *ds)
+{
+    uint32_t terms = ctx->P->steps[ds->step].terms;
+    const deferred_term *start = ctx->plan->terms + ds->first + terms;
+    return ds->count > terms && start->side == 2 ? start : NULL;
+}
+
 /* A deferred step's parameters, rows r0 to r1 - 1 of block `index`: what phase 1 left out,
  * computed from the node's grads and each term's other operand; a fast dot's weights from
  * term k0 on (layer_weight_tiles did those before). */
 static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index, unsigned thread,
-                         size_t r0, size_t r1, size_t k0)
+                         size_t r0, size_t r1, size_t k0, int fast_done)
 {
     const fg_step *s = &ctx->P->steps[ds->step];
     const uint32_t *args = ctx->P->args + s->a;
@@ -949,11 +957,10 @@ static void add_deferred(run_context *ctx, const deferred_step *ds, size_t index
     {
         block *blk = &ctx->buffers[index % ctx->threads];
         const double *G = HEAD(blk, ds->head, 0);
-        int start_done = 0;
-        if (ds->dot_fast) {     /* w's row gradients are x * (its term grad) */
+        int start_done = ds->dot_fast && fast_start(ctx, ds) != NULL;
+        if (ds->dot_fast && !fast_done) {   /* w's row gradients are x * (its term grad) */
             size_t row_stride;
             const double *x = partner_rows(ctx, ds, blk, index, thread, &row_stride);
-            start_done = ds->count > s->terms && terms[s->terms].side == 2;
             fast_dot_sums(totals, x + r0 * row_stride, row_stride, HEAD(blk, ds->head, 1) + r0,
                           HEAD(blk, ds->head, 2) + r0, r1 - r0, s->terms,
                           start_done ? &terms[s->terms] : NULL, G + r0, k0);
@@ -1037,20 +1044,123 @@ static void layer_weight_tiles(double *const *totals, const double *FG_RESTRICT 
     }
 }
 
+/* The most weights before the last that a neuron-lane pass sums for each neuron. */
+#define LANE_TERMS 16
+
+/* FG_WIDTH neurons' weights from term k0 on, one neuron a lane, rows 0 to rows - 1: weight k's
+ * total plus x[r][k] * the neuron's term grad, its last term's with the last term grad, and
+ * the start's (term 0's) total plus its amount, each a chain of its own in row order, as
+ * weight_pass adds them. G holds the neurons' node grads row-major, FG_WIDTH a row; the term
+ * grads are dot_term_grads' rule on them. A neuron alone has few weights left after the tiles
+ * (moons' first layer: two and its start), so its chains would wait on each addition; side by
+ * side, the neurons' chains overlap. Inlined with a constant `left`. */
+static FG_ALWAYS_INLINE fg_simd gather_totals(double *const *totals, size_t at)
+{
+    double lane[FG_WIDTH];
+    size_t q;
+    for (q = 0; q < FG_WIDTH; q++)
+        lane[q] = totals[q][at];
+    return fg_load(lane);
+}
+
+static FG_ALWAYS_INLINE void scatter_totals(double *const *totals, size_t at, fg_simd v)
+{
+    double lane[FG_WIDTH];
+    size_t q;
+    fg_store(lane, v);
+    for (q = 0; q < FG_WIDTH; q++)
+        totals[q][at] = lane[q];
+}
+
+static FG_ALWAYS_INLINE void neuron_lane_pass(double *const *totals, const double *FG_RESTRICT x,
+                                              size_t stride, const double *FG_RESTRICT G,
+                                              size_t rows, uint32_t terms, size_t k0,
+                                              size_t left, int with_start)
+{
+    const fg_simd zero = fg_splat(0.0), one = fg_splat(1.0);
+    const size_t last_at = terms - 1;
+    fg_simd acc[LANE_TERMS];
+    fg_simd acc_last = gather_totals(totals, last_at);
+    fg_simd acc_start = with_start ? gather_totals(totals, last_at + 1) : zero;
+    size_t k, r;
+    for (k = 0; k < left; k++)
+        acc[k] = gather_totals(totals, k0 + k);
+    for (r = 0; r < rows; r++) {
+        /* the term grads by dot_term_grads' rule, a neuron a lane */
+        const double *xr = x + r * stride;
+        const fg_simd g = fg_load(G + r * FG_WIDTH), g_rest = fg_add(zero, g);
+        const fg_simd rest = fg_mul(one, fg_add(zero, fg_mul(one, g_rest)));
+        const fg_simd last = fg_mul(one, fg_add(zero, fg_mul(one, g)));
+        for (k = 0; k < left; k++)
+            acc[k] = fg_add(acc[k], fg_mul(fg_splat(xr[k0 + k]), rest));
+        acc_last = fg_add(acc_last, fg_mul(fg_splat(xr[last_at]), last));
+        if (with_start)
+            acc_start = fg_add(acc_start, fg_mul(one, terms == 1 ? g : g_rest));
+    }
+    for (k = 0; k < left; k++)
+        scatter_totals(totals, k0 + k, acc[k]);
+    scatter_totals(totals, last_at, acc_last);
+    if (with_start)
+        scatter_totals(totals, last_at + 1, acc_start);
+}
+
+/* The deferred step of phase 2's work item w. */
+#define DEFERRED(ctx, w) (&(ctx)->plan->deferred[(ctx)->work[w] - (ctx)->plan->summed_count])
+
+/* The fast sums of the FG_WIDTH neurons of work items w, w + 1, ... from term k0 on, rows r0
+ * to r1 - 1 of `blk`, side by side in neuron_lane_pass; 0 (nothing done) where they differ in
+ * shape (a start or not) or have more weights left than it takes. */
+static int neuron_lanes(run_context *ctx, size_t w, const block *blk, unsigned thread,
+                        const double *x, size_t stride, size_t r0, size_t r1, size_t k0)
+{
+    const deferred_step *first = DEFERRED(ctx, w);
+    const deferred_term *first_start = fast_start(ctx, first);
+    const uint32_t terms = ctx->P->steps[first->step].terms;
+    double *lanes = ctx->row_sums[thread], *totals[FG_WIDTH];
+    size_t q, r, rows = r1 - r0, left = terms - 1 - k0;
+    if (left > LANE_TERMS - 1 || (first_start != NULL && first_start->k != 0))
+        return 0;
+    for (q = 0; q < FG_WIDTH; q++) {
+        const deferred_step *ds = DEFERRED(ctx, w + q);
+        const deferred_term *start = fast_start(ctx, ds);
+        if (ctx->P->steps[ds->step].terms != terms || (start == NULL) != (first_start == NULL)
+            || (start != NULL && start->k != 0))
+            return 0;
+    }
+    for (q = 0; q < FG_WIDTH; q++) {   /* the neurons' node grads, a lane each */
+        const deferred_step *ds = DEFERRED(ctx, w + q);
+        const double *G = HEAD(blk, ds->head, 0) + r0;
+        totals[q] = ctx->accumulators + ds->first;
+        for (r = 0; r < rows; r++)
+            lanes[r * FG_WIDTH + q] = G[r];
+    }
+    switch (left) {
+#define LANES(v) \
+    case v: \
+        neuron_lane_pass(totals, x, stride, lanes, rows, terms, k0, v, first_start != NULL); \
+        break;
+    LANES(0) LANES(1) LANES(2) LANES(3) LANES(4) LANES(5) LANES(6) LANES(7)
+    LANES(8) LANES(9) LANES(10) LANES(11) LANES(12) LANES(13) LANES(14) LANES(15)
+#undef LANES
+    }
+    return 1;
+}
+
 /* A layer's deferred dots (work[w] to work[w + count - 1]), block `index`: a chunk of rows at
  * a time for all of them, so that the partners' rows they all read come from the first-level
  * cache (one neuron's pass over the block's rows would read them from the second level); in
- * each chunk, TILE_NEURONS neurons at a time take their leading weights together, then each
- * neuron the rest of its terms. Each weight still takes its rows in order. */
+ * each chunk, TILE_NEURONS neurons at a time take their leading weights together, then
+ * FG_WIDTH neurons at a time the rest of their terms, one a lane (a neuron alone where fewer
+ * are left). Each weight still takes its rows in order. */
 static void add_layer_deferred(run_context *ctx, size_t w, size_t count, size_t index,
                                unsigned thread)
 {
     const block *blk = &ctx->buffers[index % ctx->threads];
-    const deferred_step *first = &ctx->plan->deferred[ctx->work[w] - ctx->plan->summed_count];
+    const deferred_step *first = DEFERRED(ctx, w);
     const fg_step *s = &ctx->P->steps[first->step];
     size_t stride = first->column != NONE ? ctx->job->input_count : s->terms;
     size_t chunk = count > 1 ? PARTNER_CHUNK_BYTES / sizeof(double) / stride : blk->rows;
-    /* whole tiles of leading terms, the last term left to fast_dot_sums */
+    /* whole tiles of leading terms, the last term left to the lanes or fast_dot_sums */
     size_t tiled = count >= TILE_NEURONS ? (s->terms - 1) / (TILE_VECTORS * FG_WIDTH)
                                                * (TILE_VECTORS * FG_WIDTH) : 0;
     size_t r0, j, q;
@@ -1060,23 +1170,30 @@ static void add_layer_deferred(run_context *ctx, size_t w, size_t count, size_t 
         size_t r1 = blk->rows - r0 < chunk ? blk->rows : r0 + chunk;
         const double *x = NULL;
         size_t row_stride = stride;
-        if (tiled > 0)
+        if (tiled > 0 || (FG_WIDTH > 1 && count >= FG_WIDTH))
             x = partner_rows(ctx, first, blk, index, thread, &row_stride);
-        for (j = 0; j < count; j++) {
-            const deferred_step *ds = &ctx->plan->deferred[ctx->work[w + j] - ctx->plan->summed_count];
-            size_t k0 = j - j % TILE_NEURONS + TILE_NEURONS <= count ? tiled : 0;
-            if (k0 > 0 && j % TILE_NEURONS == 0) {
-                double *totals[TILE_NEURONS];
-                const double *rest[TILE_NEURONS];
-                for (q = 0; q < TILE_NEURONS; q++) {
-                    const deferred_step *dq =
-                        &ctx->plan->deferred[ctx->work[w + j + q] - ctx->plan->summed_count];
-                    totals[q] = ctx->accumulators + dq->first;
-                    rest[q] = HEAD(blk, dq->head, 1) + r0;
-                }
-                layer_weight_tiles(totals, x + r0 * row_stride, row_stride, rest, r1 - r0, k0);
+        for (j = 0; tiled > 0 && j + TILE_NEURONS <= count; j += TILE_NEURONS) {
+            double *totals[TILE_NEURONS];
+            const double *rest[TILE_NEURONS];
+            for (q = 0; q < TILE_NEURONS; q++) {
+                const deferred_step *dq = DEFERRED(ctx, w + j + q);
+                totals[q] = ctx->accumulators + dq->first;
+                rest[q] = HEAD(blk, dq->head, 1) + r0;
             }
-            add_deferred(ctx, ds, index, thread, r0, r1, k0);
+            layer_weight_tiles(totals, x + r0 * row_stride, row_stride, rest, r1 - r0, tiled);
+        }
+        for (j = 0; j < count; j++) {
+            /* the weights the tiles took: those of a whole tile's neurons */
+            size_t k0 = j - j % TILE_NEURONS + TILE_NEURONS <= count ? tiled : 0;
+            if (FG_WIDTH > 1 && j % FG_WIDTH == 0 && j + FG_WIDTH <= count
+                && neuron_lanes(ctx, w + j, blk, thread, x + r0 * row_stride, row_stride, r0, r1,
+                                k0)) {
+                for (q = 0; q < FG_WIDTH; q++)
+                    add_deferred(ctx, DEFERRED(ctx, w + j + q), index, thread, r0, r1, k0, 1);
+                j += FG_WIDTH - 1;
+                continue;
+            }
+            add_deferred(ctx, DEFERRED(ctx, w + j), index, thread, r0, r1, k0, 0);
         }
     }
 }

@@ -146,8 +146,9 @@ typedef struct run_context {
     double **partners;              /* per thread: a block's partner operands, row-major */
     size_t *partners_tag;           /* per thread: which (block, partner group) they are */
     size_t partners_width;          /* the widest partner list */
-    double **row_sums;              /* per thread: SIDE_BY_SIDE shared parameters' row
-                                     * gradients */
+    double **row_sums;              /* per thread: SIDE_BY_SIDE rows: shared parameters'
+                                     * row gradients, or a layer's node grads with up to 8
+                                     * neurons side by side */
     uint32_t *work;                 /* phase 2's items: a summed leaf (its index in
                                      * plan->summed), then the deferred steps, then the shared
                                      * parameters, numbered on from there */
