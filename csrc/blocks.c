@@ -1044,8 +1044,13 @@ static void layer_weight_tiles(double *const *totals, const double *FG_RESTRICT 
     }
 }
 
-/* The most weights before the last that a neuron-lane pass sums for each neuron. */
+/* The most weights before the last that a neuron-lane pass sums for each neuron, plus one:
+ * what whole tiles leave (fewer than TILE_VECTORS vectors), or a neuron with few inputs. */
+#if FG_WIDTH >= 8
 #define LANE_TERMS 16
+#else
+#define LANE_TERMS 8
+#endif
 
 /* FG_WIDTH neurons' weights from term k0 on, one neuron a lane, rows 0 to rows - 1: weight k's
  * total plus x[r][k] * the neuron's term grad, its last term's with the last term grad, and
@@ -1140,7 +1145,9 @@ static int neuron_lanes(run_context *ctx, size_t w, const block *blk, unsigned t
         neuron_lane_pass(totals, x, stride, lanes, rows, terms, k0, v, first_start != NULL); \
         break;
     LANES(0) LANES(1) LANES(2) LANES(3) LANES(4) LANES(5) LANES(6) LANES(7)
+#if LANE_TERMS > 8
     LANES(8) LANES(9) LANES(10) LANES(11) LANES(12) LANES(13) LANES(14) LANES(15)
+#endif
 #undef LANES
     }
     return 1;
