@@ -225,24 +225,29 @@ static void layer_forward(const run_context *ctx, block *blk, size_t first, size
     }
 }
 
-/* The term grads of a fast DOT step for 8 rows whose node grads are G: ops.h's rule
+/* The term grads of a fast DOT step for a vector of node grads g (dot_term_grads: 8 rows of
+ * G; the neuron lanes of phase 2: a row of FG_WIDTH neurons): ops.h's rule
  * (fg_nary_term_amounts) at v0 = 1.0, v1 = 0.0, where the amount d(w x)/dx takes is the term
  * grad itself, written out in vector operations, each the rule's own IEEE operation:
  *   sum_grad = g for the last term, 0.0 + g for the others;
  *   amount to x = d_dv1 * (0.0 + 1.0 * sum_grad), d_dv1 = v0 = 1.0;
  *   amount to the start = 1.0 * sum_grad of term 0.
  * fg_blocks_check_rules holds this to the rule. */
+static FG_ALWAYS_INLINE void dot_term_grad_vector(uint32_t terms, fg_simd g, fg_simd *last,
+                                                  fg_simd *rest, fg_simd *first)
+{
+    const fg_simd zero = fg_splat(0.0), one = fg_splat(1.0), g_rest = fg_add(zero, g);
+    *last = fg_mul(one, fg_add(zero, fg_mul(one, g)));
+    *rest = fg_mul(one, fg_add(zero, fg_mul(one, g_rest)));
+    *first = fg_mul(one, terms == 1 ? g : g_rest);
+}
+
 static void dot_term_grads(uint32_t terms, const double *G, fg_simd *last, fg_simd *rest,
                            fg_simd *first)
 {
-    const fg_simd zero = fg_splat(0.0), one = fg_splat(1.0);
     size_t j;
-    for (j = 0; j < FG_VECS; j++) {
-        const fg_simd g = fg_load(G + j * FG_WIDTH), g_rest = fg_add(zero, g);
-        last[j] = fg_mul(one, fg_add(zero, fg_mul(one, g)));
-        rest[j] = fg_mul(one, fg_add(zero, fg_mul(one, g_rest)));
-        first[j] = fg_mul(one, terms == 1 ? g : g_rest);
-    }
+    for (j = 0; j < FG_VECS; j++)
+        dot_term_grad_vector(terms, fg_load(G + j * FG_WIDTH), &last[j], &rest[j], &first[j]);
 }
 
 /* A led dot's first terms' amounts as nary_backward forms them, v1 times the term grad to v0
@@ -1052,13 +1057,7 @@ static void layer_weight_tiles(double *const *totals, const double *FG_RESTRICT 
 #define LANE_TERMS 8
 #endif
 
-/* FG_WIDTH neurons' weights from term k0 on, one neuron a lane, rows 0 to rows - 1: weight k's
- * total plus x[r][k] * the neuron's term grad, its last term's with the last term grad, and
- * the start's (term 0's) total plus its amount, each a chain of its own in row order, as
- * weight_pass adds them. G holds the neurons' node grads row-major, FG_WIDTH a row; the term
- * grads are dot_term_grads' rule on them. A neuron alone has few weights left after the tiles
- * (moons' first layer: two and its start), so its chains would wait on each addition; side by
- * side, the neurons' chains overlap. Inlined with a constant `left`. */
+/* Number `at` of each of FG_WIDTH neurons' totals, a neuron a lane (and back). */
 static FG_ALWAYS_INLINE fg_simd gather_totals(double *const *totals, size_t at)
 {
     double lane[FG_WIDTH];
@@ -1077,30 +1076,34 @@ static FG_ALWAYS_INLINE void scatter_totals(double *const *totals, size_t at, fg
         totals[q][at] = lane[q];
 }
 
+/* FG_WIDTH neurons' weights from term k0 on, one neuron a lane, rows 0 to rows - 1: weight k's
+ * total plus x[r][k] * the neuron's term grad, its last term's with the last term grad, and
+ * the start's (term 0's) total plus its amount, each a chain of its own in row order, as
+ * weight_pass adds them. G holds the neurons' node grads row-major, FG_WIDTH a row; the term
+ * grads are dot_term_grads' rule on them. A neuron alone has few weights left after the tiles
+ * (moons' first layer: two and its start), so its chains would wait on each addition; side by
+ * side, the neurons' chains overlap. Inlined with a constant `left`. */
 static FG_ALWAYS_INLINE void neuron_lane_pass(double *const *totals, const double *FG_RESTRICT x,
                                               size_t stride, const double *FG_RESTRICT G,
                                               size_t rows, uint32_t terms, size_t k0,
                                               size_t left, int with_start)
 {
-    const fg_simd zero = fg_splat(0.0), one = fg_splat(1.0);
     const size_t last_at = terms - 1;
     fg_simd acc[LANE_TERMS];
     fg_simd acc_last = gather_totals(totals, last_at);
-    fg_simd acc_start = with_start ? gather_totals(totals, last_at + 1) : zero;
+    fg_simd acc_start = with_start ? gather_totals(totals, last_at + 1) : fg_splat(0.0);
     size_t k, r;
     for (k = 0; k < left; k++)
         acc[k] = gather_totals(totals, k0 + k);
     for (r = 0; r < rows; r++) {
-        /* the term grads by dot_term_grads' rule, a neuron a lane */
         const double *xr = x + r * stride;
-        const fg_simd g = fg_load(G + r * FG_WIDTH), g_rest = fg_add(zero, g);
-        const fg_simd rest = fg_mul(one, fg_add(zero, fg_mul(one, g_rest)));
-        const fg_simd last = fg_mul(one, fg_add(zero, fg_mul(one, g)));
+        fg_simd last, rest, first;
+        dot_term_grad_vector(terms, fg_load(G + r * FG_WIDTH), &last, &rest, &first);
         for (k = 0; k < left; k++)
             acc[k] = fg_add(acc[k], fg_mul(fg_splat(xr[k0 + k]), rest));
         acc_last = fg_add(acc_last, fg_mul(fg_splat(xr[last_at]), last));
         if (with_start)
-            acc_start = fg_add(acc_start, fg_mul(one, terms == 1 ? g : g_rest));
+            acc_start = fg_add(acc_start, first);
     }
     for (k = 0; k < left; k++)
         scatter_totals(totals, k0 + k, acc[k]);
@@ -1123,9 +1126,9 @@ static int neuron_lanes(run_context *ctx, size_t w, const block *blk, unsigned t
     const uint32_t terms = ctx->P->steps[first->step].terms;
     double *lanes = ctx->row_sums[thread], *totals[FG_WIDTH];
     size_t q, r, rows = r1 - r0, left = terms - 1 - k0;
-    if (left > LANE_TERMS - 1 || (first_start != NULL && first_start->k != 0))
+    if (left > LANE_TERMS - 1)
         return 0;
-    for (q = 0; q < FG_WIDTH; q++) {
+    for (q = 0; q < FG_WIDTH; q++) {   /* one shape, whose start (if any) is term 0's */
         const deferred_step *ds = DEFERRED(ctx, w + q);
         const deferred_term *start = fast_start(ctx, ds);
         if (ctx->P->steps[ds->step].terms != terms || (start == NULL) != (first_start == NULL)
